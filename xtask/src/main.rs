@@ -1,1 +1,219 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for facegate's builds and tests.
+//!
+//! - `cargo xtask test`: everything CI runs (format, clippy, host tests, the
+//!   core for `thumbv7em-none-eabihf` with and without defmt, both firmware
+//!   boards, and the firmware self-test in QEMU).
+//! - `cargo xtask demo`: builds the firmware and boots it in QEMU.
+//!
+//! Cortex-M builds use an installed rustup target when there is one, and
+//! otherwise Debian's `rustc-web` + `rust-web-src` with `-Zbuild-std`
+//! (see `toolchain.rs` and DESIGN.md).
+
+mod qemu;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::toolchain::CrossToolchain;
+
+/// Core crate name, built for the boards.
+const CORE: &str = "facegate-core";
+/// The Cortex-M target.
+const THUMB: &str = "thumbv7em-none-eabihf";
+
+#[derive(Parser)]
+#[command(about = "facegate build and test tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run every check CI runs: fmt, clippy, host tests, cross builds, QEMU.
+    Test {
+        /// Skip `cargo fmt --check` and clippy (faster local loop).
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Build the firmware and run its self-test on the emulated Cortex-M7 board.
+    Demo,
+    /// Build the core for Cortex-M (with and without defmt) and both firmware boards.
+    Cross,
+    /// Boot the QEMU board firmware (already built or not) and check its pass line.
+    Qemu,
+    /// Print which Cortex-M toolchain would be used, and why.
+    Toolchain,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = repo_root()?;
+    match cli.task {
+        Task::Test { no_lint } => test_all(&root, !no_lint),
+        Task::Demo => {
+            let tc = CrossToolchain::detect()?;
+            let elf = build_firmware(&root, &tc)?;
+            qemu::run_selftest(&root, &elf)
+        }
+        Task::Cross => {
+            let tc = CrossToolchain::detect()?;
+            build_core_for_thumb(&root, &tc)?;
+            build_firmware(&root, &tc).map(drop)
+        }
+        Task::Qemu => {
+            let tc = CrossToolchain::detect()?;
+            let elf = build_firmware(&root, &tc)?;
+            qemu::run_selftest(&root, &elf)
+        }
+        Task::Toolchain => {
+            println!("{}", CrossToolchain::detect()?);
+            Ok(())
+        }
+    }
+}
+
+fn test_all(root: &Path, lint: bool) -> Result<()> {
+    let started = Instant::now();
+    // Detect first: a machine that cannot cross-build should fail in seconds, not after the host tests.
+    let tc = CrossToolchain::detect()?;
+    println!("cortex-m toolchain: {tc}");
+    if lint {
+        step("cargo fmt --check", || {
+            run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
+            run(cargo(&root.join("firmware")).args(["fmt", "--all", "--", "--check"]))
+        })?;
+        step("clippy (host workspace, -D warnings)", || {
+            run(cargo(root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        })?;
+    }
+    step("host tests", || {
+        run(cargo(root).args(["test", "--workspace", "--locked"]))
+    })?;
+    step("facegate-core for thumbv7em-none-eabihf", || {
+        build_core_for_thumb(root, &tc)
+    })?;
+    let elf = step("firmware (qemu-mps2-an500, stm32h743)", || {
+        build_firmware(root, &tc)
+    })?;
+    step("firmware self-test in QEMU mps2-an500", || {
+        qemu::run_selftest(root, &elf)
+    })?;
+    println!("\nxtask test: all passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Builds the no_std core for Cortex-M, plain and with the `defmt` feature.
+fn build_core_for_thumb(root: &Path, tc: &CrossToolchain) -> Result<()> {
+    // A separate target dir: the cross toolchain may be another rustc, and
+    // sharing host build-script outputs with it would force rebuilds both ways.
+    let target_dir = target_dir(root).join("cross");
+    for features in [&[][..], &["--features", "defmt"][..]] {
+        let mut cmd = cargo(root);
+        tc.apply(&mut cmd);
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            CORE,
+            "--target",
+            THUMB,
+        ])
+        .args(tc.build_std_args())
+        .args(features)
+        .env("CARGO_TARGET_DIR", &target_dir);
+        run(&mut cmd)?;
+        println!("built {CORE} for {THUMB} {}", features.join(" "));
+    }
+    Ok(())
+}
+
+/// Builds all firmware boards; returns the QEMU board's ELF.
+fn build_firmware(root: &Path, tc: &CrossToolchain) -> Result<PathBuf> {
+    let fw = root.join("firmware");
+    let target_dir = firmware_target_dir(root);
+    let mut cmd = cargo(&fw);
+    tc.apply(&mut cmd);
+    cmd.args(["build", "--release", "--locked", "--workspace"])
+        .args(tc.build_std_args())
+        .env("CARGO_TARGET_DIR", &target_dir);
+    run(&mut cmd)?;
+    let out = target_dir.join(THUMB).join("release");
+    for board in ["qemu-mps2-an500", "stm32h743"] {
+        let elf = out.join(board);
+        let size = std::fs::metadata(&elf)
+            .with_context(|| format!("missing {}", elf.display()))?
+            .len();
+        println!("built firmware {board}: {} ({size} B ELF)", elf.display());
+    }
+    Ok(out.join("qemu-mps2-an500"))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+pub(crate) fn firmware_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d).join("firmware"),
+        None => root.join("firmware").join("target"),
+    }
+}
+
+fn repo_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// `cargo` in `dir`, with the variables of an enclosing `cargo xtask` removed
+/// so that a cross build does not inherit the host's rustc.
+fn cargo(dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(dir);
+    for var in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_BOOTSTRAP",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {shown}");
+    }
+    Ok(())
+}
+
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    println!("\n==> {name}");
+    let t = Instant::now();
+    let r = f().with_context(|| format!("step failed: {name}"))?;
+    println!("<== {name}: ok ({:.1?})", t.elapsed());
+    Ok(r)
+}

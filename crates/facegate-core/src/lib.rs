@@ -11,6 +11,11 @@
 //! - [`db`]: the versioned, CRC-protected template database format.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
+// Input must never panic the device: no unwrap/expect/panic outside tests.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod db;
 pub mod embedding;

@@ -1,1 +1,22 @@
-fn main() {}
+//! `facegate`: the host command line.
+//!
+//! One subcommand per file under `cmd/`, each with a `run()`. Today it
+//! inspects template databases; training, evaluation, quantization,
+//! enrollment and provisioning join as they land.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cmd::Cli::parse();
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

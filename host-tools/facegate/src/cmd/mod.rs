@@ -1,0 +1,29 @@
+//! Subcommands.
+
+pub mod db;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Offline face verification for doors: train, evaluate, enroll, provision.
+#[derive(Debug, Parser)]
+#[command(name = "facegate", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and check template databases.
+    #[command(subcommand)]
+    Db(db::DbCommand),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Db(c) => db::run(c),
+    }
+}

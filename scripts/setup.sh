@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build, test and run
+# facegate; safe to re-run (it only installs what is missing).
+#
+#   - Debian: rustc-web + rust-web-src (a rustc with matching library source,
+#     to build `core` for Cortex-M where no rustup target can be downloaded),
+#     QEMU for the Cortex-M board and Linux ARM user mode, the aarch64 cross
+#     compiler pieces.
+#   - cargo: defmt-print (decodes the firmware's log on the host).
+#
+# On a machine where `rustup target add thumbv7em-none-eabihf` works, the
+# Debian compiler is not needed; everything else still is.
+set -euo pipefail
+
+apt_packages=(rustc-web rust-web-src qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+cargo_tools=(defmt-print)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # The package lists of a fresh image can be stale (rustc-web moves with Rust releases).
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: Debian packages present"
+fi
+
+for tool in "${cargo_tools[@]}"; do
+  if command -v "$tool" >/dev/null 2>&1; then
+    echo "setup: $tool present"
+  else
+    echo "setup: cargo install $tool"
+    cargo install --locked --quiet "$tool"
+  fi
+done
+
+# Say which Cortex-M toolchain the builds will use.
+cargo xtask toolchain

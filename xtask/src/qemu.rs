@@ -1,0 +1,57 @@
+//! Runs the QEMU board's firmware and checks its verdict.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The line the firmware logs when every check held.
+const PASS_PREFIX: &str = "PASS:";
+
+/// Boots `elf` through `firmware/scripts/qemu-run.sh`, echoes the decoded log,
+/// and requires both QEMU's exit status 0 and the firmware's pass line.
+pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
+    if which("defmt-print").is_none() {
+        bail!(
+            "defmt-print is not installed: run scripts/setup.sh (or `cargo install defmt-print --locked`)"
+        );
+    }
+    if which("qemu-system-arm").is_none() {
+        bail!("qemu-system-arm is not installed: run scripts/setup.sh");
+    }
+    let script = root.join("firmware/scripts/qemu-run.sh");
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .arg(elf)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {}", script.display()))?;
+    let stdout = child.stdout.take().context("no stdout from qemu-run.sh")?;
+    let mut passed = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("  [qemu] {line}");
+        passed |= line
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|w| w == PASS_PREFIX);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("firmware failed in QEMU ({status})");
+    }
+    if !passed {
+        bail!("QEMU exited cleanly but the firmware never logged its `{PASS_PREFIX}` line");
+    }
+    println!("QEMU mps2-an500: firmware self-test passed");
+    Ok(())
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
