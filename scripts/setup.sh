@@ -7,10 +7,12 @@
 #     QEMU for the Cortex-M board and Linux ARM user mode, the aarch64 cross
 #     compiler pieces.
 #   - cargo: defmt-print (decodes the firmware's log on the host).
+#   - .venv/: numpy + scikit-learn, the evaluation tests' independent reference.
 #
 # On a machine where `rustup target add thumbv7em-none-eabihf` works, the
 # Debian compiler is not needed; everything else still is.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 apt_packages=(rustc-web rust-web-src qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 cargo_tools=(defmt-print)
@@ -38,6 +40,16 @@ for tool in "${cargo_tools[@]}"; do
     cargo install --locked --quiet "$tool"
   fi
 done
+
+# numpy + scikit-learn in a project venv: the independent reference the
+# evaluation metrics are tested against (tests/reference/eval_reference.py).
+if ! .venv/bin/python -c "import numpy, sklearn" >/dev/null 2>&1; then
+  echo "setup: creating .venv with numpy and scikit-learn (evaluation reference)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check numpy scikit-learn
+else
+  echo "setup: reference venv present"
+fi
 
 # Say which Cortex-M toolchain the builds will use.
 cargo xtask toolchain

@@ -1,21 +1,23 @@
 //! The shared face data is where and what the later pipeline expects.
 
-use facegate_e2e::{parse_pairs, shared_data};
+use facegate_e2e::shared_data;
+use facegate_eval::pairs::parse_pairs;
+
+fn pairs(file: &std::path::Path) -> facegate_eval::pairs::PairList {
+    parse_pairs(&std::fs::read_to_string(file).unwrap(), file).unwrap()
+}
 
 #[test]
 fn lfw_view2_has_ten_balanced_folds_of_existing_images() {
     let Some(data) = shared_data() else { return };
     let lfw = data.join("lfw");
-    let pairs = parse_pairs(&std::fs::read_to_string(lfw.join("pairs.txt")).unwrap()).unwrap();
-    assert_eq!(pairs.len(), 6000);
-    for (fold, chunk) in pairs.chunks(600).enumerate() {
-        let same = chunk.iter().filter(|p| p.same).count();
-        assert_eq!(same, 300, "fold {fold}");
-    }
-    let missing: Vec<_> = pairs
+    let list = pairs(&lfw.join("pairs.txt"));
+    assert_eq!((list.pairs.len(), list.folds), (6000, 10));
+    let missing: Vec<_> = list
+        .pairs
         .iter()
         .flat_map(|p| [&p.a, &p.b])
-        .filter(|img| !lfw.join("aligned_112").join(img).is_file())
+        .filter(|img| !lfw.join("aligned_112").join(img.relative_path()).is_file())
         .take(5)
         .collect();
     assert!(missing.is_empty(), "missing images: {missing:?}");
@@ -24,20 +26,11 @@ fn lfw_view2_has_ten_balanced_folds_of_existing_images() {
 #[test]
 fn lfw_view1_lists_have_no_header() {
     let Some(data) = shared_data() else { return };
-    let train =
-        parse_pairs(&std::fs::read_to_string(data.join("lfw/pairsDevTrain.txt")).unwrap()).unwrap();
-    let test =
-        parse_pairs(&std::fs::read_to_string(data.join("lfw/pairsDevTest.txt")).unwrap()).unwrap();
-    assert_eq!((train.len(), test.len()), (2200, 1000));
-    assert_eq!(test.iter().filter(|p| p.same).count(), 500);
-}
-
-#[test]
-fn pair_lines_parse() {
-    let p = parse_pairs("10\t300\nAbel_Pacheco\t1\t4\nA_B\t2\tC_D\t11\n").unwrap();
-    assert_eq!(p.len(), 2);
-    assert_eq!(p[0].a, "Abel_Pacheco/Abel_Pacheco_0001.jpg");
-    assert!(p[0].same && !p[1].same);
-    assert_eq!(p[1].b, "C_D/C_D_0011.jpg");
-    assert!(parse_pairs("x y z w v\n").is_err());
+    let train = pairs(&data.join("lfw/pairsDevTrain.txt"));
+    let test = pairs(&data.join("lfw/pairsDevTest.txt"));
+    assert_eq!(
+        (train.pairs.len(), test.pairs.len(), test.folds),
+        (2200, 1000, 1)
+    );
+    assert_eq!(test.pairs.iter().filter(|p| p.same).count(), 500);
 }

@@ -12,8 +12,14 @@
 #![deny(missing_docs)]
 
 pub mod allpairs;
+pub mod cache;
+pub mod deploy;
+pub mod embedder;
+pub mod faces;
 pub mod identification;
+pub mod lfw;
 pub mod pairs;
+pub mod report;
 pub mod roc;
 pub mod verification;
 

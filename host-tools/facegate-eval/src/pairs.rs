@@ -39,6 +39,8 @@ pub struct Pair {
     pub b: ImageRef,
     /// Same person?
     pub same: bool,
+    /// 1-based line in the list it came from.
+    pub line: usize,
 }
 
 /// A parsed pair list.
@@ -101,6 +103,7 @@ pub fn parse_pairs(text: &str, file: &Path) -> Result<PairList, PairsError> {
                     number: num(n, y)?,
                 },
                 same: true,
+                line: n,
             }),
             [n1, x, n2, y] => pairs.push(Pair {
                 a: ImageRef {
@@ -112,6 +115,7 @@ pub fn parse_pairs(text: &str, file: &Path) -> Result<PairList, PairsError> {
                     number: num(n, y)?,
                 },
                 same: false,
+                line: n,
             }),
             _ => {
                 return Err(err(

@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub mod db;
+pub mod eval;
 
 use std::process::ExitCode;
 
@@ -19,11 +20,14 @@ enum Command {
     /// Inspect and check template databases.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Evaluate an embedder on LFW: 10-fold, all pairs (ROC, TAR@FAR), 1:N, door threshold.
+    Eval(eval::EvalArgs),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Db(c) => db::run(c),
+        Command::Eval(a) => eval::run(a),
     }
 }

@@ -1,0 +1,95 @@
+//! `facegate eval`: the field's verification protocols on LFW, and the door threshold.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use facegate_eval::embedder::{Embedder, PixelBaseline};
+use facegate_eval::lfw::{EvalConfig, evaluate};
+
+/// `facegate eval …`
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Embedder to evaluate. `pixels`: the model-free baseline (ONNX models join with the tract engine).
+    #[arg(long, default_value = "pixels")]
+    model: String,
+    /// Face data folder holding `lfw/` (default: $FACEGATE_DATA or ../shared/data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Add the embedding of the mirrored face (flip test).
+    #[arg(long)]
+    flip: bool,
+    /// Skip the all-pairs protocol (~87 M impostor comparisons on LFW).
+    #[arg(long)]
+    no_all_pairs: bool,
+    /// Skip 1:N identification.
+    #[arg(long)]
+    no_identification: bool,
+    /// FAR the door threshold is chosen for.
+    #[arg(long, default_value_t = 1e-3)]
+    target_far: f64,
+    /// Folder for report.json, report.md and deployment.toml.
+    #[arg(long, default_value = "eval-out")]
+    out: PathBuf,
+    /// Do not read or write the embedding cache ($FACEGATE_CACHE or ~/.cache/facegate).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+fn data_dir(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| std::env::var_os("FACEGATE_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/data"))
+}
+
+/// Runs `facegate eval`.
+pub fn run(a: EvalArgs) -> Result<ExitCode> {
+    let embedder: Box<dyn Embedder> = match a.model.as_str() {
+        "pixels" => Box::new(PixelBaseline),
+        other => bail!(
+            "unknown model {other:?}: this build evaluates `pixels` (the baseline); ONNX models need the tract engine, not built yet"
+        ),
+    };
+    if !(a.target_far > 0.0 && a.target_far < 1.0) {
+        bail!("--target-far must be in (0, 1), got {}", a.target_far);
+    }
+    let lfw = data_dir(a.data).join("lfw");
+    if !lfw.join("pairs.txt").is_file() {
+        bail!(
+            "no LFW at {} (expected pairs.txt and aligned_112/); pass --data or set FACEGATE_DATA",
+            lfw.display()
+        );
+    }
+    let cfg = EvalConfig {
+        lfw,
+        flip: a.flip,
+        all_pairs: !a.no_all_pairs,
+        identification: !a.no_identification,
+        target_far: a.target_far,
+        cache: (!a.no_cache).then(facegate_eval::cache::default_dir),
+        progress: true,
+    };
+    let report = evaluate(embedder.as_ref(), &cfg)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let md = facegate_eval::report::markdown(&report);
+    std::fs::write(a.out.join("report.md"), &md)?;
+    std::fs::write(
+        a.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    if let Some(advice) = &report.advice {
+        std::fs::write(a.out.join("deployment.toml"), advice.to_toml())?;
+    }
+    print!("{md}");
+    println!(
+        "\nwrote {}/report.md, report.json{}",
+        a.out.display(),
+        if report.advice.is_some() {
+            ", deployment.toml"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,101 @@
+//! `facegate eval` on the shared LFW data with the model-free baseline.
+
+use std::path::Path;
+use std::process::Command;
+
+use facegate_e2e::shared_data;
+
+fn facegate(args: &[&str], cache: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .env("FACEGATE_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+fn numbers(report: &serde_json::Value) -> serde_json::Value {
+    let mut r = report.clone();
+    // Timings differ between runs; everything else must not.
+    r["embed_seconds"] = 0.into();
+    r["protocol_seconds"] = 0.into();
+    r
+}
+
+#[test]
+fn baseline_eval_counts_every_pair_and_is_deterministic() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut reports = Vec::new();
+    for run in ["a", "b"] {
+        // Run b reads the embedding cache written by run a: same numbers either way.
+        let out_dir = tmp.path().join(run);
+        let out = facegate(
+            &[
+                "eval",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            &cache,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+                .unwrap();
+        reports.push(json);
+        assert!(out_dir.join("report.md").is_file() && out_dir.join("deployment.toml").is_file());
+    }
+    assert_eq!(numbers(&reports[0]), numbers(&reports[1]));
+    assert_eq!(
+        reports[1]["embed_seconds"], 0.0,
+        "second run should hit the cache"
+    );
+    let r = &reports[0];
+    assert_eq!(r["images"], 13233);
+    assert_eq!(r["view2"]["pairs"], 6000);
+    assert_eq!(r["view2"]["skipped_pairs"], 0);
+    // Every unordered pair of LFW is counted exactly once.
+    let (g, i) = (
+        r["all_pairs"]["genuine"].as_u64().unwrap(),
+        r["all_pairs"]["impostor"].as_u64().unwrap(),
+    );
+    assert_eq!(g + i, 13233 * 13232 / 2);
+    // Raw pixels are a weak but real signal on LFW: above chance, far below a face model.
+    let acc = r["view2"]["kfold"]["mean"].as_f64().unwrap();
+    assert!((0.55..0.75).contains(&acc), "baseline accuracy {acc}");
+}
+
+#[test]
+fn a_pair_naming_a_missing_image_is_reported_with_file_and_line() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // A tiny LFW: two identities linked from the shared data, and a pair list with a typo on line 3.
+    let lfw = tmp.path().join("lfw");
+    let aligned = lfw.join("aligned_112");
+    std::fs::create_dir_all(&aligned).unwrap();
+    for name in ["Abel_Pacheco", "Akhmed_Zakayev"] {
+        std::os::unix::fs::symlink(data.join("lfw/aligned_112").join(name), aligned.join(name))
+            .unwrap();
+    }
+    std::fs::write(
+        lfw.join("pairs.txt"),
+        "1\t1\nAbel_Pacheco\t1\t2\nAbel_Pacheco\t1\tAkhmed_Zakayev\t9\n",
+    )
+    .unwrap();
+    let out = facegate(
+        &["eval", "--data", tmp.path().to_str().unwrap(), "--no-cache"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pairs.txt:3: image Akhmed_Zakayev/Akhmed_Zakayev_0009.jpg is not in"),
+        "{err}"
+    );
+}
