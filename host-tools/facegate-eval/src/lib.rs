@@ -18,6 +18,7 @@ pub mod embedder;
 pub mod faces;
 pub mod identification;
 pub mod lfw;
+pub mod onnx;
 pub mod pairs;
 pub mod report;
 pub mod roc;

@@ -99,3 +99,66 @@ fn a_pair_naming_a_missing_image_is_reported_with_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn onnx_model_runs_through_tract_on_all_of_lfw() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/tiny_embedder.onnx"
+    );
+    let out_dir = tmp.path().join("out");
+    let out = facegate(
+        &[
+            "eval",
+            "--model",
+            model,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--no-all-pairs",
+        ],
+        &tmp.path().join("cache"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["model"], "tiny_embedder.onnx");
+    assert_eq!(r["failed_images"].as_array().unwrap().len(), 0);
+    assert_eq!(r["view2"]["pairs"], 6000);
+    assert!(r["all_pairs"].is_null());
+    // Advice then comes from View 2's 3,000 impostor pairs.
+    let advice = std::fs::read_to_string(out_dir.join("deployment.toml")).unwrap();
+    assert!(advice.contains("LFW View 2 pairs"), "{advice}");
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_named_in_the_error() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let bogus = tmp.path().join("face.onnx");
+    std::fs::write(&bogus, b"not protobuf").unwrap();
+    let out = facegate(
+        &[
+            "eval",
+            "--model",
+            bogus.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("face.onnx: cannot run as a face embedder taking 1×3×112×112"),
+        "{err}"
+    );
+}

@@ -7,13 +7,18 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_eval::embedder::{Embedder, PixelBaseline};
 use facegate_eval::lfw::{EvalConfig, evaluate};
+use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
 
 /// `facegate eval …`
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Embedder to evaluate. `pixels`: the model-free baseline (ONNX models join with the tract engine).
+    /// Embedder to evaluate: an ONNX file (run by tract; float or QDQ int8), or `pixels`,
+    /// the model-free baseline.
     #[arg(long, default_value = "pixels")]
     model: String,
+    /// How pixels are scaled for an ONNX model's input.
+    #[arg(long, value_enum, default_value_t = Norm::Arcface)]
+    input_norm: Norm,
     /// Face data folder holding `lfw/` (default: $FACEGATE_DATA or ../shared/data).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -37,6 +42,15 @@ pub struct EvalArgs {
     no_cache: bool,
 }
 
+/// Input normalisation choices.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Norm {
+    /// (x - 127.5) / 128, as insightface and facegate's models.
+    Arcface,
+    /// x / 255.
+    Unit,
+}
+
 fn data_dir(arg: Option<PathBuf>) -> PathBuf {
     arg.or_else(|| std::env::var_os("FACEGATE_DATA").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("../shared/data"))
@@ -46,9 +60,13 @@ fn data_dir(arg: Option<PathBuf>) -> PathBuf {
 pub fn run(a: EvalArgs) -> Result<ExitCode> {
     let embedder: Box<dyn Embedder> = match a.model.as_str() {
         "pixels" => Box::new(PixelBaseline),
-        other => bail!(
-            "unknown model {other:?}: this build evaluates `pixels` (the baseline); ONNX models need the tract engine, not built yet"
-        ),
+        path => {
+            let norm = match a.input_norm {
+                Norm::Arcface => InputNorm::ArcFace,
+                Norm::Unit => InputNorm::Unit,
+            };
+            Box::new(OnnxEmbedder::load(std::path::Path::new(path), norm)?)
+        }
     };
     if !(a.target_far > 0.0 && a.target_far < 1.0) {
         bail!("--target-far must be in (0, 1), got {}", a.target_far);
