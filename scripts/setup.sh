@@ -5,7 +5,7 @@
 #   - Debian: rustc-web + rust-web-src (a rustc with matching library source,
 #     to build `core` for Cortex-M where no rustup target can be downloaded),
 #     QEMU for the Cortex-M board and Linux ARM user mode, the aarch64 cross
-#     compiler pieces.
+#     compiler pieces, and a font for the charts' labels.
 #   - cargo: defmt-print (decodes the firmware's log on the host).
 #   - .venv/: numpy + scikit-learn, the evaluation tests' independent reference.
 #
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(rustc-web rust-web-src qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+apt_packages=(rustc-web rust-web-src qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross fonts-dejavu-core)
 cargo_tools=(defmt-print)
 
 missing=()

@@ -89,6 +89,8 @@ pub struct PairProtocol {
     pub auc: f64,
     /// Equal error rate point.
     pub eer: OperatingPoint,
+    /// ROC for plots (log-spaced FAR).
+    pub roc_curve: Vec<OperatingPoint>,
 }
 
 /// View 1: threshold from `pairsDevTrain`, accuracy on `pairsDevTest`.
@@ -115,6 +117,8 @@ pub struct AllPairsReport {
     pub eer: OperatingPoint,
     /// TAR at each resolvable FAR target.
     pub tar_at_far: Vec<OperatingPoint>,
+    /// ROC for plots (log-spaced FAR).
+    pub roc_curve: Vec<OperatingPoint>,
     /// Genuine score histogram (100 bins over [-1, 1]) for plots.
     pub genuine_hist: Vec<u64>,
     /// Impostor score histogram (100 bins over [-1, 1]).
@@ -339,6 +343,7 @@ fn pair_protocol(
         dev: None,
         auc: roc.auc(),
         eer: roc.eer(),
+        roc_curve: roc.curve(120),
     })
 }
 
@@ -390,6 +395,7 @@ fn all_pairs_report(emb: &Embeddings, labels: &[u32]) -> Result<(AllPairsReport,
             .iter()
             .filter_map(|&f| roc.tar_at_far(f))
             .collect(),
+        roc_curve: roc.curve(200),
         genuine_hist: coarse(&g, 100),
         impostor_hist: coarse(&i, 100),
     };

@@ -20,6 +20,7 @@ pub mod identification;
 pub mod lfw;
 pub mod onnx;
 pub mod pairs;
+pub mod plot;
 pub mod report;
 pub mod roc;
 pub mod verification;

@@ -159,6 +159,16 @@ impl Roc {
         self.points.iter().find(|p| p.far <= target).copied()
     }
 
+    /// About `n` points log-spaced in FAR, from the lowest resolvable FAR to 1, for plots.
+    pub fn curve(&self, n: usize) -> Vec<OperatingPoint> {
+        let lo = (1.0 / self.impostor as f64).max(1e-7).log10();
+        let mut v: Vec<OperatingPoint> = (0..n)
+            .filter_map(|k| self.tar_at_far(10f64.powf(lo - lo * k as f64 / (n.max(2) - 1) as f64)))
+            .collect();
+        v.dedup_by(|a, b| a.threshold == b.threshold);
+        v
+    }
+
     /// Equal error rate: where FAR = FRR (= 1 − TAR), interpolated between edges.
     pub fn eer(&self) -> OperatingPoint {
         let gap = |p: &OperatingPoint| p.far - (1.0 - p.tar);

@@ -50,6 +50,14 @@ fn baseline_eval_counts_every_pair_and_is_deterministic() {
                 .unwrap();
         reports.push(json);
         assert!(out_dir.join("report.md").is_file() && out_dir.join("deployment.toml").is_file());
+        for chart in ["roc.png", "scores.png"] {
+            let png = std::fs::read(out_dir.join(chart)).unwrap();
+            assert!(
+                png.starts_with(b"\x89PNG") && png.len() > 10_000,
+                "{chart}: {} bytes",
+                png.len()
+            );
+        }
     }
     assert_eq!(numbers(&reports[0]), numbers(&reports[1]));
     assert_eq!(

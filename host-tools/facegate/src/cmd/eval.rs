@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_eval::embedder::{Embedder, PixelBaseline};
-use facegate_eval::lfw::{EvalConfig, evaluate};
+use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
+use facegate_eval::plot::{self, Curve};
+use facegate_eval::roc::OperatingPoint;
 
 /// `facegate eval …`
 #[derive(Debug, Args)]
@@ -40,6 +42,9 @@ pub struct EvalArgs {
     /// Do not read or write the embedding cache ($FACEGATE_CACHE or ~/.cache/facegate).
     #[arg(long)]
     no_cache: bool,
+    /// Earlier report.json files whose ROC is drawn on the same chart (e.g. float vs int8).
+    #[arg(long, value_name = "REPORT_JSON")]
+    compare: Vec<PathBuf>,
 }
 
 /// Input normalisation choices.
@@ -100,14 +105,75 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         std::fs::write(a.out.join("deployment.toml"), advice.to_toml())?;
     }
     print!("{md}");
-    println!(
-        "\nwrote {}/report.md, report.json{}",
-        a.out.display(),
-        if report.advice.is_some() {
-            ", deployment.toml"
-        } else {
-            ""
-        }
-    );
+    let mut written = vec!["report.md", "report.json"];
+    if report.advice.is_some() {
+        written.push("deployment.toml");
+    }
+    match draw_charts(&report, &a.compare, &a.out) {
+        Ok(charts) => written.extend(charts),
+        // Charts are a view of the numbers above; a machine without fonts still gets the numbers.
+        Err(e) => eprintln!("warning: charts not drawn: {e:#}"),
+    }
+    println!("\nwrote {}: {}", a.out.display(), written.join(", "));
     Ok(ExitCode::SUCCESS)
+}
+
+/// ROC of a report, from all pairs when measured, else from View 2.
+fn curve_of(report: &serde_json::Value) -> Result<(String, Vec<OperatingPoint>)> {
+    let label = report["model"].as_str().unwrap_or("model").to_string();
+    let (points, on) = if report["all_pairs"].is_object() {
+        (&report["all_pairs"]["roc_curve"], "all pairs")
+    } else {
+        (&report["view2"]["roc_curve"], "View 2")
+    };
+    let points: Vec<OperatingPoint> = points
+        .as_array()
+        .context("report has no roc_curve")?
+        .iter()
+        .filter_map(|p| {
+            Some(OperatingPoint {
+                threshold: p["threshold"].as_f64()?,
+                far: p["far"].as_f64()?,
+                tar: p["tar"].as_f64()?,
+            })
+        })
+        .collect();
+    Ok((format!("{label} ({on})"), points))
+}
+
+fn draw_charts(
+    report: &EvalReport,
+    compare: &[PathBuf],
+    out: &std::path::Path,
+) -> Result<Vec<&'static str>> {
+    let mut curves = vec![curve_of(&serde_json::to_value(report)?)?];
+    for c in compare {
+        let text =
+            std::fs::read_to_string(c).with_context(|| format!("cannot read {}", c.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a report.json", c.display()))?;
+        curves.push(curve_of(&v).with_context(|| c.display().to_string())?);
+    }
+    let refs: Vec<Curve<'_>> = curves
+        .iter()
+        .map(|(label, points)| Curve {
+            label: label.clone(),
+            points,
+        })
+        .collect();
+    plot::roc_chart(&out.join("roc.png"), "LFW verification ROC", &refs)?;
+    let mut drawn = vec!["roc.png"];
+    if let Some(all) = &report.all_pairs {
+        let threshold = report.advice.as_ref().map(|a| a.threshold);
+        let title = format!("LFW all-pairs scores: {}", report.model);
+        plot::score_histogram_chart(
+            &out.join("scores.png"),
+            &title,
+            &all.genuine_hist,
+            &all.impostor_hist,
+            threshold,
+        )?;
+        drawn.push("scores.png");
+    }
+    Ok(drawn)
 }
