@@ -1,6 +1,6 @@
-//! The whole evaluation of one embedder on an identity-per-folder set with
-//! LFW's pair lists: View 2 10-fold, View 1 dev split, all pairs, 1:N, and
-//! the threshold advice.
+//! The whole evaluation of one embedder on an identity-per-folder set: LFW's
+//! pair lists where the set has them (View 2 10-fold, View 1 dev split), all
+//! pairs, 1:N, and the threshold advice.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +24,13 @@ pub const FAR_TARGETS: [f64; 4] = [1e-2, 1e-3, 1e-4, 1e-5];
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
-    /// The LFW folder (`aligned_112/`, `pairs.txt`, …).
-    pub lfw: PathBuf,
+    /// The identity-per-folder set to embed (LFW: `lfw/aligned_112`).
+    pub set: PathBuf,
+    /// Name of the set in reports ("LFW", or the folder's name).
+    pub set_name: String,
+    /// Folder with LFW's pair lists (`pairs.txt`, `pairsDevTrain.txt`, `pairsDevTest.txt`)
+    /// naming images of `set`; `None` for sets without pair lists (all pairs and 1:N only).
+    pub pair_lists: Option<PathBuf>,
     /// Flip-test embeddings.
     pub flip: bool,
     /// Run the all-pairs (low FAR) protocol.
@@ -138,8 +143,10 @@ pub struct EvalReport {
     pub images: usize,
     /// Images that could not be embedded, with the reason.
     pub failed_images: Vec<(String, String)>,
-    /// LFW View 2 (10 folds of `pairs.txt`).
-    pub view2: PairProtocol,
+    /// The evaluated set.
+    pub set: String,
+    /// LFW View 2 (10 folds of `pairs.txt`), when the set has pair lists.
+    pub view2: Option<PairProtocol>,
     /// LFW View 1 (`pairsDevTrain` → `pairsDevTest`), if the lists are present.
     pub view1: Option<PairProtocol>,
     /// All genuine and impostor pairs.
@@ -163,27 +170,32 @@ fn read(path: &Path) -> Result<String, RunError> {
 
 /// Runs the evaluation.
 pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport, RunError> {
-    let set_root = cfg.lfw.join("aligned_112");
-    let set = FaceSet::scan(&set_root)?;
-    let view2_file = cfg.lfw.join("pairs.txt");
-    let view2_list = parse_pairs(&read(&view2_file)?, &view2_file)?;
+    let set_root = &cfg.set;
+    let set = FaceSet::scan(set_root)?;
     let index = set.index_of();
     // Resolve every pair before the long embedding step: a bad list fails in a second.
-    let view2_idx = resolve(&view2_list, &index, &view2_file, &set_root)?;
-    let dev_files = [
-        cfg.lfw.join("pairsDevTrain.txt"),
-        cfg.lfw.join("pairsDevTest.txt"),
-    ];
-    let dev = if dev_files.iter().all(|f| f.is_file()) {
-        let mut v = Vec::new();
-        for f in &dev_files {
-            let l = parse_pairs(&read(f)?, f)?;
-            v.push(resolve(&l, &index, f, &set_root)?);
+    let mut view2_lists = None;
+    let mut dev = None;
+    if let Some(lists) = &cfg.pair_lists {
+        let view2_file = lists.join("pairs.txt");
+        let view2_list = parse_pairs(&read(&view2_file)?, &view2_file)?;
+        view2_lists = Some((
+            resolve(&view2_list, &index, &view2_file, set_root)?,
+            view2_list.folds,
+        ));
+        let dev_files = [
+            lists.join("pairsDevTrain.txt"),
+            lists.join("pairsDevTest.txt"),
+        ];
+        if dev_files.iter().all(|f| f.is_file()) {
+            let mut v = Vec::new();
+            for f in &dev_files {
+                let l = parse_pairs(&read(f)?, f)?;
+                v.push(resolve(&l, &index, f, set_root)?);
+            }
+            dev = Some(v);
         }
-        Some(v)
-    } else {
-        None
-    };
+    }
 
     let t = Instant::now();
     let hash = embedder.model_hash();
@@ -225,7 +237,10 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
     let bad: std::collections::HashSet<usize> = failed.iter().map(|(i, _)| *i).collect();
 
     let t = Instant::now();
-    let view2 = pair_protocol(&emb, &view2_idx, &bad, Some(view2_list.folds))?;
+    let view2 = match &view2_lists {
+        Some((pairs, folds)) => Some(pair_protocol(&emb, pairs, &bad, Some(*folds))?),
+        None => None,
+    };
     let view1 = match &dev {
         Some(v) => Some(dev_protocol(&emb, &v[0], &v[1], &bad)?),
         None => None,
@@ -245,19 +260,21 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
         None
     };
     let hash_hex = hash.to_string();
+    let view2_pairs = view2_lists.as_ref().map(|(p, _)| p);
     let advice = advise(
         embedder,
         &hash_hex,
         cfg,
         all_roc.as_ref(),
         &emb,
-        &view2_idx,
+        view2_pairs,
         &bad,
     )?;
     Ok(EvalReport {
         model: embedder.name(),
         model_hash: hash_hex,
         flip: cfg.flip,
+        set: cfg.set_name.clone(),
         images: set.files.len(),
         failed_images: failed
             .into_iter()
@@ -408,28 +425,27 @@ fn advise(
     cfg: &EvalConfig,
     all: Option<&Roc>,
     emb: &Embeddings,
-    view2: &PairIdx,
+    view2: Option<&PairIdx>,
     bad: &std::collections::HashSet<usize>,
 ) -> Result<Option<DeploymentAdvice>, RunError> {
+    let name = &cfg.set_name;
     let (point, on) = if let Some(roc) = all {
-        (
-            roc.tar_at_far(cfg.target_far),
-            format!(
-                "LFW all pairs ({} genuine, {} impostor)",
-                roc.genuine, roc.impostor
-            ),
-        )
-    } else {
+        let on = format!(
+            "{name} all pairs ({} genuine, {} impostor)",
+            roc.genuine, roc.impostor
+        );
+        (roc.tar_at_far(cfg.target_far), on)
+    } else if let Some(view2) = view2 {
         let (s, y, _) = score_pairs(emb, view2, bad);
         let (g, i) = histograms(&s, &y, DEFAULT_BINS);
         let roc = Roc::new(&g, &i)?;
-        (
-            roc.tar_at_far(cfg.target_far),
-            format!(
-                "LFW View 2 pairs ({} genuine, {} impostor)",
-                roc.genuine, roc.impostor
-            ),
-        )
+        let on = format!(
+            "{name} View 2 pairs ({} genuine, {} impostor)",
+            roc.genuine, roc.impostor
+        );
+        (roc.tar_at_far(cfg.target_far), on)
+    } else {
+        return Ok(None);
     };
     Ok(point.map(|p| DeploymentAdvice {
         model_hash: hash.into(),

@@ -35,7 +35,7 @@ fn pair_line(out: &mut String, name: &str, p: &PairProtocol) {
 /// Markdown summary.
 pub fn markdown(r: &EvalReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# facegate eval: {}\n", r.model);
+    let _ = writeln!(out, "# facegate eval: {} on {}\n", r.model, r.set);
     let _ = writeln!(out, "- model hash `{}`", r.model_hash);
     let _ = writeln!(out, "- flip test: {}", if r.flip { "yes" } else { "no" });
     let _ = writeln!(
@@ -49,10 +49,14 @@ pub fn markdown(r: &EvalReport) -> String {
         "- time: embedding {:.1} s, protocols {:.1} s\n",
         r.embed_seconds, r.protocol_seconds
     );
-    let _ = writeln!(out, "## Verification pairs\n");
-    let _ = writeln!(out, "| protocol | pairs | skipped | accuracy | AUC | EER |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
-    pair_line(&mut out, "LFW View 2, 10-fold", &r.view2);
+    if r.view2.is_some() || r.view1.is_some() {
+        let _ = writeln!(out, "## Verification pairs\n");
+        let _ = writeln!(out, "| protocol | pairs | skipped | accuracy | AUC | EER |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+    }
+    if let Some(v2) = &r.view2 {
+        pair_line(&mut out, "LFW View 2, 10-fold", v2);
+    }
     if let Some(v1) = &r.view1 {
         pair_line(&mut out, "LFW View 1 (dev)", v1);
     }

@@ -66,6 +66,7 @@ fn baseline_eval_counts_every_pair_and_is_deterministic() {
     );
     let r = &reports[0];
     assert_eq!(r["images"], 13233);
+    assert_eq!(r["set"], "LFW");
     assert_eq!(r["view2"]["pairs"], 6000);
     assert_eq!(r["view2"]["skipped_pairs"], 0);
     // Every unordered pair of LFW is counted exactly once.
@@ -168,5 +169,50 @@ fn a_file_that_is_not_a_model_is_named_in_the_error() {
     assert!(
         err.contains("face.onnx: cannot run as a face embedder taking 1×3×112×112"),
         "{err}"
+    );
+}
+
+#[test]
+fn any_identity_per_folder_set_gets_all_pairs_and_one_to_n() {
+    let Some(data) = shared_data() else { return };
+    let orl = data.join("orl");
+    if !orl.is_dir() {
+        eprintln!("SKIP: no ORL in {}", data.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = facegate(
+        &[
+            "eval",
+            "--set",
+            orl.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--no-cache",
+        ],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
+    // ORL: 40 people × 10 grey 92×112 photos.
+    assert_eq!(
+        (r["set"].as_str(), r["images"].as_u64()),
+        (Some("orl"), Some(400))
+    );
+    assert!(r["view2"].is_null());
+    assert_eq!(r["all_pairs"]["genuine"], 40 * 45);
+    assert_eq!(r["all_pairs"]["impostor"], 400 * 399 / 2 - 40 * 45);
+    assert_eq!(r["identification"]["gallery"], 40);
+    assert!(
+        std::fs::read_to_string(out_dir.join("deployment.toml"))
+            .unwrap()
+            .contains("orl all pairs")
     );
 }

@@ -24,6 +24,10 @@ pub struct EvalArgs {
     /// Face data folder holding `lfw/` (default: $FACEGATE_DATA or ../shared/data).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Evaluate your own identity-per-folder set of aligned faces instead of LFW
+    /// (all pairs, 1:N and the threshold; no pair lists).
+    #[arg(long, value_name = "DIR")]
+    set: Option<PathBuf>,
     /// Add the embedding of the mirrored face (flip test).
     #[arg(long)]
     flip: bool,
@@ -76,15 +80,35 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     if !(a.target_far > 0.0 && a.target_far < 1.0) {
         bail!("--target-far must be in (0, 1), got {}", a.target_far);
     }
-    let lfw = data_dir(a.data).join("lfw");
-    if !lfw.join("pairs.txt").is_file() {
-        bail!(
-            "no LFW at {} (expected pairs.txt and aligned_112/); pass --data or set FACEGATE_DATA",
-            lfw.display()
-        );
-    }
+    let (set, set_name, pair_lists) = match a.set {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!(
+                    "--set {}: not a folder (expected <identity>/<image> folders)",
+                    dir.display()
+                );
+            }
+            let name = dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            (dir, name, None)
+        }
+        None => {
+            let lfw = data_dir(a.data).join("lfw");
+            if !lfw.join("pairs.txt").is_file() {
+                bail!(
+                    "no LFW at {} (expected pairs.txt and aligned_112/); pass --data, set FACEGATE_DATA, or evaluate your own faces with --set",
+                    lfw.display()
+                );
+            }
+            (lfw.join("aligned_112"), "LFW".to_string(), Some(lfw))
+        }
+    };
     let cfg = EvalConfig {
-        lfw,
+        set,
+        set_name,
+        pair_lists,
         flip: a.flip,
         all_pairs: !a.no_all_pairs,
         identification: !a.no_identification,
@@ -121,7 +145,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
 /// ROC of a report, from all pairs when measured, else from View 2.
 fn curve_of(report: &serde_json::Value) -> Result<(String, Vec<OperatingPoint>)> {
     let label = report["model"].as_str().unwrap_or("model").to_string();
-    let (points, on) = if report["all_pairs"].is_object() {
+    let (points, on) = if report["all_pairs"].is_object() || report["view2"].is_null() {
         (&report["all_pairs"]["roc_curve"], "all pairs")
     } else {
         (&report["view2"]["roc_curve"], "View 2")
