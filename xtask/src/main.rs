@@ -51,8 +51,18 @@ enum Task {
     Toolchain,
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run_task(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` gives the context chain without a backtrace dump.
+            eprintln!("\nxtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(cli: Cli) -> Result<()> {
     let root = repo_root()?;
     match cli.task {
         Task::Test { no_lint } => test_all(&root, !no_lint),

@@ -72,5 +72,8 @@ fn not_a_model_is_a_clear_error() {
 fn a_model_for_another_input_size_is_refused_by_name() {
     let err = OnnxEmbedder::load(&fixture("wrong_input_8x8.onnx"), InputNorm::ArcFace).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("wrong_input_8x8.onnx: cannot run as a face embedder taking 1×3×112×112"), "{msg}");
+    assert!(
+        msg.contains("wrong_input_8x8.onnx: cannot run as a face embedder taking 1×3×112×112"),
+        "{msg}"
+    );
 }
