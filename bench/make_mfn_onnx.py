@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Writes an untrained MobileFaceNet (the `mfn` architecture) as ONNX, for
 timing engines before a trained model exists. Random weights: its accuracy
-is meaningless, its cost (0.99 M params, ~0.22 G MACs at 112×112) is real.
+is meaningless, its cost (0.9 M params, ~0.2 G MACs at 112×112) is real.
 
     .venv/bin/pip install onnx && .venv/bin/python bench/make_mfn_onnx.py target/bench/mfn_random.onnx
+    .venv/bin/python bench/make_mfn_onnx.py tests/fixtures/tiny_mfn_random.onnx --tiny
+
+`--tiny` writes the same block structure with very few channels (a test
+fixture for the quantizer and the int8 engine, a few tens of KB).
 
 BatchNorm is taken as already folded into the convolutions (as in exports).
 """
@@ -59,16 +63,19 @@ def bottleneck(x, cin, cout, s, hw, expansion=2):
     return h, hw3
 
 
-x, hw = conv("face", 3, 64, 3, 2, 112)
-x, hw = conv(x, 64, 64, 3, 1, hw, group=64)
-c = 64
-for t_out, n, s in [(64, 5, 2), (128, 1, 2), (128, 6, 1), (128, 1, 2), (128, 2, 1)]:
+tiny = "--tiny" in sys.argv
+stem, blocks, head = (8, [(8, 1, 2), (16, 1, 2), (16, 2, 1), (16, 1, 2)], 32) if tiny else \
+    (64, [(64, 5, 2), (128, 1, 2), (128, 6, 1), (128, 1, 2), (128, 2, 1)], 512)
+x, hw = conv("face", 3, stem, 3, 2, 112)
+x, hw = conv(x, stem, stem, 3, 1, hw, group=stem)
+c = stem
+for t_out, n, s in blocks:
     for i in range(n):
         x, hw = bottleneck(x, c, t_out, s if i == 0 else 1, hw)
         c = t_out
-x, hw = conv(x, c, 512, 1, 1, hw)
-x, hw = conv(x, 512, 512, hw, 1, hw, group=512, prelu=False)  # global depthwise conv
-x, hw = conv(x, 512, 128, 1, 1, hw, prelu=False)  # linear embedding
+x, hw = conv(x, c, head, 1, 1, hw)
+x, hw = conv(x, head, head, hw, 1, hw, group=head, prelu=False)  # global depthwise conv
+x, hw = conv(x, head, 128, 1, 1, hw, prelu=False)  # linear embedding
 nodes.append(helper.make_node("Flatten", [x], ["embedding"], axis=1))
 
 graph = helper.make_graph(
@@ -80,6 +87,7 @@ graph = helper.make_graph(
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="facegate-bench")
 model.ir_version = 8
 onnx.checker.check_model(model)
-out = sys.argv[1] if len(sys.argv) > 1 else "mfn_random.onnx"
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+out = args[0] if args else "mfn_random.onnx"
 onnx.save(model, out)
 print(f"{out}: {params[0] / 1e6:.3f} M params, {macs[0] / 1e6:.1f} M MACs")

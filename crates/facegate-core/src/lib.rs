@@ -19,6 +19,7 @@
 
 pub mod db;
 pub mod embedding;
+pub mod engine;
 pub mod matcher;
 pub mod template;
 

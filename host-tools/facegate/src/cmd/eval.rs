@@ -10,12 +10,14 @@ use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
 use facegate_eval::plot::{self, Curve};
 use facegate_eval::roc::OperatingPoint;
+use facegate_quant::engine::EngineEmbedder;
 
 /// `facegate eval …`
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Embedder to evaluate: an ONNX file (run by tract; float or QDQ int8), or `pixels`,
-    /// the model-free baseline.
+    /// Embedder to evaluate: an ONNX file (run by tract; float or QDQ int8), a `.fgm`
+    /// blob (run by facegate's int8 engine, as on the boards), or `pixels`, the
+    /// model-free baseline.
     #[arg(long, default_value = "pixels")]
     model: String,
     /// How pixels are scaled for an ONNX model's input.
@@ -53,11 +55,19 @@ pub struct EvalArgs {
 
 /// Input normalisation choices.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Norm {
+pub enum Norm {
     /// (x - 127.5) / 128, as insightface and facegate's models.
     Arcface,
     /// x / 255.
     Unit,
+}
+
+/// The library's normalisation for a CLI choice.
+pub fn input_norm(n: Norm) -> InputNorm {
+    match n {
+        Norm::Arcface => InputNorm::ArcFace,
+        Norm::Unit => InputNorm::Unit,
+    }
 }
 
 fn data_dir(arg: Option<PathBuf>) -> PathBuf {
@@ -69,13 +79,13 @@ fn data_dir(arg: Option<PathBuf>) -> PathBuf {
 pub fn run(a: EvalArgs) -> Result<ExitCode> {
     let embedder: Box<dyn Embedder> = match a.model.as_str() {
         "pixels" => Box::new(PixelBaseline),
-        path => {
-            let norm = match a.input_norm {
-                Norm::Arcface => InputNorm::ArcFace,
-                Norm::Unit => InputNorm::Unit,
-            };
-            Box::new(OnnxEmbedder::load(std::path::Path::new(path), norm)?)
+        path if path.ends_with(".fgm") => {
+            Box::new(EngineEmbedder::load(std::path::Path::new(path)).map_err(anyhow::Error::msg)?)
         }
+        path => Box::new(OnnxEmbedder::load(
+            std::path::Path::new(path),
+            input_norm(a.input_norm),
+        )?),
     };
     if !(a.target_far > 0.0 && a.target_far < 1.0) {
         bail!("--target-far must be in (0, 1), got {}", a.target_far);

@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod eval;
+pub mod quantize;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ enum Command {
     Db(db::DbCommand),
     /// Evaluate an embedder on LFW: 10-fold, all pairs (ROC, TAR@FAR), 1:N, door threshold.
     Eval(eval::EvalArgs),
+    /// Quantize a float ONNX embedder to an int8 `.fgm` blob for the engine.
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Runs the parsed command line.
@@ -29,5 +32,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Db(c) => db::run(c),
         Command::Eval(a) => eval::run(a),
+        Command::Quantize(a) => quantize::run(a),
     }
 }

@@ -1,0 +1,118 @@
+//! Fixed-point requantisation, bit-compatible with TFLite / CMSIS-NN
+//! (gemmlowp's `SaturatingRoundingDoublingHighMul` and `RoundingDivideByPOT`).
+//!
+//! A real multiplier `m` is stored as `(M0, shift)` with `m ≈ M0 · 2^(shift − 31)`
+//! and `|M0|` in `[2^30, 2^31)`.
+
+/// `round(a · b / 2^31)` with saturation of the one overflowing case.
+#[inline]
+pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = i64::from(a) * i64::from(b);
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // |ab + nudge| / 2^31 < 2^31: the quotient fits (the only overflow was excluded above).
+    #[allow(clippy::cast_possible_truncation)]
+    let q = ((ab + nudge) / (1i64 << 31)) as i32;
+    q
+}
+
+/// `x / 2^exponent`, rounded half away from zero; `exponent` in `0..=31`.
+#[inline]
+pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
+    if exponent == 0 {
+        return x;
+    }
+    let exponent = exponent.min(31);
+    let mask = ((1i64 << exponent) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> exponent) + i32::from(remainder > threshold)
+}
+
+/// `x · M0 · 2^(shift − 31)`, rounded as TFLite does.
+#[inline]
+pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, 31).unsigned_abs();
+    let right = (-shift).clamp(0, 31).unsigned_abs();
+    let x = x.saturating_mul(1 << left);
+    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+}
+
+/// Splits a real multiplier into `(M0, shift)`; `None` for non-finite values.
+///
+/// Zero gives `(0, 0)`; negative multipliers give a negative `M0`.
+pub fn quantize_multiplier(real: f64) -> Option<(i32, i32)> {
+    if !real.is_finite() {
+        return None;
+    }
+    if real == 0.0 {
+        return Some((0, 0));
+    }
+    let (m, mut shift) = frexp(real.abs());
+    // m in [0.5, 1): M0 = round(m · 2^31), renormalised if rounding reached 2^31.
+    #[allow(clippy::cast_possible_truncation)]
+    let mut q = libm::round(m * (1u64 << 31) as f64) as i64;
+    if q == 1i64 << 31 {
+        q /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return Some((0, 0)); // below the smallest representable step: contributes nothing
+    }
+    if shift > 30 {
+        return None;
+    }
+    let q = i32::try_from(q).ok()?;
+    Some((if real < 0.0 { -q } else { q }, shift))
+}
+
+/// `x = m · 2^e` with `m` in `[0.5, 1)`, for finite positive `x`.
+fn frexp(x: f64) -> (f64, i32) {
+    let mut e = 0;
+    let mut m = x;
+    while m >= 1.0 {
+        m /= 2.0;
+        e += 1;
+    }
+    while m < 0.5 {
+        m *= 2.0;
+        e -= 1;
+    }
+    (m, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_values() {
+        assert_eq!(rounding_divide_by_pot(5, 1), 3); // 2.5 → 3
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3); // −2.5 → −3
+        assert_eq!(rounding_divide_by_pot(7, 2), 2); // 1.75 → 2
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+        let (m, s) = quantize_multiplier(0.5).unwrap();
+        assert_eq!((m, s), (1 << 30, 0));
+        assert_eq!(multiply_by_quantized_multiplier(100, m, s), 50);
+        let (m, s) = quantize_multiplier(-0.25).unwrap();
+        assert_eq!(multiply_by_quantized_multiplier(100, m, s), -25);
+        assert_eq!(quantize_multiplier(f64::NAN), None);
+    }
+
+    proptest! {
+        #[test]
+        fn requantisation_matches_real_arithmetic(x in -(1i32 << 24)..(1 << 24), real in 1e-6f64..4.0) {
+            let (m, s) = quantize_multiplier(real).unwrap();
+            let got = f64::from(multiply_by_quantized_multiplier(x, m, s));
+            let want = f64::from(x) * real;
+            // Off by at most one step plus the multiplier's 2^-31 relative error.
+            prop_assert!((got - want).abs() <= 1.0 + want.abs() * 1e-8, "x {x} real {real}: {got} vs {want}");
+        }
+    }
+}

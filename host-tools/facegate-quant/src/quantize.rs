@@ -1,0 +1,350 @@
+//! Calibration, int8 quantisation and the `.fgm` blob writer.
+
+use facegate_core::engine::blob::{
+    self, HASH_AT, HEADER_LEN, LUT_LEN, OP_ADD, OP_CONV, OP_LEN, TENSOR_LEN,
+};
+use facegate_core::engine::kernels::ADD_LEFT_SHIFT;
+use facegate_core::engine::requant::quantize_multiplier;
+use facegate_eval::faces::Face;
+use facegate_eval::onnx::InputNorm;
+use sha2::{Digest, Sha256};
+
+use crate::graph::{FloatNet, Layer};
+
+/// Errors of quantisation.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantError {
+    /// No calibration images.
+    #[error("calibration needs at least one face")]
+    NoCalibration,
+    /// A value does not fit the blob's fields (too many channels, tensors …).
+    #[error("model too large for the blob format: {0}")]
+    TooLarge(String),
+    /// A multiplier could not be represented.
+    #[error("value {value} has a multiplier out of range ({real})")]
+    Multiplier {
+        /// Value id.
+        value: usize,
+        /// The real multiplier.
+        real: String,
+    },
+}
+
+/// Per-tensor activation quantisation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActQuant {
+    /// Scale.
+    pub scale: f32,
+    /// Zero point.
+    pub zero_point: i8,
+}
+
+impl ActQuant {
+    /// Asymmetric int8 over `[min, max]` (widened to include 0, so padding is exact).
+    pub fn from_range(min: f32, max: f32) -> Self {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        let scale = ((hi - lo) / 255.0).max(1e-8);
+        #[allow(clippy::cast_possible_truncation)]
+        let zp = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i8;
+        Self {
+            scale,
+            zero_point: zp,
+        }
+    }
+
+    fn quantize(&self, x: f32) -> i8 {
+        #[allow(clippy::cast_possible_truncation)]
+        let q = ((x / self.scale).round() + f32::from(self.zero_point)).clamp(-128.0, 127.0) as i8;
+        q
+    }
+}
+
+/// Normalised network input of a face, NHWC.
+pub fn normalise(face: &Face, norm: InputNorm) -> Vec<f32> {
+    face.rgb.iter().map(|&p| norm_value(p, norm)).collect()
+}
+
+fn norm_value(p: u8, norm: InputNorm) -> f32 {
+    match norm {
+        InputNorm::ArcFace => (f32::from(p) - 127.5) / 128.0,
+        InputNorm::Unit => f32::from(p) / 255.0,
+    }
+}
+
+/// Min and max of every value over the calibration faces.
+pub fn calibrate(
+    net: &FloatNet,
+    faces: &[Face],
+    norm: InputNorm,
+) -> Result<Vec<(f32, f32)>, QuantError> {
+    if faces.is_empty() {
+        return Err(QuantError::NoCalibration);
+    }
+    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); net.shapes.len()];
+    for f in faces {
+        for (r, v) in ranges.iter_mut().zip(net.run(normalise(f, norm))) {
+            for x in v {
+                r.0 = r.0.min(x);
+                r.1 = r.1.max(x);
+            }
+        }
+    }
+    // The input's range is known exactly: the whole pixel range.
+    ranges[net.input] = (norm_value(0, norm), norm_value(255, norm));
+    Ok(ranges)
+}
+
+fn mult(value: usize, real: f64) -> Result<(i32, i32), QuantError> {
+    quantize_multiplier(real).ok_or(QuantError::Multiplier {
+        value,
+        real: format!("{real:e}"),
+    })
+}
+
+fn u16_of(v: usize, what: &str) -> Result<u16, QuantError> {
+    u16::try_from(v).map_err(|_| QuantError::TooLarge(format!("{what} = {v}")))
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32, QuantError> {
+    u32::try_from(v).map_err(|_| QuantError::TooLarge(format!("{what} = {v}")))
+}
+
+/// A quantised model, written as a blob.
+#[derive(Debug)]
+pub struct QuantizedModel {
+    /// The `.fgm` bytes.
+    pub blob: Vec<u8>,
+    /// Arena bytes it needs.
+    pub arena_len: usize,
+}
+
+/// Data section builder: 16-byte aligned arrays.
+struct Data(Vec<u8>);
+
+impl Data {
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        while self.0.len() % 16 != 0 {
+            self.0.push(0);
+        }
+        let at = self.0.len();
+        self.0.extend_from_slice(bytes);
+        at
+    }
+    fn push_i32(&mut self, v: &[i32]) -> usize {
+        let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.push(&b)
+    }
+}
+
+/// Greedy first-fit arena plan over value lifetimes; returns offsets and the arena size.
+fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
+    let n = net.shapes.len();
+    // Value v is live from the layer that writes it (input: −1 → 0) to its last reader.
+    let mut first = vec![0usize; n];
+    let mut last = vec![0usize; n];
+    for (i, l) in net.layers.iter().enumerate() {
+        let step = i + 1;
+        match l {
+            Layer::Conv { input, output, .. } => {
+                first[*output] = step;
+                last[*input] = last[*input].max(step);
+            }
+            Layer::Add { a, b, output } => {
+                first[*output] = step;
+                last[*a] = last[*a].max(step);
+                last[*b] = last[*b].max(step);
+            }
+        }
+    }
+    last[net.output] = net.layers.len() + 1;
+    let mut offsets = vec![0usize; n];
+    let mut placed: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, value)
+    let mut arena = 0;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&v| first[v]);
+    for v in order {
+        let size = net.shapes[v].len();
+        let live = |u: usize| first[u] <= last[v] && first[v] <= last[u];
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&(_, _, u)| live(u))
+            .map(|&(s, e, _)| (s, e))
+            .collect();
+        busy.sort_unstable();
+        let mut at = 0;
+        for (s, e) in busy {
+            if at + size <= s {
+                break;
+            }
+            at = at.max(e.next_multiple_of(16));
+        }
+        offsets[v] = at;
+        placed.push((at, at + size, v));
+        arena = arena.max(at + size);
+    }
+    (offsets, arena)
+}
+
+/// Quantises `net` with the calibration ranges into a blob.
+pub fn quantize(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    norm: InputNorm,
+) -> Result<QuantizedModel, QuantError> {
+    let acts: Vec<ActQuant> = ranges
+        .iter()
+        .map(|&(lo, hi)| ActQuant::from_range(lo, hi))
+        .collect();
+    let mut data = Data(Vec::new());
+    let input_q = acts[net.input];
+    let lut: Vec<u8> = (0..3)
+        .flat_map(|_| (0..=255u8).map(|p| input_q.quantize(norm_value(p, norm)).to_le_bytes()[0]))
+        .collect();
+    debug_assert_eq!(lut.len(), LUT_LEN);
+    let lut_off = data.push(&lut);
+
+    let mut ops: Vec<[u8; OP_LEN]> = Vec::new();
+    for layer in &net.layers {
+        let mut rec = [0u8; OP_LEN];
+        match layer {
+            Layer::Conv {
+                input,
+                output,
+                weights,
+                bias,
+                kernel,
+                stride,
+                pads,
+                groups,
+                prelu,
+            } => {
+                let (si, so) = (acts[*input], acts[*output]);
+                let cout = net.shapes[*output].c;
+                let per = weights.len() / cout;
+                let mut wq = Vec::with_capacity(weights.len());
+                let (mut bq, mut m, mut s, mut nm, mut ns) =
+                    (vec![], vec![], vec![], vec![], vec![]);
+                for oc in 0..cout {
+                    let w = &weights[oc * per..(oc + 1) * per];
+                    let max = w.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+                    let sw = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    #[allow(clippy::cast_possible_truncation)]
+                    wq.extend(
+                        w.iter().map(|x| {
+                            ((x / sw).round().clamp(-127.0, 127.0) as i8).to_le_bytes()[0]
+                        }),
+                    );
+                    let acc_scale = f64::from(si.scale) * f64::from(sw);
+                    #[allow(clippy::cast_possible_truncation)]
+                    bq.push(
+                        (f64::from(bias[oc]) / acc_scale)
+                            .round()
+                            .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                            as i32,
+                    );
+                    let real = acc_scale / f64::from(so.scale);
+                    let (pm, ps) = mult(*output, real)?;
+                    let alpha = prelu.as_ref().map_or(1.0, |a| f64::from(a[oc]));
+                    let (qm, qs) = mult(*output, real * alpha)?;
+                    m.push(pm);
+                    s.push(ps);
+                    nm.push(qm);
+                    ns.push(qs);
+                }
+                let offs = [
+                    data.push(&wq),
+                    data.push_i32(&bq),
+                    data.push_i32(&m),
+                    data.push_i32(&s),
+                    data.push_i32(&nm),
+                    data.push_i32(&ns),
+                ];
+                rec[0] = OP_CONV;
+                rec[2..4].copy_from_slice(&u16_of(*input, "tensor")?.to_le_bytes());
+                rec[4..6].copy_from_slice(&u16_of(*output, "tensor")?.to_le_bytes());
+                rec[6..8].copy_from_slice(&u16_of(*groups, "groups")?.to_le_bytes());
+                let small = |v: usize| {
+                    u8::try_from(v)
+                        .map_err(|_| QuantError::TooLarge(format!("kernel/stride/pad {v}")))
+                };
+                rec[8] = small(kernel.0)?;
+                rec[9] = small(kernel.1)?;
+                rec[10] = small(*stride)?;
+                rec[11] = small(pads[0])?;
+                rec[12] = small(pads[1])?;
+                rec[13] = small(pads[2])?;
+                rec[14] = small(pads[3])?;
+                for (k, o) in offs.iter().enumerate() {
+                    rec[16 + 4 * k..20 + 4 * k]
+                        .copy_from_slice(&u32_of(*o, "data offset")?.to_le_bytes());
+                }
+            }
+            Layer::Add { a, b, output } => {
+                let (qa, qb, qo) = (acts[*a], acts[*b], acts[*output]);
+                let twice_max = 2.0 * f64::from(qa.scale.max(qb.scale));
+                let am = mult(*output, f64::from(qa.scale) / twice_max)?;
+                let bm = mult(*output, f64::from(qb.scale) / twice_max)?;
+                let om = mult(
+                    *output,
+                    twice_max / (f64::from(1u32 << ADD_LEFT_SHIFT) * f64::from(qo.scale)),
+                )?;
+                rec[0] = OP_ADD;
+                rec[2..4].copy_from_slice(&u16_of(*a, "tensor")?.to_le_bytes());
+                rec[4..6].copy_from_slice(&u16_of(*output, "tensor")?.to_le_bytes());
+                rec[6..8].copy_from_slice(&u16_of(*b, "tensor")?.to_le_bytes());
+                for (k, v) in [am.0, am.1, bm.0, bm.1, om.0, om.1].iter().enumerate() {
+                    rec[8 + 4 * k..12 + 4 * k].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        ops.push(rec);
+    }
+
+    let (offsets, arena_len) = plan_arena(net);
+    let mut tensors = Vec::new();
+    for (v, s) in net.shapes.iter().enumerate() {
+        let mut t = [0u8; TENSOR_LEN];
+        t[0..2].copy_from_slice(&u16_of(s.h, "height")?.to_le_bytes());
+        t[2..4].copy_from_slice(&u16_of(s.w, "width")?.to_le_bytes());
+        t[4..6].copy_from_slice(&u16_of(s.c, "channels")?.to_le_bytes());
+        t[6] = acts[v].zero_point.to_le_bytes()[0];
+        t[8..12].copy_from_slice(&acts[v].scale.to_bits().to_le_bytes());
+        t[12..16].copy_from_slice(&u32_of(offsets[v], "arena offset")?.to_le_bytes());
+        tensors.extend_from_slice(&t);
+    }
+
+    let tensors_off = HEADER_LEN;
+    let ops_off = tensors_off + tensors.len();
+    let data_off = (ops_off + ops.len() * OP_LEN).next_multiple_of(16);
+    let total = data_off + data.0.len();
+    let mut b = vec![0u8; total];
+    b[0..4].copy_from_slice(&blob::MAGIC);
+    b[4..6].copy_from_slice(&blob::VERSION.to_le_bytes());
+    b[6..8].copy_from_slice(&u16_of(HEADER_LEN, "header")?.to_le_bytes());
+    b[8..12].copy_from_slice(&u32_of(total, "blob size")?.to_le_bytes());
+    b[12..14].copy_from_slice(&u16_of(net.shapes.len(), "tensors")?.to_le_bytes());
+    b[14..16].copy_from_slice(&u16_of(ops.len(), "ops")?.to_le_bytes());
+    b[16..20].copy_from_slice(&u32_of(arena_len, "arena")?.to_le_bytes());
+    b[20..22].copy_from_slice(&u16_of(net.input, "input")?.to_le_bytes());
+    b[22..24].copy_from_slice(&u16_of(net.output, "output")?.to_le_bytes());
+    let si = net.shapes[net.input];
+    b[24..26].copy_from_slice(&u16_of(si.h, "input height")?.to_le_bytes());
+    b[26..28].copy_from_slice(&u16_of(si.w, "input width")?.to_le_bytes());
+    b[28..30].copy_from_slice(&u16_of(net.shapes[net.output].c, "embedding")?.to_le_bytes());
+    b[64..68].copy_from_slice(&u32_of(tensors_off, "offset")?.to_le_bytes());
+    b[68..72].copy_from_slice(&u32_of(ops_off, "offset")?.to_le_bytes());
+    b[72..76].copy_from_slice(&u32_of(data_off, "offset")?.to_le_bytes());
+    b[76..80].copy_from_slice(&u32_of(data.0.len(), "data")?.to_le_bytes());
+    b[80..84].copy_from_slice(&u32_of(lut_off, "offset")?.to_le_bytes());
+    b[tensors_off..ops_off].copy_from_slice(&tensors);
+    for (i, op) in ops.iter().enumerate() {
+        b[ops_off + i * OP_LEN..ops_off + (i + 1) * OP_LEN].copy_from_slice(op);
+    }
+    b[data_off..].copy_from_slice(&data.0);
+    // Hash with hash and CRC fields zero, then seal with the CRC.
+    let hash = Sha256::digest(&b);
+    b[HASH_AT..HASH_AT + 32].copy_from_slice(&hash);
+    let crc = blob::blob_crc(&b);
+    b[blob::CRC_AT..blob::CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(QuantizedModel { blob: b, arena_len })
+}

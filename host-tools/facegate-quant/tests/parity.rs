@@ -1,0 +1,223 @@
+//! Quantizer and int8 engine against the float model and tract, on real faces.
+
+use std::path::PathBuf;
+
+use facegate_core::embedding::cosine;
+use facegate_core::engine::{BlobError, EngineError, Model};
+use facegate_e2e::shared_data;
+use facegate_eval::embedder::Embedder;
+use facegate_eval::faces::{Face, FaceSet};
+use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
+use facegate_quant::engine::{EngineEmbedder, FloatEmbedder};
+use facegate_quant::graph::FloatNet;
+use facegate_quant::quantize::{calibrate, quantize};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+/// `n` faces of distinct LFW identities, starting at identity `skip`.
+fn faces(data: &std::path::Path, skip: usize, n: usize) -> Vec<Face> {
+    let set = FaceSet::scan(&data.join("lfw/aligned_112")).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    set.files
+        .iter()
+        .filter(|f| seen.insert(f.identity))
+        .skip(skip)
+        .take(n)
+        .map(|f| Face::load(&set.root.join(&f.path)).unwrap())
+        .collect()
+}
+
+fn mean_and_min(a: &dyn Embedder, b: &dyn Embedder, faces: &[Face]) -> (f32, f32) {
+    let cs: Vec<f32> = faces
+        .iter()
+        .map(|f| cosine(&a.embed(f).unwrap(), &b.embed(f).unwrap()).unwrap())
+        .collect();
+    (
+        cs.iter().sum::<f32>() / cs.len() as f32,
+        cs.iter().copied().fold(1.0, f32::min),
+    )
+}
+
+#[test]
+fn float_executor_equals_tract() {
+    let Some(data) = shared_data() else { return };
+    let path = fixture("tiny_mfn_random.onnx");
+    let net = FloatNet::load(&path).unwrap();
+    let ours = FloatEmbedder::new(net, InputNorm::ArcFace, &std::fs::read(&path).unwrap());
+    let tract = OnnxEmbedder::load(&path, InputNorm::ArcFace).unwrap();
+    let (mean, min) = mean_and_min(&ours, &tract, &faces(&data, 0, 20));
+    assert!(
+        min > 0.99999,
+        "float executor vs tract: mean {mean} min {min}"
+    );
+}
+
+#[test]
+fn int8_engine_tracks_the_float_model() {
+    let Some(data) = shared_data() else { return };
+    let path = fixture("tiny_mfn_random.onnx");
+    let net = FloatNet::load(&path).unwrap();
+    let calib = faces(&data, 0, 32);
+    let ranges = calibrate(&net, &calib, InputNorm::ArcFace).unwrap();
+    let q = quantize(&net, &ranges, InputNorm::ArcFace).unwrap();
+    let engine = EngineEmbedder::new("tiny".into(), q.blob.clone()).unwrap();
+    let float = FloatEmbedder::new(net, InputNorm::ArcFace, &std::fs::read(&path).unwrap());
+    // Faces of other people than the calibration set.
+    let (mean, min) = mean_and_min(&engine, &float, &faces(&data, 100, 100));
+    eprintln!(
+        "engine vs float on 100 LFW faces: mean cosine {mean:.5}, min {min:.5}; blob {} B, arena {} B",
+        q.blob.len(),
+        q.arena_len
+    );
+    assert!(mean >= 0.99, "mean cosine {mean} (min {min})");
+
+    // The same blob and face give the same bits every time.
+    let f = &calib[0];
+    assert_eq!(engine.embed(f).unwrap(), engine.embed(f).unwrap());
+    // Quantizing again from the same inputs gives the same blob, hence the same model hash.
+    let again = quantize(&FloatNet::load(&path).unwrap(), &ranges, InputNorm::ArcFace).unwrap();
+    assert_eq!(again.blob, q.blob);
+}
+
+/// A blob of the tiny model, calibrated on synthetic faces (no data needed).
+fn tiny_blob() -> Vec<u8> {
+    let net = FloatNet::load(&fixture("tiny_mfn_random.onnx")).unwrap();
+    let synthetic: Vec<Face> = (0..4u8)
+        .map(|k| Face {
+            rgb: (0..112 * 112 * 3)
+                .map(|i| ((i * 7 + usize::from(k) * 31) % 251) as u8)
+                .collect(),
+        })
+        .collect();
+    let ranges = calibrate(&net, &synthetic, InputNorm::ArcFace).unwrap();
+    quantize(&net, &ranges, InputNorm::ArcFace).unwrap().blob
+}
+
+#[test]
+fn bad_blobs_and_buffers_are_typed_errors() {
+    let blob = tiny_blob();
+    let m = Model::parse(&blob).unwrap();
+    let face = vec![128u8; 112 * 112 * 3];
+    let mut out = vec![0.0; m.embedding_dim()];
+    let mut small = vec![0i8; m.arena_len() - 1];
+    assert_eq!(
+        m.embed(&face, &mut small, &mut out),
+        Err(EngineError::ArenaTooSmall {
+            need: m.arena_len() as u32,
+            have: small.len() as u32
+        })
+    );
+    let mut arena = vec![0i8; m.arena_len()];
+    assert!(matches!(
+        m.embed(&face[1..], &mut arena, &mut out),
+        Err(EngineError::InputSize { .. })
+    ));
+    assert!(matches!(
+        m.embed(&face, &mut arena, &mut out[1..]),
+        Err(EngineError::OutputSize { .. })
+    ));
+    m.embed(&face, &mut arena, &mut out).unwrap();
+
+    assert_eq!(
+        Model::parse(&blob[..blob.len() - 1]).unwrap_err(),
+        BlobError::Truncated
+    );
+    assert_eq!(
+        Model::parse(&blob[..100]).unwrap_err(),
+        BlobError::Truncated
+    );
+    let mut v2 = blob.clone();
+    v2[4] = 2;
+    assert_eq!(
+        Model::parse(&v2).unwrap_err(),
+        BlobError::UnsupportedVersion { found: 2 }
+    );
+    let mut bad = blob.clone();
+    bad[0] = b'X';
+    assert_eq!(Model::parse(&bad).unwrap_err(), BlobError::BadMagic);
+    for at in [130, blob.len() / 2, blob.len() - 1] {
+        let mut flipped = blob.clone();
+        flipped[at] ^= 0x10;
+        assert_eq!(
+            Model::parse(&flipped).unwrap_err(),
+            BlobError::Crc,
+            "flip at {at}"
+        );
+    }
+    let other = facegate_core::ModelHash([9; 32]);
+    assert_eq!(
+        Model::parse_for(&blob, &other).unwrap_err(),
+        BlobError::ModelMismatch
+    );
+    assert!(Model::parse_for(&blob, &m.hash()).is_ok());
+}
+
+mod fuzz {
+    use facegate_core::engine::Model;
+    use facegate_core::engine::blob::{CRC_AT, blob_crc};
+    use proptest::prelude::*;
+
+    fn reseal(b: &mut [u8]) {
+        if b.len() >= 128 {
+            let crc = blob_crc(b);
+            b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+
+    /// Parses; if the blob is accepted, runs it. Any outcome but a panic is fine.
+    fn exercise(bytes: &[u8]) {
+        if let Ok(m) = Model::parse(bytes) {
+            if m.arena_len() <= 1 << 22 && m.macs() <= 50_000_000 {
+                let (h, w) = m.input_size();
+                let mut arena = vec![0i8; m.arena_len()];
+                let mut out = vec![0.0; m.embedding_dim()];
+                let _ = m.embed(&vec![77u8; h * w * 3], &mut arena, &mut out);
+            }
+        }
+    }
+
+    // Counted: 2,000 arbitrary byte strings and 1,500 damaged-then-resealed blobs per `cargo test`.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn parser_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let mut bytes = bytes;
+            if bytes.len() >= 8 {
+                bytes[..4].copy_from_slice(b"FGM1");
+                bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+            }
+            reseal(&mut bytes);
+            exercise(&bytes);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_500))]
+        #[test]
+        fn parser_survives_damaged_blobs(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            header_edits in proptest::collection::vec((0usize..128, any::<u8>()), 0..3),
+        ) {
+            let mut b = super::tiny_blob_cached().to_vec();
+            for (at, v) in &edits {
+                let i = at.index(b.len());
+                b[i] = *v;
+            }
+            for (at, v) in &header_edits {
+                b[*at] = *v;
+            }
+            // Re-seal so that the damage reaches the structural checks, not only the CRC.
+            reseal(&mut b);
+            exercise(&b);
+        }
+    }
+}
+
+fn tiny_blob_cached() -> &'static [u8] {
+    static BLOB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BLOB.get_or_init(tiny_blob)
+}
