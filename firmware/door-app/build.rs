@@ -56,9 +56,37 @@ impl Rng {
     }
 }
 
+/// Copies the engine check's data (model blob, faces, host embeddings) from
+/// `$FACEGATE_ENGINE_FIXTURE` (written by `cargo xtask`, see
+/// facegate-quant's `engine_fixture` example) into OUT_DIR, and enables the
+/// check. Without it the files are empty and the firmware says the check
+/// was not compiled in.
+fn engine_fixture(out: &std::path::Path) {
+    println!("cargo::rerun-if-env-changed=FACEGATE_ENGINE_FIXTURE");
+    println!("cargo::rustc-check-cfg=cfg(engine_fixture)");
+    let files = ["model.fgm", "faces.rgb", "expected.f32"];
+    match std::env::var_os("FACEGATE_ENGINE_FIXTURE").map(PathBuf::from) {
+        Some(dir) => {
+            for f in files {
+                let src = dir.join(f);
+                println!("cargo::rerun-if-changed={}", src.display());
+                std::fs::copy(&src, out.join(f))
+                    .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+            }
+            println!("cargo::rustc-cfg=engine_fixture");
+        }
+        None => {
+            for f in files {
+                std::fs::write(out.join(f), []).expect("write empty fixture");
+            }
+        }
+    }
+}
+
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    engine_fixture(&out);
     let mut rng = Rng(0x00FA_CE6A_7E00_0001);
 
     let centres: Vec<[f64; D]> = PEOPLE.iter().map(|_| rng.direction()).collect();

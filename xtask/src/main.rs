@@ -152,12 +152,39 @@ fn build_core_for_thumb(root: &Path, tc: &CrossToolchain) -> Result<()> {
     Ok(())
 }
 
+/// The shared face data: `$FACEGATE_DATA`, else `../shared/data` beside the checkout.
+fn data_dir(root: &Path) -> PathBuf {
+    std::env::var_os("FACEGATE_DATA").map_or_else(|| root.join("../shared/data"), PathBuf::from)
+}
+
+/// Writes the engine check's model, faces and host embeddings (see facegate-quant's
+/// `engine_fixture` example); returns the folder.
+fn engine_fixture(root: &Path) -> Result<PathBuf> {
+    let out = target_dir(root).join("engine-fixture");
+    run(cargo(root)
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "facegate-quant",
+            "--example",
+            "engine_fixture",
+            "--",
+        ])
+        .arg(&out)
+        .arg(data_dir(root)))?;
+    Ok(out)
+}
+
 /// Builds all firmware boards; returns the QEMU board's ELF.
 fn build_firmware(root: &Path, tc: &CrossToolchain) -> Result<PathBuf> {
+    let fixture = engine_fixture(root)?;
     let fw = root.join("firmware");
     let target_dir = firmware_target_dir(root);
     let mut cmd = cargo(&fw);
     tc.apply(&mut cmd);
+    cmd.env("FACEGATE_ENGINE_FIXTURE", &fixture);
     cmd.args(["build", "--release", "--locked", "--workspace"])
         .args(tc.build_std_args())
         .env("CARGO_TARGET_DIR", &target_dir);

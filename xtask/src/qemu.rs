@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 
 /// The line the firmware logs when every check held.
 const PASS_PREFIX: &str = "PASS:";
+/// The line the engine check logs when the board's embeddings equal the host engine's.
+const ENGINE_LINE: &str = "equal the host engine's bit for bit";
 
 /// Boots `elf` through `firmware/scripts/qemu-run.sh`, echoes the decoded log,
 /// and requires both QEMU's exit status 0 and the firmware's pass line.
@@ -29,9 +31,11 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
         .with_context(|| format!("could not start {}", script.display()))?;
     let stdout = child.stdout.take().context("no stdout from qemu-run.sh")?;
     let mut passed = false;
+    let mut engine_equal = false;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("  [qemu] {line}");
+        engine_equal |= line.contains(ENGINE_LINE);
         passed |= line
             .split_whitespace()
             .nth(1)
@@ -43,6 +47,12 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
     }
     if !passed {
         bail!("QEMU exited cleanly but the firmware never logged its `{PASS_PREFIX}` line");
+    }
+    // xtask always compiles the engine check in: it must have run, not been skipped.
+    if !engine_equal {
+        bail!(
+            "the firmware did not report its int8 embeddings equal to the host's (`{ENGINE_LINE}`)"
+        );
     }
     println!("QEMU mps2-an500: firmware self-test passed");
     Ok(())

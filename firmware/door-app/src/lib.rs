@@ -6,3 +6,4 @@
 #![no_std]
 
 pub mod demo;
+pub mod engine_check;

@@ -15,7 +15,26 @@ fn main() -> ! {
         "facegate door firmware {} on QEMU mps2-an500 (Cortex-M7)",
         env!("CARGO_PKG_VERSION")
     );
-    let report = door_app::demo::run();
+    let mut report = door_app::demo::run();
+    // The engine's arena: 256 KiB of the board's 4 MiB RAM (the check's model needs ~74 KiB).
+    match cortex_m::singleton!(: [i8; 256 * 1024] = [0; 256 * 1024]) {
+        Some(arena) => match door_app::engine_check::run(arena) {
+            door_app::engine_check::EngineCheck::Equal { faces } => {
+                defmt::info!(
+                    "engine: {} embeddings equal the host engine's bit for bit",
+                    faces
+                );
+                report.passed += 1;
+            }
+            door_app::engine_check::EngineCheck::NotCompiledIn => {
+                defmt::warn!(
+                    "engine: check not compiled in (build with FACEGATE_ENGINE_FIXTURE; `cargo xtask` does)"
+                );
+            }
+            door_app::engine_check::EngineCheck::Failed => report.failed += 1,
+        },
+        None => report.failed += 1,
+    }
     if report.all_passed() {
         defmt::info!("PASS: door self-test, {} checks", report.passed);
         semihosting::process::exit(0)

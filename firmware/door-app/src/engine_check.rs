@@ -1,0 +1,88 @@
+//! Runs facegate's int8 engine on faces compiled into flash and compares the
+//! embeddings with the host engine's, bit for bit.
+
+use facegate_core::engine::Model;
+
+/// The blob, faces (112×112 RGB each) and host embeddings (f32 LE), when compiled in.
+static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.fgm"));
+static FACES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/faces.rgb"));
+static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected.f32"));
+
+/// Outcome of the engine check.
+#[derive(Debug, defmt::Format, PartialEq, Eq)]
+pub enum EngineCheck {
+    /// No fixture was compiled in (`FACEGATE_ENGINE_FIXTURE` unset at build time).
+    NotCompiledIn,
+    /// Every face's embedding equals the host's.
+    Equal {
+        /// Faces checked.
+        faces: u32,
+    },
+    /// Something differed or failed.
+    Failed,
+}
+
+/// Whether the data for the check was compiled in.
+pub const COMPILED_IN: bool = cfg!(engine_fixture);
+
+/// Runs the check with the caller's arena (its size must cover the model's plan).
+pub fn run(arena: &mut [i8]) -> EngineCheck {
+    if !COMPILED_IN {
+        return EngineCheck::NotCompiledIn;
+    }
+    let model = match Model::parse(MODEL) {
+        Ok(m) => m,
+        Err(e) => {
+            defmt::error!("engine: blob rejected: {}", e);
+            return EngineCheck::Failed;
+        }
+    };
+    defmt::info!(
+        "engine: model {} ops, {} MACs, blob {} B, arena {} B, hash {=[u8]:02x}",
+        model.op_count(),
+        model.macs() as u32,
+        model.blob_len() as u32,
+        model.arena_len() as u32,
+        model.hash().0[..8]
+    );
+    let (h, w) = model.input_size();
+    let dim = model.embedding_dim();
+    let face_len = h * w * 3;
+    let mut out = [0.0f32; 512];
+    let Some(out) = out.get_mut(..dim) else {
+        defmt::error!(
+            "engine: embedding of {} values is wider than the check's buffer",
+            dim
+        );
+        return EngineCheck::Failed;
+    };
+    let mut faces = 0u32;
+    for (face, expected) in FACES
+        .chunks_exact(face_len)
+        .zip(EXPECTED.chunks_exact(dim * 4))
+    {
+        if let Err(e) = model.embed(face, arena, out) {
+            defmt::error!("engine: {}", e);
+            return EngineCheck::Failed;
+        }
+        let equal = out
+            .iter()
+            .zip(expected.chunks_exact(4))
+            .all(|(o, e)| o.to_bits().to_le_bytes() == [e[0], e[1], e[2], e[3]]);
+        defmt::info!(
+            "engine: face {}: embedding[0..4] = {}, equal to host: {}",
+            faces,
+            out[..4.min(dim)],
+            equal
+        );
+        if !equal {
+            return EngineCheck::Failed;
+        }
+        faces += 1;
+    }
+    if faces == 0 {
+        EngineCheck::Failed
+    } else {
+        EngineCheck::Equal { faces }
+    }
+}
