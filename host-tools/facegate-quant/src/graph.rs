@@ -448,6 +448,19 @@ impl FloatNet {
     pub fn run(&self, input: Vec<f32>) -> Vec<Vec<f32>> {
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.shapes.len()];
         values[self.input] = input;
+        self.run_layers(values)
+    }
+
+    /// Runs the layers with the given values already known (by id; `known` lists them).
+    pub fn run_from(&self, known: &[Vec<f32>], ids: &[usize]) -> Vec<Vec<f32>> {
+        let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.shapes.len()];
+        for &i in ids {
+            values[i] = known[i].clone();
+        }
+        self.run_layers(values)
+    }
+
+    fn run_layers(&self, mut values: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
         for layer in &self.layers {
             match layer {
                 Layer::Conv {

@@ -14,4 +14,5 @@
 
 pub mod engine;
 pub mod graph;
+pub mod qdq;
 pub mod quantize;

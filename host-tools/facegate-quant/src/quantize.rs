@@ -45,16 +45,18 @@ impl ActQuant {
         let (lo, hi) = (min.min(0.0), max.max(0.0));
         let scale = ((hi - lo) / 255.0).max(1e-8);
         #[allow(clippy::cast_possible_truncation)]
-        let zp = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i8;
+        let zp = (-128.0 - lo / scale).round_ties_even().clamp(-128.0, 127.0) as i8;
         Self {
             scale,
             zero_point: zp,
         }
     }
 
-    fn quantize(&self, x: f32) -> i8 {
+    /// Quantises one value, rounding half to even as ONNX QuantizeLinear does.
+    pub fn quantize(&self, x: f32) -> i8 {
         #[allow(clippy::cast_possible_truncation)]
-        let q = ((x / self.scale).round() + f32::from(self.zero_point)).clamp(-128.0, 127.0) as i8;
+        let q = ((x / self.scale).round_ties_even() + f32::from(self.zero_point))
+            .clamp(-128.0, 127.0) as i8;
         q
     }
 }
@@ -107,6 +109,54 @@ fn u16_of(v: usize, what: &str) -> Result<u16, QuantError> {
 
 fn u32_of(v: usize, what: &str) -> Result<u32, QuantError> {
     u32::try_from(v).map_err(|_| QuantError::TooLarge(format!("{what} = {v}")))
+}
+
+/// A convolution's int8 weights (OHWI), per-channel scales and int32 biases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvQuant {
+    /// Weights, `round(w / scale[oc])` in `[-127, 127]`.
+    pub weights: Vec<i8>,
+    /// Per output channel: `max|w| / 127` (1 for an all-zero channel).
+    pub scales: Vec<f32>,
+    /// Per output channel: `round(b / (input_scale · scale[oc]))`.
+    pub bias: Vec<i32>,
+}
+
+/// Per-channel symmetric weight quantisation (shared by the blob and the QDQ export).
+pub fn quantize_conv(weights: &[f32], bias: &[f32], cout: usize, input_scale: f32) -> ConvQuant {
+    let per = weights.len() / cout.max(1);
+    let mut q = ConvQuant {
+        weights: Vec::with_capacity(weights.len()),
+        scales: Vec::new(),
+        bias: Vec::new(),
+    };
+    for oc in 0..cout {
+        let w = &weights[oc * per..(oc + 1) * per];
+        let max = w.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+        let sw = if max > 0.0 { max / 127.0 } else { 1.0 };
+        #[allow(clippy::cast_possible_truncation)]
+        q.weights.extend(
+            w.iter()
+                .map(|x| (x / sw).round().clamp(-127.0, 127.0) as i8),
+        );
+        let acc_scale = f64::from(input_scale) * f64::from(sw);
+        #[allow(clippy::cast_possible_truncation)]
+        q.bias.push(
+            (f64::from(bias[oc]) / acc_scale)
+                .round()
+                .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32,
+        );
+        q.scales.push(sw);
+    }
+    q
+}
+
+/// Activation quantisation of every value from calibration ranges.
+pub fn activation_quants(ranges: &[(f32, f32)]) -> Vec<ActQuant> {
+    ranges
+        .iter()
+        .map(|&(lo, hi)| ActQuant::from_range(lo, hi))
+        .collect()
 }
 
 /// A quantised model, written as a blob.
@@ -191,10 +241,7 @@ pub fn quantize(
     ranges: &[(f32, f32)],
     norm: InputNorm,
 ) -> Result<QuantizedModel, QuantError> {
-    let acts: Vec<ActQuant> = ranges
-        .iter()
-        .map(|&(lo, hi)| ActQuant::from_range(lo, hi))
-        .collect();
+    let acts = activation_quants(ranges);
     let mut data = Data(Vec::new());
     let input_q = acts[net.input];
     let lut: Vec<u8> = (0..3)
@@ -220,29 +267,12 @@ pub fn quantize(
             } => {
                 let (si, so) = (acts[*input], acts[*output]);
                 let cout = net.shapes[*output].c;
-                let per = weights.len() / cout;
-                let mut wq = Vec::with_capacity(weights.len());
-                let (mut bq, mut m, mut s, mut nm, mut ns) =
-                    (vec![], vec![], vec![], vec![], vec![]);
-                for oc in 0..cout {
-                    let w = &weights[oc * per..(oc + 1) * per];
-                    let max = w.iter().fold(0.0f32, |a, x| a.max(x.abs()));
-                    let sw = if max > 0.0 { max / 127.0 } else { 1.0 };
-                    #[allow(clippy::cast_possible_truncation)]
-                    wq.extend(
-                        w.iter().map(|x| {
-                            ((x / sw).round().clamp(-127.0, 127.0) as i8).to_le_bytes()[0]
-                        }),
-                    );
-                    let acc_scale = f64::from(si.scale) * f64::from(sw);
-                    #[allow(clippy::cast_possible_truncation)]
-                    bq.push(
-                        (f64::from(bias[oc]) / acc_scale)
-                            .round()
-                            .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
-                            as i32,
-                    );
-                    let real = acc_scale / f64::from(so.scale);
+                let cq = quantize_conv(weights, bias, cout, si.scale);
+                let wq: Vec<u8> = cq.weights.iter().map(|w| w.to_le_bytes()[0]).collect();
+                let bq = &cq.bias;
+                let (mut m, mut s, mut nm, mut ns) = (vec![], vec![], vec![], vec![]);
+                for (oc, &sw) in cq.scales.iter().enumerate() {
+                    let real = f64::from(si.scale) * f64::from(sw) / f64::from(so.scale);
                     let (pm, ps) = mult(*output, real)?;
                     let alpha = prelu.as_ref().map_or(1.0, |a| f64::from(a[oc]));
                     let (qm, qs) = mult(*output, real * alpha)?;
@@ -253,7 +283,7 @@ pub fn quantize(
                 }
                 let offs = [
                     data.push(&wq),
-                    data.push_i32(&bq),
+                    data.push_i32(bq),
                     data.push_i32(&m),
                     data.push_i32(&s),
                     data.push_i32(&nm),
@@ -347,4 +377,62 @@ pub fn quantize(
     let crc = blob::blob_crc(&b);
     b[blob::CRC_AT..blob::CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(QuantizedModel { blob: b, arena_len })
+}
+
+/// The quantised model's arithmetic in float ("fake quantisation"): int8
+/// weights and int32 biases dequantised, every value quantised and
+/// dequantised. The QDQ ONNX export means exactly this; the engine must
+/// agree with it up to fixed-point rounding.
+pub fn simulate(net: &FloatNet, ranges: &[(f32, f32)], input: Vec<f32>) -> Vec<f32> {
+    let acts = activation_quants(ranges);
+    let fq = |v: &mut Vec<f32>, q: ActQuant| {
+        for x in v.iter_mut() {
+            *x = q.scale * (f32::from(q.quantize(*x)) - f32::from(q.zero_point));
+        }
+    };
+    let mut sim = net.clone();
+    for layer in &mut sim.layers {
+        if let Layer::Conv {
+            input,
+            output,
+            weights,
+            bias,
+            ..
+        } = layer
+        {
+            let cout = net.shapes[*output].c;
+            let cq = quantize_conv(weights, bias, cout, acts[*input].scale);
+            let per = weights.len() / cout;
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w = f32::from(cq.weights[i]) * cq.scales[i / per];
+            }
+            for (oc, b) in bias.iter_mut().enumerate() {
+                #[allow(clippy::cast_precision_loss)]
+                let v = cq.bias[oc] as f32 * cq.scales[oc] * acts[*input].scale;
+                *b = v;
+            }
+        }
+    }
+    let mut x = input;
+    fq(&mut x, acts[net.input]);
+    // Run layer by layer so every value is fake-quantised before it is used.
+    let mut values: Vec<Vec<f32>> = vec![Vec::new(); net.shapes.len()];
+    values[net.input] = x;
+    for layer in &sim.layers {
+        let one = FloatNet {
+            layers: vec![layer.clone()],
+            shapes: sim.shapes.clone(),
+            input: sim.input,
+            output: sim.output,
+        };
+        let (ins, out): (Vec<usize>, usize) = match layer {
+            Layer::Conv { input, output, .. } => (vec![*input], *output),
+            Layer::Add { a, b, output } => (vec![*a, *b], *output),
+        };
+        let mut partial = one.run_from(&values, &ins);
+        let mut y = std::mem::take(&mut partial[out]);
+        fq(&mut y, acts[out]);
+        values[out] = y;
+    }
+    std::mem::take(&mut values[net.output])
 }

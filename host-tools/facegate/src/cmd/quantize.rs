@@ -28,6 +28,9 @@ pub struct QuantizeArgs {
     /// Output blob.
     #[arg(long, short)]
     out: PathBuf,
+    /// Also write the same quantisation as ONNX QDQ (runs on tract and onnxruntime).
+    #[arg(long, value_name = "ONNX")]
+    qdq: Option<PathBuf>,
 }
 
 /// Runs `facegate quantize`.
@@ -74,5 +77,10 @@ pub fn run(a: QuantizeArgs) -> Result<ExitCode> {
     println!("  flash (blob)  {} B", q.blob.len());
     println!("  arena (RAM)   {} B", q.arena_len);
     println!("  model hash    {}", m.hash());
+    if let Some(path) = &a.qdq {
+        std::fs::write(path, facegate_quant::qdq::export_qdq(&net, &ranges))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("  QDQ ONNX      {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
