@@ -26,6 +26,9 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
     let mut child = Command::new("bash")
         .arg(&script)
         .arg(elf)
+        // Deterministic virtual time: one nanosecond per instruction, so the
+        // firmware's cost report counts instructions.
+        .env("QEMU_EXTRA_ARGS", "-icount shift=0")
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not start {}", script.display()))?;

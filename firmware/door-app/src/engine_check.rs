@@ -17,6 +17,10 @@ pub enum EngineCheck {
     Equal {
         /// Faces checked.
         faces: u32,
+        /// Timer ticks of the slowest embedding (the board's clock, see its caller).
+        max_ticks: u32,
+        /// Multiply-accumulates per embedding.
+        macs: u32,
     },
     /// Something differed or failed.
     Failed,
@@ -26,7 +30,8 @@ pub enum EngineCheck {
 pub const COMPILED_IN: bool = cfg!(engine_fixture);
 
 /// Runs the check with the caller's arena (its size must cover the model's plan).
-pub fn run(arena: &mut [i8]) -> EngineCheck {
+/// `elapsed` times a closure in the board's timer ticks.
+pub fn run(arena: &mut [i8], elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32) -> EngineCheck {
     if !COMPILED_IN {
         return EngineCheck::NotCompiledIn;
     }
@@ -40,7 +45,7 @@ pub fn run(arena: &mut [i8]) -> EngineCheck {
     defmt::info!(
         "engine: model {} ops, {} MACs, blob {} B, arena {} B, hash {=[u8]:02x}",
         model.op_count(),
-        model.macs() as u32,
+        u32::try_from(model.macs()).unwrap_or(u32::MAX),
         model.blob_len() as u32,
         model.arena_len() as u32,
         model.hash().0[..8]
@@ -57,11 +62,15 @@ pub fn run(arena: &mut [i8]) -> EngineCheck {
         return EngineCheck::Failed;
     };
     let mut faces = 0u32;
+    let mut max_ticks = 0;
     for (face, expected) in FACES
         .chunks_exact(face_len)
         .zip(EXPECTED.chunks_exact(dim * 4))
     {
-        if let Err(e) = model.embed(face, arena, out) {
+        let mut result = Ok(());
+        let ticks = elapsed(&mut || result = model.embed(face, arena, out));
+        max_ticks = max_ticks.max(ticks);
+        if let Err(e) = result {
             defmt::error!("engine: {}", e);
             return EngineCheck::Failed;
         }
@@ -83,6 +92,10 @@ pub fn run(arena: &mut [i8]) -> EngineCheck {
     if faces == 0 {
         EngineCheck::Failed
     } else {
-        EngineCheck::Equal { faces }
+        EngineCheck::Equal {
+            faces,
+            max_ticks,
+            macs: u32::try_from(model.macs()).unwrap_or(u32::MAX),
+        }
     }
 }

@@ -1,13 +1,21 @@
-//! QEMU `mps2-an500` board: runs the door app's self-test, logs over
-//! semihosting (defmt frames, decoded on the host by `defmt-print`) and ends
-//! QEMU with exit status 0 (pass) or 1 (fail) for the test harness.
+//! QEMU `mps2-an500` board: runs the door app's self-test and the int8
+//! engine check, logs over semihosting (defmt frames, decoded on the host by
+//! `defmt-print`) and ends QEMU with exit status 0 (pass) or 1 (fail) for
+//! the test harness.
 #![no_std]
 #![no_main]
 
+use cortex_m::peripheral::SYST;
+use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 // cortex-m provides the single-core critical section defmt-semihosting locks with.
 use cortex_m as _;
 use defmt_semihosting as _;
+use door_app::engine_check::{self, EngineCheck};
+
+/// Length of the calibration loop, in instructions (`cortex_m::asm::delay`
+/// runs a two-instruction loop once per two requested cycles).
+const CALIBRATION_INSTRUCTIONS: u32 = 4_000_000;
 
 #[entry]
 fn main() -> ! {
@@ -16,25 +24,54 @@ fn main() -> ! {
         env!("CARGO_PKG_VERSION")
     );
     let mut report = door_app::demo::run();
+    let Some(mut cp) = cortex_m::Peripherals::take() else {
+        defmt::error!("core peripherals already taken");
+        semihosting::process::exit(1)
+    };
+    // SysTick as a stopwatch. Under `-icount shift=0` QEMU's virtual time is
+    // one nanosecond per instruction, so ticks convert to instructions, with
+    // the ratio calibrated on a loop of known length.
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(0x00FF_FFFF);
+    cp.SYST.clear_current();
+    cp.SYST.enable_counter();
+    let mut elapsed = |f: &mut dyn FnMut()| -> u32 {
+        let start = SYST::get_current();
+        f();
+        start.wrapping_sub(SYST::get_current()) & 0x00FF_FFFF
+    };
+    let cal_ticks = elapsed(&mut || cortex_m::asm::delay(CALIBRATION_INSTRUCTIONS)).max(1);
+
     // The engine's arena: 256 KiB of the board's 4 MiB RAM (the check's model needs ~74 KiB).
     match cortex_m::singleton!(: [i8; 256 * 1024] = [0; 256 * 1024]) {
-        Some(arena) => match door_app::engine_check::run(arena) {
-            door_app::engine_check::EngineCheck::Equal { faces } => {
+        Some(arena) => match engine_check::run(arena, &mut elapsed) {
+            EngineCheck::Equal {
+                faces,
+                max_ticks,
+                macs,
+            } => {
                 defmt::info!(
                     "engine: {} embeddings equal the host engine's bit for bit",
                     faces
                 );
+                let instructions = u64::from(max_ticks) * u64::from(CALIBRATION_INSTRUCTIONS)
+                    / u64::from(cal_ticks);
+                defmt::info!(
+                    "engine cost: {} instructions per embedding (meaningful under -icount), {} MACs, {} instructions per 1000 MACs",
+                    instructions,
+                    macs,
+                    instructions * 1000 / u64::from(macs.max(1))
+                );
                 report.passed += 1;
             }
-            door_app::engine_check::EngineCheck::NotCompiledIn => {
-                defmt::warn!(
-                    "engine: check not compiled in (build with FACEGATE_ENGINE_FIXTURE; `cargo xtask` does)"
-                );
-            }
-            door_app::engine_check::EngineCheck::Failed => report.failed += 1,
+            EngineCheck::NotCompiledIn => defmt::warn!(
+                "engine: check not compiled in (build with FACEGATE_ENGINE_FIXTURE; `cargo xtask` does)"
+            ),
+            EngineCheck::Failed => report.failed += 1,
         },
         None => report.failed += 1,
     }
+
     if report.all_passed() {
         defmt::info!("PASS: door self-test, {} checks", report.passed);
         semihosting::process::exit(0)
