@@ -96,6 +96,113 @@ pub fn calibrate(
     Ok(ranges)
 }
 
+/// How activation ranges are chosen from the calibration faces.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Calibration {
+    /// The observed minimum and maximum.
+    MinMax,
+    /// The given two-sided percentile (e.g. 99.99): outliers are clipped.
+    Percentile(f64),
+    /// The clipping range that minimises the expected squared quantisation error.
+    Mse,
+}
+
+const HIST_BINS: usize = 2048;
+
+/// Activation ranges by `method`: min–max first, then (for percentile and
+/// MSE) a histogram of every value over that range in a second pass.
+pub fn calibrate_with(
+    net: &FloatNet,
+    faces: &[Face],
+    norm: InputNorm,
+    method: Calibration,
+) -> Result<Vec<(f32, f32)>, QuantError> {
+    let minmax = calibrate(net, faces, norm)?;
+    if method == Calibration::MinMax {
+        return Ok(minmax);
+    }
+    let mut hists = vec![vec![0u64; HIST_BINS]; minmax.len()];
+    for f in faces {
+        for ((h, &(lo, hi)), v) in hists
+            .iter_mut()
+            .zip(&minmax)
+            .zip(net.run(normalise(f, norm)))
+        {
+            let width = (hi - lo).max(f32::MIN_POSITIVE);
+            for x in v {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let b = (((x - lo) / width) * HIST_BINS as f32) as usize;
+                h[b.min(HIST_BINS - 1)] += 1;
+            }
+        }
+    }
+    Ok(minmax
+        .iter()
+        .zip(&hists)
+        .enumerate()
+        .map(|(v, (&(lo, hi), h))| {
+            if v == net.input || h.iter().all(|&c| c == 0) {
+                return (lo, hi); // the input's range is exact; empty values keep min–max
+            }
+            match method {
+                Calibration::Percentile(p) => percentile_range(h, lo, hi, p),
+                _ => mse_range(h, lo, hi),
+            }
+        })
+        .collect())
+}
+
+fn bin_centre(lo: f32, hi: f32, b: usize) -> f32 {
+    lo + (hi - lo) * (b as f32 + 0.5) / HIST_BINS as f32
+}
+
+fn percentile_range(h: &[u64], lo: f32, hi: f32, p: f64) -> (f32, f32) {
+    let total: u64 = h.iter().sum();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let tail = ((1.0 - p / 100.0).clamp(0.0, 1.0) * total as f64) as u64;
+    let (mut acc, mut a) = (0, 0);
+    while a < HIST_BINS - 1 && acc + h[a] <= tail {
+        acc += h[a];
+        a += 1;
+    }
+    let (mut acc, mut b) = (0, HIST_BINS - 1);
+    while b > a && acc + h[b] <= tail {
+        acc += h[b];
+        b -= 1;
+    }
+    let step = (hi - lo) / HIST_BINS as f32;
+    (lo + step * a as f32, lo + step * (b + 1) as f32)
+}
+
+fn mse_range(h: &[u64], lo: f32, hi: f32) -> (f32, f32) {
+    let (lo0, hi0) = (lo.min(0.0), hi.max(0.0));
+    let mut best = (f64::INFINITY, (lo, hi));
+    for k in 8..=128u16 {
+        let f = f32::from(k) / 128.0;
+        let q = ActQuant::from_range(lo0 * f, hi0 * f);
+        let err: f64 = h
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(b, &c)| {
+                let x = bin_centre(lo, hi, b);
+                let d = q.scale * (f32::from(q.quantize(x)) - f32::from(q.zero_point)) - x;
+                #[allow(clippy::cast_precision_loss)]
+                let c = c as f64;
+                f64::from(d * d) * c
+            })
+            .sum();
+        if err < best.0 {
+            best = (err, (lo0 * f, hi0 * f));
+        }
+    }
+    best.1
+}
+
 fn mult(value: usize, real: f64) -> Result<(i32, i32), QuantError> {
     quantize_multiplier(real).ok_or(QuantError::Multiplier {
         value,

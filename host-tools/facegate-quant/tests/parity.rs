@@ -257,3 +257,41 @@ fn engine_and_qdq_on_tract_agree() {
     // float ties); the 0.999 target is for trained models (issue 5's parity suite).
     assert!(mean >= 0.99, "engine vs QDQ: mean {mean} min {min}");
 }
+
+#[test]
+fn every_calibration_method_gives_a_working_engine() {
+    let Some(data) = shared_data() else { return };
+    use facegate_quant::quantize::{Calibration, calibrate_with};
+    let path = fixture("tiny_mfn_random.onnx");
+    let net = FloatNet::load(&path).unwrap();
+    let calib = faces(&data, 0, 32);
+    let probe = faces(&data, 100, 40);
+    let float = FloatEmbedder::new(
+        net.clone(),
+        InputNorm::ArcFace,
+        &std::fs::read(&path).unwrap(),
+    );
+    for method in [
+        Calibration::MinMax,
+        Calibration::Percentile(99.99),
+        Calibration::Mse,
+    ] {
+        let ranges = calibrate_with(&net, &calib, InputNorm::ArcFace, method).unwrap();
+        let minmax = calibrate(&net, &calib, InputNorm::ArcFace).unwrap();
+        // Percentile and MSE only ever narrow the observed range.
+        for (r, m) in ranges.iter().zip(&minmax) {
+            assert!(
+                r.0 >= m.0.min(0.0) - 1e-6 && r.1 <= m.1.max(0.0) + 1e-6,
+                "{method:?}: {r:?} outside {m:?}"
+            );
+        }
+        let engine = EngineEmbedder::new(
+            "tiny".into(),
+            quantize(&net, &ranges, InputNorm::ArcFace).unwrap().blob,
+        )
+        .unwrap();
+        let (mean, min) = mean_and_min(&engine, &float, &probe);
+        eprintln!("{method:?}: engine vs float mean cosine {mean:.5}, min {min:.5}");
+        assert!(mean > 0.98, "{method:?}: {mean}");
+    }
+}

@@ -8,7 +8,7 @@ use clap::Args;
 use facegate_core::engine::Model;
 use facegate_eval::faces::{Face, FaceSet};
 use facegate_quant::graph::FloatNet;
-use facegate_quant::quantize::{calibrate, quantize};
+use facegate_quant::quantize::{Calibration, calibrate_with, quantize};
 
 /// `facegate quantize …`
 #[derive(Debug, Args)]
@@ -22,6 +22,13 @@ pub struct QuantizeArgs {
     /// Calibration faces (one per identity, in sorted order, then more per identity).
     #[arg(long, default_value_t = 200)]
     images: usize,
+    /// How activation ranges are chosen: observed min–max, a percentile (clips outliers),
+    /// or the range with the least squared quantisation error.
+    #[arg(long, value_enum, default_value_t = Method::Minmax)]
+    calibration: Method,
+    /// Two-sided percentile for `--calibration percentile`.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
     /// How pixels are scaled for the model's input.
     #[arg(long, value_enum, default_value_t = super::eval::Norm::Arcface)]
     input_norm: super::eval::Norm,
@@ -31,6 +38,17 @@ pub struct QuantizeArgs {
     /// Also write the same quantisation as ONNX QDQ (runs on tract and onnxruntime).
     #[arg(long, value_name = "ONNX")]
     qdq: Option<PathBuf>,
+}
+
+/// Calibration choices.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Method {
+    /// Observed minimum and maximum.
+    Minmax,
+    /// Two-sided percentile (--percentile).
+    Percentile,
+    /// Least squared quantisation error.
+    Mse,
 }
 
 /// Runs `facegate quantize`.
@@ -62,7 +80,12 @@ pub fn run(a: QuantizeArgs) -> Result<ExitCode> {
         }
     }
     let norm = super::eval::input_norm(a.input_norm);
-    let ranges = calibrate(&net, &faces, norm).context("calibration")?;
+    let method = match a.calibration {
+        Method::Minmax => Calibration::MinMax,
+        Method::Percentile => Calibration::Percentile(a.percentile),
+        Method::Mse => Calibration::Mse,
+    };
+    let ranges = calibrate_with(&net, &faces, norm, method).context("calibration")?;
     let q = quantize(&net, &ranges, norm)?;
     let m = Model::parse(&q.blob).context("the written blob does not parse (a quantizer bug)")?;
     std::fs::write(&a.out, &q.blob).with_context(|| format!("cannot write {}", a.out.display()))?;
