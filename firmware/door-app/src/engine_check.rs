@@ -26,6 +26,42 @@ pub enum EngineCheck {
     Failed,
 }
 
+/// The DSP dot-product kernel against the portable one on pseudo-random
+/// vectors of every length up to 67 (all tail cases), including extremes.
+pub fn dsp_kernel_matches_portable() -> bool {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        use facegate_core::engine::kernels::{dot_i8_portable, dsp};
+        let mut s = 0x9E37_79B9u32;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        let mut ok = true;
+        for round in 0..200u32 {
+            let n = (round % 68) as usize;
+            let mut x = [0i8; 67];
+            let mut w = [0i8; 67];
+            for (a, b) in x.iter_mut().zip(w.iter_mut()) {
+                let r = next().to_le_bytes();
+                (*a, *b) = if round % 10 == 0 {
+                    (-128, -128)
+                } else {
+                    (r[0] as i8, r[1] as i8)
+                };
+            }
+            ok &= dsp::dot_i8(&x[..n], &w[..n]) == dot_i8_portable(&x[..n], &w[..n]);
+        }
+        ok
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        true
+    }
+}
+
 /// Whether the data for the check was compiled in.
 pub const COMPILED_IN: bool = cfg!(engine_fixture);
 

@@ -42,6 +42,15 @@ fn main() -> ! {
     };
     let cal_ticks = elapsed(&mut || cortex_m::asm::delay(CALIBRATION_INSTRUCTIONS)).max(1);
 
+    if engine_check::dsp_kernel_matches_portable() {
+        defmt::info!(
+            "engine: DSP (SMLAD) dot product equals the portable kernel on 200 random vectors"
+        );
+        report.passed += 1;
+    } else {
+        defmt::error!("engine: DSP dot product differs from the portable kernel");
+        report.failed += 1;
+    }
     // The engine's arena: 256 KiB of the board's 4 MiB RAM (the check's model needs ~74 KiB).
     match cortex_m::singleton!(: [i8; 256 * 1024] = [0; 256 * 1024]) {
         Some(arena) => match engine_check::run(arena, &mut elapsed) {
