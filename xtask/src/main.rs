@@ -161,19 +161,11 @@ fn data_dir(root: &Path) -> PathBuf {
 /// `engine_fixture` example); returns the folder.
 fn engine_fixture(root: &Path) -> Result<PathBuf> {
     let out = target_dir(root).join("engine-fixture");
-    run(cargo(root)
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "-p",
-            "facegate-quant",
-            "--example",
-            "engine_fixture",
-            "--",
-        ])
-        .arg(&out)
-        .arg(data_dir(root)))?;
+    // Built like `cargo test --workspace` builds it (same features, same
+    // profile), so after the host tests this compiles nothing.
+    run(cargo(root).args(["build", "--quiet", "--locked", "--workspace", "--examples"]))?;
+    let exe = target_dir(root).join("debug/examples/engine_fixture");
+    run(Command::new(&exe).arg(&out).arg(data_dir(root)))?;
     Ok(out)
 }
 
