@@ -21,6 +21,7 @@ pub mod db;
 pub mod embedding;
 pub mod engine;
 pub mod matcher;
+pub mod protocol;
 pub mod template;
 
 pub use embedding::{EMBEDDING_DIM, Embedding, EmbeddingError};

@@ -1,0 +1,305 @@
+//! The board's side: one request frame in, one response frame out.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::frame::{self, FrameError};
+use super::{Command, DEVICE_ID_LEN, ErrorCode, MAX_MESSAGE, Request, Response, signing_message};
+use crate::db::{MAX_TEMPLATES, PersonRecord};
+use crate::matcher::PersonId;
+use crate::template::Template;
+use crate::{EMBEDDING_DIM, ModelHash};
+
+/// A person as the board stores it.
+pub type StoredPerson = PersonRecord<EMBEDDING_DIM, MAX_TEMPLATES>;
+
+/// A storage failure (flash error, corruption).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StoreError;
+
+/// What the protocol needs from the board's persistent state. Each method
+/// is one atomic change: it happens entirely or not at all.
+pub trait DoorStore {
+    /// People the store can hold.
+    fn capacity(&self) -> u16;
+    /// People enrolled.
+    fn len(&self) -> u16;
+    /// Whether nobody is enrolled.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `(id, template count)` of the person at `index`.
+    fn entry(&self, index: u16) -> Option<(u32, u8)>;
+    /// Adds or replaces a person; `Ok(false)` when full.
+    fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError>;
+    /// Removes a person; `Ok(false)` when unknown.
+    fn remove(&mut self, id: PersonId) -> Result<bool, StoreError>;
+    /// Sets the threshold.
+    fn set_threshold(&mut self, threshold: f32) -> Result<(), StoreError>;
+    /// Sets the unlock time.
+    fn set_unlock_ms(&mut self, ms: u32) -> Result<(), StoreError>;
+    /// Erases people, settings and the audit log (not the claim).
+    fn factory_reset(&mut self) -> Result<(), StoreError>;
+    /// The site key, if claimed.
+    fn site_key(&self) -> Option<[u8; 32]>;
+    /// Sets or clears the site key.
+    fn set_site_key(&mut self, key: Option<[u8; 32]>) -> Result<(), StoreError>;
+    /// The current nonce.
+    fn nonce(&self) -> u32;
+    /// Stores the next nonce.
+    fn set_nonce(&mut self, nonce: u32) -> Result<(), StoreError>;
+}
+
+/// Identity of the board, reported by `Info` and bound into signatures.
+#[derive(Clone, Copy, Debug)]
+pub struct BoardInfo<'a> {
+    /// Firmware version string.
+    pub firmware: &'a str,
+    /// Model the board's templates must come from.
+    pub model_hash: ModelHash,
+    /// Unique device id.
+    pub device_id: [u8; DEVICE_ID_LEN],
+}
+
+/// Handles one request frame (COBS body, trailing 0 optional) and writes the
+/// response frame into `out`; returns the response's length.
+pub fn handle<S: DoorStore>(
+    board: &BoardInfo<'_>,
+    store: &mut S,
+    frame: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, FrameError> {
+    let response = match frame::decode::<Request<'_>>(frame) {
+        Ok(req) => respond(board, store, req),
+        Err(_) => Response::Error(ErrorCode::Garbled),
+    };
+    frame::encode(&response, out)
+}
+
+fn respond<'b, S: DoorStore>(
+    board: &BoardInfo<'b>,
+    store: &mut S,
+    req: Request<'_>,
+) -> Response<'b> {
+    match req {
+        Request::Info => Response::Info {
+            firmware: board.firmware,
+            model_hash: board.model_hash.0,
+            capacity: store.capacity(),
+            enrolled: store.len(),
+            device_id: board.device_id,
+            nonce: store.nonce(),
+            claimed: store.site_key().is_some(),
+        },
+        Request::List { start } => {
+            let mut people = heapless::Vec::new();
+            let mut i = start;
+            while i < store.len() && !people.is_full() {
+                if let Some(e) = store.entry(i) {
+                    let _ = people.push(e);
+                }
+                i += 1;
+            }
+            Response::List {
+                people,
+                more: i < store.len(),
+            }
+        }
+        Request::Claim { site_key } => {
+            if store.site_key().is_some() {
+                return Response::Error(ErrorCode::AlreadyClaimed);
+            }
+            if VerifyingKey::from_bytes(&site_key).is_err() {
+                return Response::Error(ErrorCode::Invalid);
+            }
+            match store.set_site_key(Some(site_key)) {
+                Ok(()) => Response::Ok {
+                    nonce: store.nonce(),
+                },
+                Err(StoreError) => Response::Error(ErrorCode::Storage),
+            }
+        }
+        Request::Signed {
+            nonce,
+            command,
+            signature,
+        } => match verify(board, store, nonce, command, signature) {
+            Err(code) => Response::Error(code),
+            Ok(()) => match postcard::from_bytes::<Command<'_>>(command) {
+                Err(_) => Response::Error(ErrorCode::Invalid),
+                Ok(cmd) => match execute(store, cmd) {
+                    Err(code) => Response::Error(code),
+                    Ok(()) => {
+                        // The command is done; advance the nonce so it cannot be replayed.
+                        let next = nonce.wrapping_add(1);
+                        match store.set_nonce(next) {
+                            Ok(()) => Response::Ok { nonce: next },
+                            Err(StoreError) => Response::Error(ErrorCode::Storage),
+                        }
+                    }
+                },
+            },
+        },
+    }
+}
+
+fn verify<S: DoorStore>(
+    board: &BoardInfo<'_>,
+    store: &S,
+    nonce: u32,
+    command: &[u8],
+    signature: &[u8],
+) -> Result<(), ErrorCode> {
+    let key = store.site_key().ok_or(ErrorCode::Unclaimed)?;
+    if nonce != store.nonce() {
+        return Err(ErrorCode::BadNonce);
+    }
+    let sig: &[u8; 64] = signature.try_into().map_err(|_| ErrorCode::BadSignature)?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| ErrorCode::BadSignature)?;
+    let mut buf = [0u8; MAX_MESSAGE + 32];
+    let msg =
+        signing_message(&board.device_id, nonce, command, &mut buf).ok_or(ErrorCode::Invalid)?;
+    key.verify_strict(msg, &Signature::from_bytes(sig))
+        .map_err(|_| ErrorCode::BadSignature)
+}
+
+fn execute<S: DoorStore>(store: &mut S, cmd: Command<'_>) -> Result<(), ErrorCode> {
+    let storage = |_: StoreError| ErrorCode::Storage;
+    match cmd {
+        Command::Enroll {
+            id,
+            name,
+            templates,
+        } => {
+            let mut p = StoredPerson::new(PersonId(id), name).map_err(|_| ErrorCode::Invalid)?;
+            let chunk = 4 + EMBEDDING_DIM;
+            if templates.is_empty() || templates.len() % chunk != 0 {
+                return Err(ErrorCode::Invalid);
+            }
+            for t in templates.chunks_exact(chunk) {
+                let (scale, values) = t.split_first_chunk::<4>().ok_or(ErrorCode::Invalid)?;
+                let mut v = [0i8; EMBEDDING_DIM];
+                for (d, &b) in v.iter_mut().zip(values) {
+                    *d = i8::from_le_bytes([b]);
+                }
+                let t = Template::from_parts(v, f32::from_le_bytes(*scale))
+                    .map_err(|_| ErrorCode::Invalid)?;
+                p.push_template(t).map_err(|_| ErrorCode::Invalid)?;
+            }
+            if store.enroll(&p).map_err(storage)? {
+                Ok(())
+            } else {
+                Err(ErrorCode::Full)
+            }
+        }
+        Command::Remove { id } => {
+            if store.remove(PersonId(id)).map_err(storage)? {
+                Ok(())
+            } else {
+                Err(ErrorCode::UnknownPerson)
+            }
+        }
+        Command::SetThreshold { threshold } => {
+            if !(-1.0..=1.0).contains(&threshold) {
+                return Err(ErrorCode::Invalid);
+            }
+            store.set_threshold(threshold).map_err(storage)
+        }
+        Command::SetUnlockTime { ms } => {
+            if ms == 0 || ms > 60_000 {
+                return Err(ErrorCode::Invalid);
+            }
+            store.set_unlock_ms(ms).map_err(storage)
+        }
+        Command::FactoryReset => store.factory_reset().map_err(storage),
+        Command::Unclaim => store.set_site_key(None).map_err(storage),
+    }
+}
+
+/// A RAM store for `N` people: host tests, and boards without flash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RamStore<const N: usize> {
+    /// Enrolled people.
+    pub people: heapless::Vec<StoredPerson, N>,
+    /// Match threshold.
+    pub threshold: f32,
+    /// Unlock time.
+    pub unlock_ms: u32,
+    /// Site key.
+    pub site_key: Option<[u8; 32]>,
+    /// Current nonce.
+    pub nonce: u32,
+}
+
+impl<const N: usize> Default for RamStore<N> {
+    fn default() -> Self {
+        Self {
+            people: heapless::Vec::new(),
+            threshold: 0.5,
+            unlock_ms: 3000,
+            site_key: None,
+            nonce: 0,
+        }
+    }
+}
+
+impl<const N: usize> DoorStore for RamStore<N> {
+    fn capacity(&self) -> u16 {
+        u16::try_from(N).unwrap_or(u16::MAX)
+    }
+    fn len(&self) -> u16 {
+        u16::try_from(self.people.len()).unwrap_or(u16::MAX)
+    }
+    fn entry(&self, index: u16) -> Option<(u32, u8)> {
+        self.people
+            .get(usize::from(index))
+            .map(|p| (p.id.0, u8::try_from(p.templates.len()).unwrap_or(u8::MAX)))
+    }
+    fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError> {
+        if let Some(slot) = self.people.iter_mut().find(|p| p.id == person.id) {
+            *slot = person.clone();
+            return Ok(true);
+        }
+        Ok(self.people.push(person.clone()).is_ok())
+    }
+    fn remove(&mut self, id: PersonId) -> Result<bool, StoreError> {
+        match self.people.iter().position(|p| p.id == id) {
+            Some(i) => {
+                self.people.remove(i);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+    fn set_threshold(&mut self, threshold: f32) -> Result<(), StoreError> {
+        self.threshold = threshold;
+        Ok(())
+    }
+    fn set_unlock_ms(&mut self, ms: u32) -> Result<(), StoreError> {
+        self.unlock_ms = ms;
+        Ok(())
+    }
+    fn factory_reset(&mut self) -> Result<(), StoreError> {
+        let (key, nonce) = (self.site_key, self.nonce);
+        *self = Self {
+            site_key: key,
+            nonce,
+            ..Self::default()
+        };
+        Ok(())
+    }
+    fn site_key(&self) -> Option<[u8; 32]> {
+        self.site_key
+    }
+    fn set_site_key(&mut self, key: Option<[u8; 32]>) -> Result<(), StoreError> {
+        self.site_key = key;
+        Ok(())
+    }
+    fn nonce(&self) -> u32 {
+        self.nonce
+    }
+    fn set_nonce(&mut self, nonce: u32) -> Result<(), StoreError> {
+        self.nonce = nonce;
+        Ok(())
+    }
+}
