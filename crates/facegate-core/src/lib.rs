@@ -20,6 +20,7 @@
 pub mod db;
 pub mod embedding;
 pub mod engine;
+pub mod lockout;
 pub mod matcher;
 pub mod protocol;
 pub mod template;
