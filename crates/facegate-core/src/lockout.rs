@@ -77,7 +77,7 @@ mod tests {
     fn five_free_then_doubling_then_capped() {
         let p = LockoutPolicy::default();
         let mut l = Lockout::default();
-        let delays: std::vec::Vec<u64> = (0..12).map(|i| l.rejected(&p, i * 1_000_000)).collect();
+        let delays: Vec<u64> = (0..12).map(|i| l.rejected(&p, i * 1_000_000)).collect();
         assert_eq!(
             delays,
             [
