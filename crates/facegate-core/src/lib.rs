@@ -18,6 +18,7 @@
 )]
 
 pub mod db;
+pub mod door;
 pub mod embedding;
 pub mod engine;
 pub mod lockout;

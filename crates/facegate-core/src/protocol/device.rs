@@ -30,6 +30,12 @@ pub trait DoorStore {
     }
     /// `(id, template count)` of the person at `index`.
     fn entry(&self, index: u16) -> Option<(u32, u8)>;
+    /// Calls `f` with every enrolled template (the 1:N gallery).
+    fn for_each_template(&self, f: &mut dyn FnMut(PersonId, &Template));
+    /// The match threshold.
+    fn threshold(&self) -> f32;
+    /// How long the lock stays open, in milliseconds.
+    fn unlock_ms(&self) -> u32;
     /// Adds or replaces a person; `Ok(false)` when full.
     fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError>;
     /// Removes a person; `Ok(false)` when unknown.
@@ -254,6 +260,19 @@ impl<const N: usize> DoorStore for RamStore<N> {
         self.people
             .get(usize::from(index))
             .map(|p| (p.id.0, u8::try_from(p.templates.len()).unwrap_or(u8::MAX)))
+    }
+    fn for_each_template(&self, f: &mut dyn FnMut(PersonId, &Template)) {
+        for p in &self.people {
+            for t in &p.templates {
+                f(p.id, t);
+            }
+        }
+    }
+    fn threshold(&self) -> f32 {
+        self.threshold
+    }
+    fn unlock_ms(&self) -> u32 {
+        self.unlock_ms
     }
     fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError> {
         if let Some(slot) = self.people.iter_mut().find(|p| p.id == person.id) {
