@@ -109,20 +109,6 @@ impl ChannelRequant {
     }
 }
 
-#[inline]
-fn requantize(acc: i32, oc: usize, p: &ChannelParams<'_>, out_zp: i32) -> i8 {
-    let (m, s) = if acc >= 0 {
-        (le_i32(p.mult, oc), le_i32(p.shift, oc))
-    } else {
-        (le_i32(p.neg_mult, oc), le_i32(p.neg_shift, oc))
-    };
-    let v = multiply_by_quantized_multiplier(acc, m, s).saturating_add(out_zp);
-    // Clamped to the i8 range first.
-    #[allow(clippy::cast_possible_truncation)]
-    let q = v.clamp(-128, 127) as i8;
-    q
-}
-
 /// Convolution: `out = requant(bias + Σ (x − in_zp) · w) + out_zp`.
 ///
 /// Accumulation wraps on i32 overflow (as the C kernels of TFLite and
@@ -279,7 +265,7 @@ pub fn conv2d_reference(
                         acc = acc.wrapping_add(dot_zp(x, w, in_zp));
                     }
                 }
-                output[out_px + oc] = requantize(acc, oc, params, out_zp);
+                output[out_px + oc] = ChannelRequant::of(params, oc).apply(acc, out_zp);
             }
         }
     }
