@@ -121,7 +121,7 @@ impl<L: OutputPin> Door<L> {
         &mut self,
         face: &[u8],
         embedder: &mut E,
-        store: &S,
+        store: &mut S,
         clock: &dyn Clock,
         audit: &mut A,
     ) -> Outcome {
@@ -138,7 +138,7 @@ impl<L: OutputPin> Door<L> {
         &mut self,
         face: &[u8],
         embedder: &mut E,
-        store: &S,
+        store: &mut S,
         now: u64,
     ) -> Outcome {
         if let Err(wait_ms) = self.lockout.check(now) {

@@ -21,6 +21,7 @@ pub mod db;
 pub mod door;
 pub mod embedding;
 pub mod engine;
+pub mod flash_store;
 pub mod lockout;
 pub mod matcher;
 pub mod protocol;

@@ -90,11 +90,11 @@ fn store() -> RamStore<8> {
 
 #[test]
 fn enrolled_face_pulses_the_lock_for_the_unlock_time() {
-    let s = store();
+    let mut s = store();
     let clock = FakeClock(Cell::new(10_000));
     let mut door = Door::new(FakeLock::default(), LockoutPolicy::default(), Some(0.1));
     let mut log = Log::default();
-    let out = door.present_face(&[2], &mut FakeEmbedder, &s, &clock, &mut log);
+    let out = door.present_face(&[2], &mut FakeEmbedder, &mut s, &clock, &mut log);
     assert!(
         matches!(out, Outcome::Unlocked { id: PersonId(200), score } if score > 0.99),
         "{out:?}"
@@ -117,29 +117,29 @@ fn enrolled_face_pulses_the_lock_for_the_unlock_time() {
 
 #[test]
 fn unknown_face_and_faults_never_open() {
-    let s = store();
+    let mut s = store();
     let clock = FakeClock(Cell::new(0));
     let mut door = Door::new(FakeLock::default(), LockoutPolicy::default(), None);
     let mut log = Log::default();
     assert!(
-        matches!(door.present_face(&[7], &mut FakeEmbedder, &s, &clock, &mut log), Outcome::Rejected { best: Some(b) } if b < 0.5)
+        matches!(door.present_face(&[7], &mut FakeEmbedder, &mut s, &clock, &mut log), Outcome::Rejected { best: Some(b) } if b < 0.5)
     );
     assert_eq!(
-        door.present_face(&[255], &mut FakeEmbedder, &s, &clock, &mut log),
+        door.present_face(&[255], &mut FakeEmbedder, &mut s, &clock, &mut log),
         Outcome::Fault
     );
     assert!(!door.is_open());
     assert_eq!(log.0.len(), 2);
-    let empty = RamStore::<8>::default();
+    let mut empty = RamStore::<8>::default();
     assert_eq!(
-        door.present_face(&[1], &mut FakeEmbedder, &empty, &clock, &mut log),
+        door.present_face(&[1], &mut FakeEmbedder, &mut empty, &clock, &mut log),
         Outcome::Rejected { best: None }
     );
 }
 
 #[test]
 fn five_rejects_then_back_off_and_an_accept_resets() {
-    let s = store();
+    let mut s = store();
     let clock = FakeClock(Cell::new(0));
     let policy = LockoutPolicy {
         free_attempts: 5,
@@ -150,32 +150,32 @@ fn five_rejects_then_back_off_and_an_accept_resets() {
     let mut log = Log::default();
     for _ in 0..5 {
         assert!(matches!(
-            door.present_face(&[9], &mut FakeEmbedder, &s, &clock, &mut log),
+            door.present_face(&[9], &mut FakeEmbedder, &mut s, &clock, &mut log),
             Outcome::Rejected { .. }
         ));
     }
     // The 5th reject armed no delay yet; the 6th does.
     assert!(matches!(
-        door.present_face(&[9], &mut FakeEmbedder, &s, &clock, &mut log),
+        door.present_face(&[9], &mut FakeEmbedder, &mut s, &clock, &mut log),
         Outcome::Rejected { .. }
     ));
     // Even the right face must wait now.
     assert_eq!(
-        door.present_face(&[1], &mut FakeEmbedder, &s, &clock, &mut log),
+        door.present_face(&[1], &mut FakeEmbedder, &mut s, &clock, &mut log),
         Outcome::LockedOut { wait_ms: 1_000 }
     );
     clock.0.set(1_000);
     assert!(matches!(
-        door.present_face(&[1], &mut FakeEmbedder, &s, &clock, &mut log),
+        door.present_face(&[1], &mut FakeEmbedder, &mut s, &clock, &mut log),
         Outcome::Unlocked { .. }
     ));
     // Counting starts over after an accept.
     assert!(matches!(
-        door.present_face(&[9], &mut FakeEmbedder, &s, &clock, &mut log),
+        door.present_face(&[9], &mut FakeEmbedder, &mut s, &clock, &mut log),
         Outcome::Rejected { .. }
     ));
     assert!(matches!(
-        door.present_face(&[1], &mut FakeEmbedder, &s, &clock, &mut log),
+        door.present_face(&[1], &mut FakeEmbedder, &mut s, &clock, &mut log),
         Outcome::Unlocked { .. }
     ));
     assert_eq!(log.0.len(), 10);

@@ -31,7 +31,7 @@ pub trait DoorStore {
     /// `(id, template count)` of the person at `index`.
     fn entry(&self, index: u16) -> Option<(u32, u8)>;
     /// Calls `f` with every enrolled template (the 1:N gallery).
-    fn for_each_template(&self, f: &mut dyn FnMut(PersonId, &Template));
+    fn for_each_template(&mut self, f: &mut dyn FnMut(PersonId, &Template));
     /// The match threshold.
     fn threshold(&self) -> f32;
     /// How long the lock stays open, in milliseconds.
@@ -261,7 +261,7 @@ impl<const N: usize> DoorStore for RamStore<N> {
             .get(usize::from(index))
             .map(|p| (p.id.0, u8::try_from(p.templates.len()).unwrap_or(u8::MAX)))
     }
-    fn for_each_template(&self, f: &mut dyn FnMut(PersonId, &Template)) {
+    fn for_each_template(&mut self, f: &mut dyn FnMut(PersonId, &Template)) {
         for p in &self.people {
             for t in &p.templates {
                 f(p.id, t);

@@ -1,0 +1,301 @@
+//! The board's persistent state in NOR flash, through sequential-storage's
+//! power-fail-safe key-value map: people (each a one-record template
+//! database bound to the model hash, CRC-protected), settings, site key and
+//! provisioning nonce. Every change is one map write: after a power cut it
+//! is either entirely there or entirely absent.
+//!
+//! sequential-storage is async; flash drivers here complete synchronously,
+//! so a minimal `block_on` drives it.
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+use embedded_storage_async::nor_flash::MultiwriteNorFlash;
+use sequential_storage::cache::{Cache, Uncached};
+use sequential_storage::map::{MapConfig, MapStorage};
+
+use crate::db::{DbReader, DbWriter, HEADER_LEN, MAX_TEMPLATES, record_size};
+use crate::matcher::PersonId;
+use crate::protocol::device::{DoorStore, StoreError, StoredPerson};
+use crate::template::Template;
+use crate::{EMBEDDING_DIM, ModelHash};
+
+const KEY_SETTINGS: u32 = 1;
+const KEY_SITE: u32 = 2;
+const KEY_NONCE: u32 = 3;
+const PERSON_BASE: u32 = 0x8000_0000;
+/// Bytes of one stored person (a one-record template database).
+pub const PERSON_BYTES: usize = 2 * HEADER_LEN + record_size(EMBEDDING_DIM, MAX_TEMPLATES);
+const BUF: usize = PERSON_BYTES + 64;
+
+/// Polls a future that completes without waiting (synchronous flash).
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Why the store cannot be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OpenError {
+    /// The flash range does not suit the map (page alignment, size).
+    BadRange,
+    /// Reading the flash failed or found it corrupted.
+    Flash,
+}
+
+/// Settings kept in flash.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Settings {
+    /// Match threshold.
+    pub threshold: f32,
+    /// Lock pulse length.
+    pub unlock_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            unlock_ms: 3_000,
+        }
+    }
+}
+
+/// People, settings and claim state in flash, for up to `N` people.
+pub struct FlashStore<F: MultiwriteNorFlash, const N: usize> {
+    map: MapStorage<u32, F, Cache<Uncached, Uncached, Uncached, u32>>,
+    model: ModelHash,
+    people: heapless::Vec<(u32, u8), N>,
+    /// People stored for another model: refused, reported, never matched.
+    refused: u16,
+    settings: Settings,
+    site_key: Option<[u8; 32]>,
+    nonce: u32,
+    buf: [u8; BUF],
+}
+
+impl<F: MultiwriteNorFlash, const N: usize> core::fmt::Debug for FlashStore<F, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FlashStore")
+            .field("people", &self.people.len())
+            .field("refused", &self.refused)
+            .field("settings", &self.settings)
+            .field("claimed", &self.site_key.is_some())
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
+    /// Opens the store in `range` of `flash`, reading everything back.
+    pub fn open(
+        flash: F,
+        range: core::ops::Range<u32>,
+        model: ModelHash,
+    ) -> Result<Self, OpenError> {
+        let config = MapConfig::try_new(range).map_err(|_| OpenError::BadRange)?;
+        let mut s = Self {
+            map: MapStorage::new(flash, config, Cache::new_uncached()),
+            model,
+            people: heapless::Vec::new(),
+            refused: 0,
+            settings: Settings::default(),
+            site_key: None,
+            nonce: 0,
+            buf: [0; BUF],
+        };
+        s.load()?;
+        Ok(s)
+    }
+
+    fn load(&mut self) -> Result<(), OpenError> {
+        let mut item = [0u8; BUF];
+        let mut it =
+            block_on(self.map.fetch_all_items(&mut self.buf)).map_err(|_| OpenError::Flash)?;
+        // Later items of a key supersede earlier ones.
+        while let Some((key, value)) =
+            block_on(it.next::<&[u8]>(&mut item)).map_err(|_| OpenError::Flash)?
+        {
+            match key {
+                KEY_SETTINGS => {
+                    if let (Some(t), Some(u)) = (value.get(..4), value.get(4..8)) {
+                        self.settings = Settings {
+                            threshold: f32::from_le_bytes([t[0], t[1], t[2], t[3]]),
+                            unlock_ms: u32::from_le_bytes([u[0], u[1], u[2], u[3]]),
+                        };
+                    }
+                }
+                KEY_SITE => self.site_key = value.try_into().ok(),
+                KEY_NONCE => {
+                    if let Ok(n) = <[u8; 4]>::try_from(value) {
+                        self.nonce = u32::from_le_bytes(n);
+                    }
+                }
+                k if k >= PERSON_BASE => {
+                    let id = k - PERSON_BASE;
+                    self.people.retain(|(p, _)| *p != id);
+                    match DbReader::<EMBEDDING_DIM>::open_for_model(value, &self.model)
+                        .and_then(|r| r.record(0))
+                    {
+                        Ok(rec) => {
+                            let n = u8::try_from(rec.template_count()).unwrap_or(u8::MAX);
+                            let _ = self.people.push((id, n));
+                        }
+                        Err(_) => self.refused = self.refused.saturating_add(1),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// People stored for another model (or damaged): refused, not matched.
+    pub const fn refused(&self) -> u16 {
+        self.refused
+    }
+
+    /// The settings in force.
+    pub const fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// Gives the flash back (e.g. to simulate a reboot in tests).
+    pub fn into_flash(self) -> F {
+        self.map.destroy().0
+    }
+
+    fn store(&mut self, key: u32, value: &[u8]) -> Result<(), StoreError> {
+        block_on(self.map.store_item(&mut self.buf, &key, &value)).map_err(|_| StoreError)
+    }
+
+    fn load_person(&mut self, id: u32, f: &mut dyn FnMut(PersonId, &Template)) {
+        let mut item = [0u8; BUF];
+        let Ok(Some(value)) =
+            block_on(self.map.fetch_item::<&[u8]>(&mut item, &(PERSON_BASE + id)))
+        else {
+            return;
+        };
+        if let Ok(rec) =
+            DbReader::<EMBEDDING_DIM>::open_for_model(value, &self.model).and_then(|r| r.record(0))
+        {
+            for t in rec.templates() {
+                f(PersonId(id), &t);
+            }
+        }
+    }
+}
+
+impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
+    fn capacity(&self) -> u16 {
+        u16::try_from(N).unwrap_or(u16::MAX)
+    }
+    fn len(&self) -> u16 {
+        u16::try_from(self.people.len()).unwrap_or(u16::MAX)
+    }
+    fn entry(&self, index: u16) -> Option<(u32, u8)> {
+        self.people.get(usize::from(index)).copied()
+    }
+    fn for_each_template(&mut self, f: &mut dyn FnMut(PersonId, &Template)) {
+        // One person in RAM at a time: the gallery lives in flash.
+        let ids: heapless::Vec<u32, N> = self.people.iter().map(|(p, _)| *p).collect();
+        for id in ids {
+            self.load_person(id, f);
+        }
+    }
+    fn threshold(&self) -> f32 {
+        self.settings.threshold
+    }
+    fn unlock_ms(&self) -> u32 {
+        self.settings.unlock_ms
+    }
+    fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError> {
+        let known = self.people.iter().any(|(p, _)| *p == person.id.0);
+        if !known && self.people.is_full() {
+            return Ok(false);
+        }
+        let mut bytes = [0u8; PERSON_BYTES];
+        let slots = u8::try_from(MAX_TEMPLATES).unwrap_or(u8::MAX);
+        let mut w = DbWriter::<EMBEDDING_DIM>::new(&mut bytes, self.model, slots)
+            .map_err(|_| StoreError)?;
+        w.push(person).map_err(|_| StoreError)?;
+        let n = w.finish();
+        self.store(PERSON_BASE + person.id.0, &bytes[..n])?;
+        let count = u8::try_from(person.templates.len()).unwrap_or(u8::MAX);
+        match self.people.iter_mut().find(|(p, _)| *p == person.id.0) {
+            Some(e) => e.1 = count,
+            None => {
+                let _ = self.people.push((person.id.0, count));
+            }
+        }
+        Ok(true)
+    }
+    fn remove(&mut self, id: PersonId) -> Result<bool, StoreError> {
+        if !self.people.iter().any(|(p, _)| *p == id.0) {
+            return Ok(false);
+        }
+        block_on(self.map.remove_item(&mut self.buf, &(PERSON_BASE + id.0)))
+            .map_err(|_| StoreError)?;
+        self.people.retain(|(p, _)| *p != id.0);
+        Ok(true)
+    }
+    fn set_threshold(&mut self, threshold: f32) -> Result<(), StoreError> {
+        let s = Settings {
+            threshold,
+            ..self.settings
+        };
+        self.write_settings(s)
+    }
+    fn set_unlock_ms(&mut self, ms: u32) -> Result<(), StoreError> {
+        let s = Settings {
+            unlock_ms: ms,
+            ..self.settings
+        };
+        self.write_settings(s)
+    }
+    fn factory_reset(&mut self) -> Result<(), StoreError> {
+        // Person by person, then settings: a cut in between leaves a valid, partly reset state.
+        while let Some(&(id, _)) = self.people.last() {
+            self.remove(PersonId(id))?;
+        }
+        self.write_settings(Settings::default())
+    }
+    fn site_key(&self) -> Option<[u8; 32]> {
+        self.site_key
+    }
+    fn set_site_key(&mut self, key: Option<[u8; 32]>) -> Result<(), StoreError> {
+        match key {
+            Some(k) => self.store(KEY_SITE, &k)?,
+            None => self.store(KEY_SITE, &[])?,
+        }
+        self.site_key = key;
+        Ok(())
+    }
+    fn nonce(&self) -> u32 {
+        self.nonce
+    }
+    fn set_nonce(&mut self, nonce: u32) -> Result<(), StoreError> {
+        self.store(KEY_NONCE, &nonce.to_le_bytes())?;
+        self.nonce = nonce;
+        Ok(())
+    }
+}
+
+impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
+    fn write_settings(&mut self, s: Settings) -> Result<(), StoreError> {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&s.threshold.to_le_bytes());
+        b[4..].copy_from_slice(&s.unlock_ms.to_le_bytes());
+        self.store(KEY_SETTINGS, &b)?;
+        self.settings = s;
+        Ok(())
+    }
+}
