@@ -1,8 +1,14 @@
 //! The board's persistent state in NOR flash, through sequential-storage's
 //! power-fail-safe key-value map: people (each a one-record template
-//! database bound to the model hash, CRC-protected), settings, site key and
+//! database bound to the model hash, encrypted at rest with
+//! ChaCha20-Poly1305 under the device key), settings, site key and
 //! provisioning nonce. Every change is one map write: after a power cut it
 //! is either entirely there or entirely absent.
+//!
+//! Person records are sealed with nonce `seq ‖ id ‖ 0` where `seq` is a
+//! counter persisted *before* each sealing, so a nonce is never reused even
+//! across power cuts; the associated data binds the record to its id and
+//! the model hash.
 //!
 //! sequential-storage is async; flash drivers here complete synchronously,
 //! so a minimal `block_on` drives it.
@@ -11,6 +17,8 @@ use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use embedded_storage_async::nor_flash::MultiwriteNorFlash;
 use sequential_storage::cache::{Cache, Uncached};
 use sequential_storage::map::{MapConfig, MapStorage};
@@ -24,10 +32,46 @@ use crate::{EMBEDDING_DIM, ModelHash};
 const KEY_SETTINGS: u32 = 1;
 const KEY_SITE: u32 = 2;
 const KEY_NONCE: u32 = 3;
+const KEY_SEAL_SEQ: u32 = 4;
 const PERSON_BASE: u32 = 0x8000_0000;
-/// Bytes of one stored person (a one-record template database).
+/// Bytes of one person in plain text (a one-record template database).
 pub const PERSON_BYTES: usize = 2 * HEADER_LEN + record_size(EMBEDDING_DIM, MAX_TEMPLATES);
-const BUF: usize = PERSON_BYTES + 64;
+/// Sealed person: `seq u32 ‖ tag [u8; 16] ‖ ciphertext`.
+const SEALED_HEADER: usize = 4 + 16;
+const BUF: usize = SEALED_HEADER + PERSON_BYTES + 64;
+
+/// Where the 256-bit device key comes from (a secure element, OTP fuses,
+/// a key derived from the MCU's unique id and a provisioning secret …).
+pub trait DeviceKey {
+    /// The key that seals templates at rest.
+    fn device_key(&self) -> [u8; 32];
+}
+
+/// A fixed, public key for emulated boards and tests ONLY: anyone can read
+/// templates sealed with it. Never use it on a real door.
+#[derive(Clone, Copy, Debug)]
+pub struct InsecureTestKey;
+
+impl DeviceKey for InsecureTestKey {
+    fn device_key(&self) -> [u8; 32] {
+        *b"facegate INSECURE test key: QEMU"
+    }
+}
+
+fn seal_nonce(seq: u32, id: u32) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(&seq.to_le_bytes());
+    n[4..8].copy_from_slice(&id.to_le_bytes());
+    Nonce::from(n)
+}
+
+fn seal_aad(model: &ModelHash, id: u32) -> [u8; 44] {
+    let mut a = [0u8; 44];
+    a[..8].copy_from_slice(b"FGPERSON");
+    a[8..40].copy_from_slice(&model.0);
+    a[40..].copy_from_slice(&id.to_le_bytes());
+    a
+}
 
 /// Polls a future that completes without waiting (synchronous flash).
 fn block_on<F: Future>(f: F) -> F::Output {
@@ -79,6 +123,8 @@ pub struct FlashStore<F: MultiwriteNorFlash, const N: usize> {
     settings: Settings,
     site_key: Option<[u8; 32]>,
     nonce: u32,
+    seal_seq: u32,
+    cipher: ChaCha20Poly1305,
     buf: [u8; BUF],
 }
 
@@ -95,11 +141,12 @@ impl<F: MultiwriteNorFlash, const N: usize> core::fmt::Debug for FlashStore<F, N
 }
 
 impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
-    /// Opens the store in `range` of `flash`, reading everything back.
+    /// Opens the store in `range` of `flash` with the device key, reading everything back.
     pub fn open(
         flash: F,
         range: core::ops::Range<u32>,
         model: ModelHash,
+        key: &dyn DeviceKey,
     ) -> Result<Self, OpenError> {
         let config = MapConfig::try_new(range).map_err(|_| OpenError::BadRange)?;
         let mut s = Self {
@@ -110,6 +157,8 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
             settings: Settings::default(),
             site_key: None,
             nonce: 0,
+            seal_seq: 0,
+            cipher: ChaCha20Poly1305::new(&Key::from(key.device_key())),
             buf: [0; BUF],
         };
         s.load()?;
@@ -139,17 +188,27 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
                         self.nonce = u32::from_le_bytes(n);
                     }
                 }
+                KEY_SEAL_SEQ => {
+                    if let Ok(n) = <[u8; 4]>::try_from(value) {
+                        self.seal_seq = u32::from_le_bytes(n);
+                    }
+                }
                 k if k >= PERSON_BASE => {
                     let id = k - PERSON_BASE;
                     self.people.retain(|(p, _)| *p != id);
-                    match DbReader::<EMBEDDING_DIM>::open_for_model(value, &self.model)
-                        .and_then(|r| r.record(0))
-                    {
-                        Ok(rec) => {
-                            let n = u8::try_from(rec.template_count()).unwrap_or(u8::MAX);
+                    let mut plain = [0u8; PERSON_BYTES];
+                    let count = unseal(&self.cipher, &self.model, id, value, &mut plain)
+                        .and_then(|n| plain.get(..n))
+                        .and_then(|db| {
+                            DbReader::<EMBEDDING_DIM>::open_for_model(db, &self.model).ok()
+                        })
+                        .and_then(|r| r.record(0).ok())
+                        .map(|rec| u8::try_from(rec.template_count()).unwrap_or(u8::MAX));
+                    match count {
+                        Some(n) => {
                             let _ = self.people.push((id, n));
                         }
-                        Err(_) => self.refused = self.refused.saturating_add(1),
+                        None => self.refused = self.refused.saturating_add(1),
                     }
                 }
                 _ => {}
@@ -184,8 +243,14 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
         else {
             return;
         };
+        let mut plain = [0u8; PERSON_BYTES];
+        let Some(db) =
+            unseal(&self.cipher, &self.model, id, value, &mut plain).and_then(|n| plain.get(..n))
+        else {
+            return;
+        };
         if let Ok(rec) =
-            DbReader::<EMBEDDING_DIM>::open_for_model(value, &self.model).and_then(|r| r.record(0))
+            DbReader::<EMBEDDING_DIM>::open_for_model(db, &self.model).and_then(|r| r.record(0))
         {
             for t in rec.templates() {
                 f(PersonId(id), &t);
@@ -228,7 +293,25 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
             .map_err(|_| StoreError)?;
         w.push(person).map_err(|_| StoreError)?;
         let n = w.finish();
-        self.store(PERSON_BASE + person.id.0, &bytes[..n])?;
+        // Persist the next sequence number before using it: a cut between the
+        // two writes skips a number, it never reuses one.
+        let seq = self.seal_seq.checked_add(1).ok_or(StoreError)?;
+        self.store(KEY_SEAL_SEQ, &seq.to_le_bytes())?;
+        self.seal_seq = seq;
+        let mut sealed = [0u8; SEALED_HEADER + PERSON_BYTES];
+        let body = &mut sealed[SEALED_HEADER..SEALED_HEADER + n];
+        body.copy_from_slice(&bytes[..n]);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(
+                &seal_nonce(seq, person.id.0),
+                &seal_aad(&self.model, person.id.0),
+                body.into(),
+            )
+            .map_err(|_| StoreError)?;
+        sealed[..4].copy_from_slice(&seq.to_le_bytes());
+        sealed[4..SEALED_HEADER].copy_from_slice(tag.as_slice());
+        self.store(PERSON_BASE + person.id.0, &sealed[..SEALED_HEADER + n])?;
         let count = u8::try_from(person.templates.len()).unwrap_or(u8::MAX);
         match self.people.iter_mut().find(|(p, _)| *p == person.id.0) {
             Some(e) => e.1 = count,
@@ -298,4 +381,24 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
         self.settings = s;
         Ok(())
     }
+}
+
+/// Opens a sealed person into `plain`; returns its length, or `None` if
+/// damaged, forged, or sealed under another key or model.
+fn unseal(
+    cipher: &ChaCha20Poly1305,
+    model: &ModelHash,
+    id: u32,
+    sealed: &[u8],
+    plain: &mut [u8],
+) -> Option<usize> {
+    let (head, body) = sealed.split_at_checked(SEALED_HEADER)?;
+    let seq = u32::from_le_bytes(head.get(..4)?.try_into().ok()?);
+    let tag = Tag::try_from(head.get(4..SEALED_HEADER)?).ok()?;
+    let out = plain.get_mut(..body.len())?;
+    out.copy_from_slice(body);
+    cipher
+        .decrypt_inout_detached(&seal_nonce(seq, id), &seal_aad(model, id), out.into(), &tag)
+        .ok()?;
+    Some(body.len())
 }

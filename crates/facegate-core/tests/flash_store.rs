@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use embedded_storage_async::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use facegate_core::flash_store::FlashStore;
+use facegate_core::flash_store::{DeviceKey, FlashStore, InsecureTestKey};
 use facegate_core::protocol::device::{DoorStore, StoredPerson};
 use facegate_core::{Embedding, ModelHash, PersonId, Template};
 
@@ -119,7 +119,8 @@ impl MultiwriteNorFlash for CutFlash {}
 type Store = FlashStore<CutFlash, 16>;
 
 fn open(flash: CutFlash) -> Store {
-    Store::open(flash, 0..(PAGE * PAGES) as u32, MODEL).expect("store reopens after any cut")
+    Store::open(flash, 0..(PAGE * PAGES) as u32, MODEL, &InsecureTestKey)
+        .expect("store reopens after any cut")
 }
 
 fn person(id: u32, seed: u32, n: usize) -> StoredPerson {
@@ -161,9 +162,34 @@ fn round_trip_and_model_binding() {
     assert_eq!(people[&1], person(1, 1, 3).templates.to_vec());
     assert_eq!((threshold, nonce, key), (0.61, 9, Some([5; 32])));
     // Another model: its templates are refused, not matched.
-    let mut other = Store::open(flash, 0..(PAGE * PAGES) as u32, ModelHash([7; 32])).unwrap();
+    let mut other = Store::open(
+        flash.clone(),
+        0..(PAGE * PAGES) as u32,
+        ModelHash([7; 32]),
+        &InsecureTestKey,
+    )
+    .unwrap();
     assert_eq!((other.len(), other.refused()), (0, 2));
     assert!(snapshot(&mut other).0.is_empty());
+    // Another device key: the sealed templates cannot be read.
+    struct OtherKey;
+    impl DeviceKey for OtherKey {
+        fn device_key(&self) -> [u8; 32] {
+            [1; 32]
+        }
+    }
+    let thief = Store::open(flash.clone(), 0..(PAGE * PAGES) as u32, MODEL, &OtherKey).unwrap();
+    assert_eq!((thief.len(), thief.refused()), (0, 2));
+    // At rest, no template value is visible in the flash image.
+    let t = person(1, 1, 3).templates[0];
+    let needle: Vec<u8> = t.values()[..16]
+        .iter()
+        .map(|v| v.to_le_bytes()[0])
+        .collect();
+    assert!(
+        !flash.data.windows(16).any(|w| w == needle.as_slice()),
+        "plaintext template found in flash"
+    );
 }
 
 #[test]
@@ -223,6 +249,6 @@ fn every_cut_point_keeps_committed_state_and_is_all_or_nothing() {
         }
     }
     eprintln!("power cut at {cuts} write/erase positions; every one recovered");
-    // Every word of every write and every erase of the six operations: 640 positions.
+    // Every word of every write and every erase of the six operations: 658 positions.
     assert!(cuts >= 600, "only {cuts} cut points exercised");
 }
