@@ -74,7 +74,7 @@ fn seal_aad(model: &ModelHash, id: u32) -> [u8; 44] {
 }
 
 /// Polls a future that completes without waiting (synchronous flash).
-fn block_on<F: Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
     let mut cx = Context::from_waker(Waker::noop());
     loop {

@@ -252,3 +252,38 @@ fn every_cut_point_keeps_committed_state_and_is_all_or_nothing() {
     // Every word of every write and every erase of the six operations: 658 positions.
     assert!(cuts >= 600, "only {cuts} cut points exercised");
 }
+
+#[test]
+fn audit_log_is_bounded_and_keeps_the_newest_events() {
+    use facegate_core::audit::FlashAuditLog;
+    use facegate_core::door::{AuditEvent, AuditLog, Outcome};
+    let mut log = FlashAuditLog::open(CutFlash::new(), 0..(2 * PAGE) as u32).unwrap();
+    let event = |i: u64| AuditEvent {
+        time_ms: i,
+        outcome: match i % 4 {
+            0 => Outcome::Unlocked {
+                id: PersonId(7),
+                score: 0.9,
+            },
+            1 => Outcome::Rejected { best: Some(0.1) },
+            2 => Outcome::LockedOut { wait_ms: 1000 },
+            _ => Outcome::Fault,
+        },
+    };
+    for i in 0..1000 {
+        log.record(event(i));
+    }
+    assert_eq!(log.lost(), 0);
+    // Reopen (a reboot): the newest events are there, in order, the oldest gone.
+    let mut log = FlashAuditLog::open(log.into_flash(), 0..(2 * PAGE) as u32).unwrap();
+    let mut got = Vec::new();
+    log.read(&mut |e| got.push(e)).unwrap();
+    assert!(
+        got.len() > 50 && got.len() < 1000,
+        "{} events kept",
+        got.len()
+    );
+    assert_eq!(got.last(), Some(&event(999)));
+    let first = got[0].time_ms;
+    assert_eq!(got, (first..1000).map(event).collect::<Vec<_>>());
+}
