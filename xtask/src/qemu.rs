@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 const PASS_PREFIX: &str = "PASS:";
 /// The line the engine check logs when the board's embeddings equal the host engine's.
 const ENGINE_LINE: &str = "equal the host engine's bit for bit";
+/// The line the door end-to-end check logs when it passed.
+const DOOR_LINE: &str = "door: provisioning, matching, lock and restart checks passed";
 
 /// Boots `elf` through `firmware/scripts/qemu-run.sh`, echoes the decoded log,
 /// and requires both QEMU's exit status 0 and the firmware's pass line.
@@ -35,10 +37,12 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
     let stdout = child.stdout.take().context("no stdout from qemu-run.sh")?;
     let mut passed = false;
     let mut engine_equal = false;
+    let mut door_ok = false;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("  [qemu] {line}");
         engine_equal |= line.contains(ENGINE_LINE);
+        door_ok |= line.contains(DOOR_LINE);
         passed |= line
             .split_whitespace()
             .nth(1)
@@ -52,6 +56,9 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
         bail!("QEMU exited cleanly but the firmware never logged its `{PASS_PREFIX}` line");
     }
     // xtask always compiles the engine check in: it must have run, not been skipped.
+    if !door_ok {
+        bail!("the firmware did not report its door end-to-end check (`{DOOR_LINE}`)");
+    }
     if !engine_equal {
         bail!(
             "the firmware did not report its int8 embeddings equal to the host's (`{ENGINE_LINE}`)"

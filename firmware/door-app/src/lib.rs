@@ -6,4 +6,5 @@
 #![no_std]
 
 pub mod demo;
+pub mod door_check;
 pub mod engine_check;

@@ -9,7 +9,15 @@
 
 use std::path::PathBuf;
 
+use ed25519_dalek::{Signer, SigningKey};
 use facegate_core::engine::Model;
+use facegate_core::protocol::{Command, Request, frame, signing_message};
+use facegate_core::{Embedding, Template};
+
+/// Device id of the QEMU board (its firmware uses the same).
+const QEMU_DEVICE_ID: [u8; 16] = *b"qemu-mps2-an500\0";
+/// Site key of the emulated door: a public test secret, never for real doors.
+const TEST_SITE_SECRET: [u8; 32] = *b"facegate TEST site key, public!!";
 use facegate_eval::faces::{Face, FaceSet};
 use facegate_eval::onnx::InputNorm;
 use facegate_quant::graph::FloatNet;
@@ -70,14 +78,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut arena = vec![0i8; model.arena_len()];
     let mut expected = Vec::new();
     let mut faces = Vec::new();
+    let mut templates = Vec::new();
     for p in &probes {
         let mut emb = vec![0.0f32; model.embedding_dim()];
         model.embed(&p.rgb, &mut arena, &mut emb)?;
         expected.extend(emb.iter().flat_map(|x| x.to_le_bytes()));
         faces.extend_from_slice(&p.rgb);
+        templates.push(Template::quantize(&Embedding::<128>::from_slice(&emb)?));
+    }
+    // Provisioning frames for the door check: claim with the test site key,
+    // enroll faces 0 and 1 as persons 1 and 2, and a threshold halfway
+    // between the best impostor score of face 2 and a perfect match.
+    let impostor = templates[2]
+        .cosine(&templates[0])
+        .max(templates[2].cosine(&templates[1]));
+    let threshold = f32::midpoint(impostor, 1.0);
+    let site = SigningKey::from_bytes(&TEST_SITE_SECRET);
+    let mut frames = Vec::new();
+    let mut push = |req: &Request<'_>| -> Result<(), Box<dyn std::error::Error>> {
+        let mut buf = vec![0u8; 4096];
+        let n = frame::encode(req, &mut buf).map_err(|e| format!("{e:?}"))?;
+        frames.extend_from_slice(&buf[..n]);
+        Ok(())
+    };
+    push(&Request::Claim {
+        site_key: site.verifying_key().to_bytes(),
+    })?;
+    let mut commands = Vec::new();
+    for (id, t) in [(1u32, &templates[0]), (2, &templates[1])] {
+        let mut bytes = t.scale().to_le_bytes().to_vec();
+        bytes.extend(t.values().iter().map(|v| v.to_le_bytes()[0]));
+        let name = if id == 1 { "Face Zero" } else { "Face One" };
+        commands.push(
+            postcard::to_slice(
+                &Command::Enroll {
+                    id,
+                    name,
+                    templates: &bytes,
+                },
+                &mut [0u8; 1024],
+            )?
+            .to_vec(),
+        );
+    }
+    commands
+        .push(postcard::to_slice(&Command::SetThreshold { threshold }, &mut [0u8; 64])?.to_vec());
+    for (nonce, c) in commands.iter().enumerate() {
+        let nonce = u32::try_from(nonce)?;
+        let mut msg = [0u8; 2048];
+        let m = signing_message(&QEMU_DEVICE_ID, nonce, c, &mut msg).ok_or("signing message")?;
+        let sig = site.sign(m).to_bytes();
+        push(&Request::Signed {
+            nonce,
+            command: c,
+            signature: &sig,
+        })?;
     }
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("model.fgm"), &q.blob)?;
+    std::fs::write(out.join("frames.cobs"), &frames)?;
     std::fs::write(out.join("faces.rgb"), &faces)?;
     std::fs::write(out.join("expected.f32"), &expected)?;
     println!(

@@ -81,6 +81,21 @@ fn main() -> ! {
         None => report.failed += 1,
     }
 
+    // The door end to end: provisioning into the encrypted flash store, faces through engine and matcher.
+    let flash = cortex_m::singleton!(: [u8; door_app::door_check::FLASH_LEN] = [0xFF; door_app::door_check::FLASH_LEN]);
+    let arena = cortex_m::singleton!(: [i8; 128 * 1024] = [0; 128 * 1024]);
+    let passed = match (flash, arena) {
+        (Some(flash), Some(arena)) => door_app::door_check::run(flash, arena),
+        _ => false,
+    };
+    if passed {
+        defmt::info!("door: provisioning, matching, lock and restart checks passed");
+        report.passed += 1;
+    } else {
+        defmt::error!("door: end-to-end check failed");
+        report.failed += 1;
+    }
+
     if report.all_passed() {
         defmt::info!("PASS: door self-test, {} checks", report.passed);
         semihosting::process::exit(0)
