@@ -2,6 +2,7 @@
 
 pub mod db;
 pub mod eval;
+pub mod keygen;
 pub mod quantize;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Quantize a float ONNX embedder to an int8 `.fgm` blob for the engine.
     Quantize(quantize::QuantizeArgs),
+    /// Create the site's Ed25519 key pair (signs every provisioning command).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Runs the parsed command line.
@@ -33,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(c) => db::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Keygen(a) => keygen::run(a),
     }
 }
