@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub mod bench;
 pub mod db;
 pub mod eval;
 pub mod keygen;
@@ -28,6 +29,9 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Create the site's Ed25519 key pair (signs every provisioning command).
     Keygen(keygen::KeygenArgs),
+    /// Benchmarks (measurements, not tests).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command line.
@@ -37,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Bench(c) => bench::run(c),
     }
 }

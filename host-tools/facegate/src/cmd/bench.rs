@@ -1,0 +1,115 @@
+//! `facegate bench engine`: host latency of facegate's int8 engine against
+//! tract on the same model, batch 1, one thread, side by side.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use facegate_eval::embedder::Embedder;
+use facegate_eval::faces::{Face, FaceSet};
+use facegate_eval::onnx::OnnxEmbedder;
+use facegate_quant::engine::EngineEmbedder;
+
+/// `facegate bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Per-embedding latency: int8 engine (`.fgm`) vs tract (float ONNX, optional QDQ ONNX).
+    Engine(EngineArgs),
+}
+
+/// `facegate bench engine …`
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The engine blob.
+    #[arg(long)]
+    blob: PathBuf,
+    /// The float ONNX model it was quantized from.
+    #[arg(long)]
+    float: PathBuf,
+    /// The QDQ ONNX export of the same quantisation (`facegate quantize --qdq`).
+    #[arg(long)]
+    qdq: Option<PathBuf>,
+    /// Identity-per-folder faces to embed (the first N files).
+    #[arg(long, value_name = "DIR")]
+    faces: PathBuf,
+    /// Faces per engine (after 3 warm-up runs).
+    #[arg(long, default_value_t = 50)]
+    images: usize,
+    /// How pixels are scaled for the ONNX models' input.
+    #[arg(long, value_enum, default_value_t = super::eval::Norm::Arcface)]
+    input_norm: super::eval::Norm,
+}
+
+/// Runs a `bench` subcommand.
+pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Engine(a) => engine(a),
+    }
+}
+
+fn median_ms(embedder: &dyn Embedder, faces: &[Face]) -> Result<f64> {
+    for f in faces.iter().take(3) {
+        embedder.embed(f).map_err(anyhow::Error::msg)?;
+    }
+    let mut times: Vec<f64> = Vec::with_capacity(faces.len());
+    for f in faces {
+        let t = Instant::now();
+        embedder.embed(f).map_err(anyhow::Error::msg)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn engine(a: EngineArgs) -> Result<ExitCode> {
+    if a.images == 0 {
+        bail!("--images must be at least 1");
+    }
+    let set = FaceSet::scan(&a.faces)?;
+    let faces = set
+        .files
+        .iter()
+        .take(a.images)
+        .map(|f| Face::load(&set.root.join(&f.path)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let norm = super::eval::input_norm(a.input_norm);
+    let engine = EngineEmbedder::load(&a.blob).map_err(anyhow::Error::msg)?;
+    let float = OnnxEmbedder::load(&a.float, norm)?;
+    // One thread for everyone: the comparison is per core.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("thread pool")?;
+    let (e_ms, f_ms, q_ms) = pool.install(|| -> Result<_> {
+        let e = median_ms(&engine, &faces)?;
+        let f = median_ms(&float, &faces)?;
+        let q = match &a.qdq {
+            Some(p) => Some(median_ms(&OnnxEmbedder::load(p, norm)?, &faces)?),
+            None => None,
+        };
+        Ok((e, f, q))
+    })?;
+    println!(
+        "median latency per embedding, batch 1, {} faces, this machine:",
+        faces.len()
+    );
+    println!(
+        "  facegate int8 engine   {e_ms:8.2} ms   ({})",
+        a.blob.display()
+    );
+    println!(
+        "  tract float            {f_ms:8.2} ms   ({})   engine/tract-float = {:.2}x time",
+        a.float.display(),
+        e_ms / f_ms
+    );
+    if let (Some(q), Some(p)) = (q_ms, &a.qdq) {
+        println!(
+            "  tract QDQ (int8 sim.)  {q:8.2} ms   ({})   engine/tract-QDQ = {:.2}x time",
+            p.display(),
+            e_ms / q
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
