@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod db;
+pub mod enroll;
 pub mod eval;
 pub mod keygen;
 pub mod quantize;
@@ -29,6 +30,8 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Create the site's Ed25519 key pair (signs every provisioning command).
     Keygen(keygen::KeygenArgs),
+    /// Enroll a person from aligned face photos into the site database.
+    Enroll(enroll::EnrollArgs),
     /// Benchmarks (measurements, not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -42,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quantize(a) => quantize::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::Enroll(a) => enroll::run(a),
     }
 }

@@ -1,0 +1,165 @@
+//! `facegate enroll` with the engine blob: templates into the site database,
+//! outliers rejected, bad photos reported, replacing a person, model binding.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use facegate_e2e::shared_data;
+
+fn facegate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn lfw(data: &Path, name: &str, n: u32) -> String {
+    data.join(format!("lfw/aligned_112/{name}/{name}_{n:04}.jpg"))
+        .display()
+        .to_string()
+}
+
+#[test]
+fn enroll_two_people_reject_outliers_and_bad_photos() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_mfn_random.onnx");
+    let calib = data.join("celeba/wild_112");
+    let q = facegate(
+        d,
+        &[
+            "quantize",
+            "--model",
+            fixture.to_str().unwrap(),
+            "--calib",
+            calib.to_str().unwrap(),
+            "--images",
+            "16",
+            "--out",
+            "m.fgm",
+        ],
+    );
+    assert!(q.status.success(), "{}", text(&q));
+
+    std::fs::write(d.join("broken.jpg"), b"not a jpeg").unwrap();
+    // The same photo twice agrees perfectly; a demanding threshold rejects the third.
+    let a1 = lfw(&data, "Abel_Pacheco", 1);
+    let a2 = lfw(&data, "Abel_Pacheco", 2);
+    let out = facegate(
+        d,
+        &[
+            "enroll",
+            "--model",
+            "m.fgm",
+            "--id",
+            "1",
+            "--name",
+            "Abel",
+            "--min-agreement",
+            "0.9999",
+            &a1,
+            &a1,
+            &a2,
+            "broken.jpg",
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("rejected broken.jpg"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "rejected {a2}: agrees with the other photos only to"
+        )),
+        "{t}"
+    );
+    assert!(t.contains("with 2 template(s)"), "{t}");
+
+    let z: Vec<String> = (1..=3).map(|n| lfw(&data, "Akhmed_Zakayev", n)).collect();
+    let mut args = vec![
+        "enroll",
+        "--model",
+        "m.fgm",
+        "--id",
+        "2",
+        "--name",
+        "Akhmed",
+        "--min-agreement",
+        "-1",
+    ];
+    args.extend(z.iter().map(String::as_str));
+    let out = facegate(d, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    // Re-enrolling person 1 replaces them.
+    let out = facegate(
+        d,
+        &[
+            "enroll",
+            "--model",
+            "m.fgm",
+            "--id",
+            "1",
+            "--name",
+            "Abel P",
+            "--min-agreement",
+            "-1",
+            &a1,
+            &a2,
+        ],
+    );
+    assert!(
+        text(&out).contains("site.fgdb now holds 2 people"),
+        "{}",
+        text(&out)
+    );
+
+    let check = facegate(d, &["db", "check", "site.fgdb"]);
+    let t = text(&check);
+    assert!(check.status.success(), "{t}");
+    assert!(
+        t.contains("Abel P") && t.contains("Akhmed") && t.contains("records   2"),
+        "{t}"
+    );
+
+    // Templates of another model are refused.
+    let other = facegate(
+        d,
+        &[
+            "quantize",
+            "--model",
+            fixture.to_str().unwrap(),
+            "--calib",
+            calib.to_str().unwrap(),
+            "--images",
+            "8",
+            "--out",
+            "other.fgm",
+        ],
+    );
+    assert!(other.status.success());
+    let out = facegate(
+        d,
+        &[
+            "enroll",
+            "--model",
+            "other.fgm",
+            "--id",
+            "3",
+            "--name",
+            "X",
+            &a1,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("site.fgdb cannot take templates of other.fgm"),
+        "{}",
+        text(&out)
+    );
+}
