@@ -127,6 +127,32 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         "{t}"
     );
 
+    // Verify on the host: an enrolled photo is accepted, another person is not.
+    let v = facegate(
+        d,
+        &["verify", "--model", "m.fgm", "--threshold", "0.9999", &a1],
+    );
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    assert!(text(&v).starts_with("ACCEPT Abel P (id 1)"), "{}", text(&v));
+    let stranger = lfw(&data, "Aaron_Peirsol", 1);
+    let v = facegate(
+        d,
+        &[
+            "verify",
+            "--model",
+            "m.fgm",
+            "--threshold",
+            "0.9999",
+            &stranger,
+        ],
+    );
+    assert_eq!(v.status.code(), Some(3), "{}", text(&v));
+    assert!(
+        text(&v).starts_with("REJECT (BelowThreshold)"),
+        "{}",
+        text(&v)
+    );
+
     // Templates of another model are refused.
     let other = facegate(
         d,

@@ -6,6 +6,7 @@ pub mod enroll;
 pub mod eval;
 pub mod keygen;
 pub mod quantize;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Enroll a person from aligned face photos into the site database.
     Enroll(enroll::EnrollArgs),
+    /// Check a face against the site database on the host (exit 0 accept, 3 reject).
+    Verify(verify::VerifyArgs),
     /// Benchmarks (measurements, not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -46,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => keygen::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Enroll(a) => enroll::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }

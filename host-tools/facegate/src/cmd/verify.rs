@@ -1,0 +1,98 @@
+//! `facegate verify`: check a face against the site database on the host,
+//! with the engine and the decision policy the boards use.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use facegate_core::db::DbReader;
+use facegate_core::matcher::{Decision, Matcher, MatcherConfig};
+use facegate_core::{EMBEDDING_DIM, Embedding, Template};
+use facegate_eval::deploy::DeploymentAdvice;
+use facegate_eval::embedder::Embedder;
+use facegate_eval::faces::Face;
+use facegate_quant::engine::EngineEmbedder;
+
+/// `facegate verify …`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Site template database.
+    #[arg(long, default_value = "site.fgdb")]
+    db: PathBuf,
+    /// The engine blob the templates were made with.
+    #[arg(long)]
+    model: PathBuf,
+    /// Accept at cosine ≥ this (default: from --deployment, else 0.5).
+    #[arg(long, allow_negative_numbers = true)]
+    threshold: Option<f32>,
+    /// Deployment file written by `facegate eval` (its threshold is used).
+    #[arg(long)]
+    deployment: Option<PathBuf>,
+    /// Require the best person to lead the runner-up by this much.
+    #[arg(long)]
+    margin: Option<f32>,
+    /// Aligned 112×112 face photo.
+    photo: PathBuf,
+}
+
+/// Runs `facegate verify`; exit status 0 when accepted, 3 when rejected.
+pub fn run(a: VerifyArgs) -> Result<ExitCode> {
+    let threshold = match (a.threshold, &a.deployment) {
+        (Some(t), _) => t,
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let advice = DeploymentAdvice::from_toml(&text)
+                .with_context(|| format!("{} is not a deployment file", p.display()))?;
+            #[allow(clippy::cast_possible_truncation)]
+            let t = advice.threshold as f32;
+            t
+        }
+        (None, None) => 0.5,
+    };
+    let matcher = Matcher::new(MatcherConfig {
+        threshold,
+        margin: a.margin,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = EngineEmbedder::load(&a.model).map_err(anyhow::Error::msg)?;
+    let bytes = std::fs::read(&a.db).with_context(|| format!("cannot read {}", a.db.display()))?;
+    let db = DbReader::<EMBEDDING_DIM>::open_for_model(&bytes, &engine.model_hash())
+        .with_context(|| format!("{} was not made with {}", a.db.display(), a.model.display()))?;
+    let face = Face::load(&a.photo)?;
+    let raw = engine.embed(&face).map_err(anyhow::Error::msg)?;
+    let probe = Template::quantize(&Embedding::<EMBEDDING_DIM>::from_slice(&raw)?);
+    let mut gallery = Vec::new();
+    let mut names = std::collections::HashMap::new();
+    for (i, r) in db.records().enumerate() {
+        let r = r.with_context(|| format!("{}: record {i} is damaged", a.db.display()))?;
+        names.insert(r.id(), r.name().to_string());
+        gallery.extend(r.templates().map(|t| (r.id(), t)));
+    }
+    let decision = matcher.identify(&probe, gallery.iter().map(|(id, t)| (*id, t)));
+    let name = |id| names.get(&id).cloned().unwrap_or_default();
+    match decision {
+        Decision::Accept(c) => {
+            println!(
+                "ACCEPT {} (id {}), score {:.4} ≥ {threshold:.4}",
+                name(c.id),
+                c.id.0,
+                c.score
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Decision::Reject { reason, best } => {
+            match best {
+                Some(c) => println!(
+                    "REJECT ({reason:?}); closest {} (id {}) at {:.4}, threshold {threshold:.4}",
+                    name(c.id),
+                    c.id.0,
+                    c.score
+                ),
+                None => println!("REJECT ({reason:?}): nobody enrolled"),
+            }
+            Ok(ExitCode::from(3))
+        }
+    }
+}
