@@ -18,7 +18,6 @@ use crate::quantize::{activation_quants, quantize_conv};
 const FLOAT: i32 = 1;
 const INT8: i32 = 3;
 const INT32: i32 = 6;
-const INT64: i32 = 7;
 
 fn tensor(name: &str, dims: &[usize], data_type: i32, raw: Vec<u8>) -> TensorProto {
     TensorProto {
@@ -239,6 +238,5 @@ pub fn export_qdq(net: &FloatNet, ranges: &[(f32, f32)]) -> Vec<u8> {
         graph: Some(graph),
         ..Default::default()
     };
-    let _ = INT64;
     model.encode_to_vec()
 }
