@@ -1,0 +1,10 @@
+//! facegate-train: compact face embedders trained with the margin losses of
+//! face recognition, on burn (CPU `flex` by default).
+//!
+//! - [`model`]: the `mfn` and `nano` MobileFaceNet presets and their cost.
+//! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
+//!   AM-Softmax, ArcFace and the combined margin.
+#![deny(missing_docs)]
+
+pub mod heads;
+pub mod model;
