@@ -6,5 +6,8 @@
 //!   AM-Softmax, ArcFace and the combined margin.
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod heads;
+pub mod lfw_dev;
 pub mod model;
+pub mod training;

@@ -85,12 +85,12 @@ impl Preset {
                 stem: 16,
                 stages: vec![
                     stage(24, 2, 2, 2),
-                    stage(40, 2, 2, 2),
-                    stage(40, 2, 1, 2),
-                    stage(64, 1, 2, 2),
-                    stage(64, 1, 1, 2),
+                    stage(48, 2, 2, 2),
+                    stage(48, 3, 1, 2),
+                    stage(96, 1, 2, 2),
+                    stage(96, 2, 1, 2),
                 ],
-                head: 256,
+                head: 320,
                 embedding: 128,
             },
             Self::Tiny => Architecture {

@@ -5,7 +5,9 @@ pub mod db;
 pub mod enroll;
 pub mod eval;
 pub mod keygen;
+pub mod model;
 pub mod quantize;
+pub mod train;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -25,6 +27,11 @@ enum Command {
     /// Inspect and check template databases.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Train a face embedder (burn, CPU) with a margin loss.
+    Train(train::TrainArgs),
+    /// Model presets: parameters, MACs, activations.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Evaluate an embedder on LFW: 10-fold, all pairs (ROC, TAR@FAR), 1:N, door threshold.
     Eval(eval::EvalArgs),
     /// Quantize a float ONNX embedder to an int8 `.fgm` blob for the engine.
@@ -44,6 +51,8 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Db(c) => db::run(c),
+        Command::Train(a) => train::run(a),
+        Command::Model(c) => model::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Keygen(a) => keygen::run(a),

@@ -1,0 +1,436 @@
+//! Training data: identity-per-folder face trees, decoded once into memory,
+//! augmented deterministically under a seed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use facegate_eval::faces::{FACE_SIZE, Face};
+use indicatif::{ParallelProgressIterator, ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Side of the faces handed to the network.
+pub const SIDE: usize = FACE_SIZE as usize;
+/// Bytes of one decoded face (RGB).
+pub const FACE_BYTES: usize = SIDE * SIDE * 3;
+
+/// Errors reading a data tree.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A root could not be listed.
+    #[error("cannot read the face folder {path}: {source}")]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Nothing usable was found.
+    #[error("no identity with at least {min} images under {roots}")]
+    Empty {
+        /// The roots, joined.
+        roots: String,
+        /// The filter.
+        min: usize,
+    },
+}
+
+/// One person: a folder name and its images (from every root).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Folder name (the identity's key across roots).
+    pub name: String,
+    /// Image files.
+    pub files: Vec<PathBuf>,
+}
+
+/// Identities gathered from one or more identity-per-folder roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaceFolders {
+    /// Identities, sorted by name.
+    pub identities: Vec<Identity>,
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("jpg" | "jpeg" | "png" | "pgm" | "ppm" | "bmp")
+    )
+}
+
+impl FaceFolders {
+    /// Scans roots; folders of the same name in several roots are one identity.
+    pub fn scan(roots: &[PathBuf]) -> Result<Self, DataError> {
+        let mut by_name: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DataError::Io { path, source }
+        };
+        for root in roots {
+            for entry in std::fs::read_dir(root).map_err(io(root))? {
+                let entry = entry.map_err(io(root))?;
+                let dir = entry.path();
+                if !dir.is_dir() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map_err(io(&dir))?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && is_image(p))
+                    .collect();
+                files.sort();
+                by_name.entry(name).or_default().extend(files);
+            }
+        }
+        Ok(Self {
+            identities: by_name
+                .into_iter()
+                .filter(|(_, f)| !f.is_empty())
+                .map(|(name, files)| Identity { name, files })
+                .collect(),
+        })
+    }
+
+    /// Keeps identities with at least `min` images.
+    pub fn with_min_images(mut self, min: usize) -> Self {
+        self.identities.retain(|i| i.files.len() >= min);
+        self
+    }
+
+    /// Keeps the first `n` identities (by name) and at most `per` images each: tiny slices for tests.
+    pub fn truncated(mut self, n: usize, per: usize) -> Self {
+        self.identities.truncate(n);
+        for i in &mut self.identities {
+            i.files.truncate(per);
+        }
+        self
+    }
+
+    /// Total images.
+    pub fn images(&self) -> usize {
+        self.identities.iter().map(|i| i.files.len()).sum()
+    }
+
+    /// Splits off a validation set of whole identities (about `fraction` of
+    /// them, chosen under `seed`): no person is in both.
+    pub fn split(self, fraction: f64, seed: u64) -> (Self, Self) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_5917);
+        let (mut train, mut val) = (Self::default(), Self::default());
+        for id in self.identities {
+            if rng.random_bool(fraction.clamp(0.0, 1.0)) {
+                val.identities.push(id);
+            } else {
+                train.identities.push(id);
+            }
+        }
+        (train, val)
+    }
+}
+
+/// Faces decoded to 112×112 RGB bytes, kept in memory, with class labels.
+#[derive(Clone, Debug, Default)]
+pub struct DecodedFaces {
+    /// `FACE_BYTES` per face.
+    pub pixels: Vec<u8>,
+    /// Class of each face (index into `names`).
+    pub labels: Vec<usize>,
+    /// Identity names, by class.
+    pub names: Vec<String>,
+    /// Files that could not be decoded, with the reason (skipped, never fatal).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl DecodedFaces {
+    /// Decodes every image in parallel; identities left with no image are dropped.
+    pub fn decode(folders: &FaceFolders, progress: bool) -> Self {
+        let jobs: Vec<(usize, &PathBuf)> = folders
+            .identities
+            .iter()
+            .enumerate()
+            .flat_map(|(c, id)| id.files.iter().map(move |f| (c, f)))
+            .collect();
+        let bar = if progress {
+            ProgressBar::new(jobs.len() as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "decoding [{bar:40}] {pos}/{len} faces {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let decoded: Vec<(usize, &PathBuf, Result<Face, String>)> = jobs
+            .into_par_iter()
+            .progress_with(bar.clone())
+            .map(|(c, f)| (c, f, Face::load(f).map_err(|e| e.to_string())))
+            .collect();
+        bar.finish_and_clear();
+        let mut out = Self::default();
+        let mut class_of: BTreeMap<usize, usize> = BTreeMap::new();
+        for (c, f, r) in decoded {
+            match r {
+                Ok(face) => {
+                    let next = class_of.len();
+                    let class = *class_of.entry(c).or_insert(next);
+                    if class == out.names.len() {
+                        out.names.push(folders.identities[c].name.clone());
+                    }
+                    out.pixels.extend_from_slice(&face.rgb);
+                    out.labels.push(class);
+                }
+                Err(e) => out.skipped.push((f.clone(), e)),
+            }
+        }
+        out
+    }
+
+    /// Number of faces.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there is no face.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The bytes of face `i`.
+    pub fn face(&self, i: usize) -> &[u8] {
+        &self.pixels[i * FACE_BYTES..(i + 1) * FACE_BYTES]
+    }
+}
+
+/// Augmentation settings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Augment {
+    /// Mirror half of the faces.
+    pub flip: bool,
+    /// Scale jitter: the face is zoomed by a factor in `[1 − s, 1 + s]`.
+    pub scale: f32,
+    /// Shift jitter in pixels, each axis in `[−t, t]`.
+    pub shift: f32,
+    /// Brightness jitter, added in `[−b, b]` (0–255 scale).
+    pub brightness: f32,
+    /// Contrast jitter, a factor in `[1 − c, 1 + c]`.
+    pub contrast: f32,
+    /// Probability of turning a face grey.
+    pub grey: f32,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self {
+            flip: true,
+            scale: 0.06,
+            shift: 4.0,
+            brightness: 20.0,
+            contrast: 0.2,
+            grey: 0.1,
+        }
+    }
+}
+
+impl Augment {
+    /// No augmentation (evaluation).
+    pub const NONE: Self = Self {
+        flip: false,
+        scale: 0.0,
+        shift: 0.0,
+        brightness: 0.0,
+        contrast: 0.0,
+        grey: 0.0,
+    };
+}
+
+/// Normalises 8-bit RGB HWC bytes to the network's CHW input, `(x − 127.5) / 128`.
+pub fn normalise_chw(rgb: &[u8], out: &mut [f32]) {
+    let plane = SIDE * SIDE;
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (f32::from(px[c]) - 127.5) / 128.0;
+        }
+    }
+}
+
+/// One augmented face as normalised CHW floats; `rng` decides everything,
+/// so a seed fixes the result.
+pub fn augment(rgb: &[u8], a: &Augment, rng: &mut impl Rng, out: &mut [f32]) {
+    let flip = a.flip && rng.random_bool(0.5);
+    let zoom = 1.0
+        + if a.scale > 0.0 {
+            rng.random_range(-a.scale..=a.scale)
+        } else {
+            0.0
+        };
+    let (dx, dy) = if a.shift > 0.0 {
+        (
+            rng.random_range(-a.shift..=a.shift),
+            rng.random_range(-a.shift..=a.shift),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    let bright = if a.brightness > 0.0 {
+        rng.random_range(-a.brightness..=a.brightness)
+    } else {
+        0.0
+    };
+    let contrast = 1.0
+        + if a.contrast > 0.0 {
+            rng.random_range(-a.contrast..=a.contrast)
+        } else {
+            0.0
+        };
+    let grey = a.grey > 0.0 && rng.random_bool(f64::from(a.grey));
+    let plane = SIDE * SIDE;
+    let centre = (SIDE as f32 - 1.0) / 2.0;
+    let max = SIDE as f32 - 1.0;
+    for v in 0..SIDE {
+        for u in 0..SIDE {
+            let uu = if flip { SIDE - 1 - u } else { u };
+            // Inverse map of the output pixel into the source (bilinear, edges clamped).
+            let sx = ((uu as f32 - centre) / zoom + centre + dx).clamp(0.0, max);
+            let sy = ((v as f32 - centre) / zoom + centre + dy).clamp(0.0, max);
+            let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(SIDE - 1), (y0 + 1).min(SIDE - 1));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            let mut px = [0.0f32; 3];
+            for (c, p) in px.iter_mut().enumerate() {
+                let at = |x: usize, y: usize| f32::from(rgb[(y * SIDE + x) * 3 + c]);
+                *p = (at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx) * (1.0 - fy)
+                    + (at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx) * fy;
+            }
+            if grey {
+                let l = 0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2];
+                px = [l; 3];
+            }
+            for (c, p) in px.iter().enumerate() {
+                let x = ((p - 128.0) * contrast + 128.0 + bright).clamp(0.0, 255.0);
+                out[c * plane + v * SIDE + u] = (x - 127.5) / 128.0;
+            }
+        }
+    }
+}
+
+/// The random stream of one sample in one epoch: the same whatever the
+/// thread that draws it.
+pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(((epoch as u64) << 32) ^ index as u64);
+    rng
+}
+
+/// A batch of faces `[n, 3, 112, 112]` with their labels; augmented in
+/// parallel when `augment` is given.
+pub fn batch(
+    set: &DecodedFaces,
+    indices: &[usize],
+    augment_with: Option<(&Augment, u64, usize)>,
+    device: &Device,
+) -> (Tensor<4>, Vec<usize>) {
+    let size = 3 * SIDE * SIDE;
+    let mut data = vec![0.0f32; indices.len() * size];
+    data.par_chunks_mut(size)
+        .zip(indices.par_iter())
+        .for_each(|(out, &i)| match augment_with {
+            Some((a, seed, epoch)) => augment(set.face(i), a, &mut sample_rng(seed, epoch, i), out),
+            None => normalise_chw(set.face(i), out),
+        });
+    let labels = indices.iter().map(|&i| set.labels[i]).collect();
+    (
+        Tensor::from_data(
+            TensorData::new(data, [indices.len(), 3, SIDE, SIDE]),
+            device,
+        ),
+        labels,
+    )
+}
+
+/// Faces from a list of files (evaluation), normalised, as one tensor.
+pub fn faces_tensor(faces: &[&[u8]], device: &Device) -> Tensor<4> {
+    let size = 3 * SIDE * SIDE;
+    let mut data = vec![0.0f32; faces.len() * size];
+    data.par_chunks_mut(size)
+        .zip(faces.par_iter())
+        .for_each(|(out, f)| normalise_chw(f, out));
+    Tensor::from_data(TensorData::new(data, [faces.len(), 3, SIDE, SIDE]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face() -> Vec<u8> {
+        (0..FACE_BYTES).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn no_augmentation_is_plain_normalisation() {
+        let f = face();
+        let (mut a, mut b) = (vec![0.0; 3 * SIDE * SIDE], vec![0.0; 3 * SIDE * SIDE]);
+        augment(&f, &Augment::NONE, &mut sample_rng(1, 0, 0), &mut a);
+        normalise_chw(&f, &mut b);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+    }
+
+    #[test]
+    fn augmentation_is_deterministic_under_a_seed_and_varies_with_it() {
+        let f = face();
+        let run = |seed, epoch, i| {
+            let mut out = vec![0.0; 3 * SIDE * SIDE];
+            augment(
+                &f,
+                &Augment::default(),
+                &mut sample_rng(seed, epoch, i),
+                &mut out,
+            );
+            out
+        };
+        assert_eq!(run(7, 1, 3), run(7, 1, 3));
+        assert_ne!(run(7, 1, 3), run(7, 2, 3));
+        assert_ne!(run(7, 1, 3), run(8, 1, 3));
+    }
+
+    #[test]
+    fn the_split_is_identity_disjoint_and_covers_everyone() {
+        let folders = FaceFolders {
+            identities: (0..200)
+                .map(|i| Identity {
+                    name: format!("p{i:03}"),
+                    files: vec![PathBuf::from(format!("p{i:03}/1.jpg"))],
+                })
+                .collect(),
+        };
+        let (train, val) = folders.clone().split(0.2, 3);
+        assert_eq!(train.identities.len() + val.identities.len(), 200);
+        assert!(
+            (20..=60).contains(&val.identities.len()),
+            "{}",
+            val.identities.len()
+        );
+        for v in &val.identities {
+            assert!(!train.identities.iter().any(|t| t.name == v.name));
+        }
+        assert_eq!(folders.clone().split(0.2, 3), (train, val));
+    }
+}

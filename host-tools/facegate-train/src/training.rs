@@ -1,0 +1,625 @@
+//! The training loop: a run directory with its config, checkpoints,
+//! `metrics.csv` and charts; resumable.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Augment, DecodedFaces, FaceFolders, batch};
+use crate::heads::{Annealing, CenterLoss, HeadKind, MarginHead, labels_tensor};
+use crate::lfw_dev::LfwDev;
+use crate::model::{Embedder, Preset};
+
+/// Optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Optimizer {
+    /// SGD with (heavy-ball) momentum.
+    Sgd {
+        /// Momentum.
+        momentum: f64,
+    },
+    /// AdamW (decoupled weight decay).
+    AdamW,
+}
+
+/// Learning-rate schedule after the linear warm-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    /// Cosine from `lr` to 0 over the remaining epochs.
+    Cosine,
+    /// Multiply by `gamma` at each milestone epoch.
+    Step {
+        /// Epochs at which the rate drops.
+        milestones: Vec<usize>,
+        /// Factor.
+        gamma: f64,
+    },
+}
+
+/// Center loss settings (joint with the head's loss).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CenterSettings {
+    /// Weight λ.
+    pub lambda: f32,
+    /// Centre update rate α.
+    pub alpha: f32,
+}
+
+/// Everything a run depends on; saved as `config.toml` in the run folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Network.
+    pub preset: Preset,
+    /// Classification head.
+    pub head: HeadKind,
+    /// Center loss on top of the head (Softmax + Center in the paper).
+    pub center: Option<CenterSettings>,
+    /// λ schedule of L-Softmax / A-Softmax.
+    pub annealing: Annealing,
+    /// Optimiser.
+    pub optimizer: Optimizer,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Linear warm-up, in epochs (fractions allowed).
+    pub warmup_epochs: f64,
+    /// Schedule after warm-up.
+    pub schedule: Schedule,
+    /// Epochs.
+    pub epochs: usize,
+    /// Faces per step.
+    pub batch_size: usize,
+    /// Seed of initialisation, shuffling, split and augmentation.
+    pub seed: u64,
+    /// Identity-per-folder roots, merged by folder name.
+    pub data: Vec<PathBuf>,
+    /// Identities with fewer images are left out.
+    pub min_images: usize,
+    /// At most this many identities (first by name; for quick runs).
+    pub max_identities: Option<usize>,
+    /// At most this many images per identity.
+    pub max_images_per_identity: Option<usize>,
+    /// Identity-disjoint validation share.
+    pub val_fraction: f64,
+    /// Augmentation.
+    pub augment: Augment,
+    /// LFW folder (with `aligned_112` and `pairsDev*.txt`) for the per-epoch
+    /// dev accuracy; `None` skips it.
+    pub lfw: Option<PathBuf>,
+    /// Worker threads (0: all cores).
+    pub threads: usize,
+}
+
+impl TrainConfig {
+    /// A config with facegate's defaults for `preset` on `data`.
+    pub fn new(preset: Preset, data: Vec<PathBuf>) -> Self {
+        Self {
+            preset,
+            head: HeadKind::default(),
+            center: None,
+            annealing: Annealing::default(),
+            optimizer: Optimizer::Sgd { momentum: 0.9 },
+            lr: 0.1,
+            weight_decay: 5e-4,
+            warmup_epochs: 1.0,
+            schedule: Schedule::Cosine,
+            epochs: 20,
+            batch_size: 64,
+            seed: 1,
+            data,
+            min_images: 2,
+            max_identities: None,
+            max_images_per_identity: None,
+            val_fraction: 0.0,
+            augment: Augment::default(),
+            lfw: None,
+            threads: 0,
+        }
+    }
+
+    /// Learning rate at a (fractional) epoch.
+    pub fn lr_at(&self, epoch: f64) -> f64 {
+        if epoch < self.warmup_epochs {
+            return self.lr * (epoch + 1e-3) / self.warmup_epochs;
+        }
+        match &self.schedule {
+            Schedule::Cosine => {
+                let span = (self.epochs as f64 - self.warmup_epochs).max(1e-9);
+                let t = ((epoch - self.warmup_epochs) / span).clamp(0.0, 1.0);
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Step { milestones, gamma } => {
+                let drops = milestones.iter().filter(|&&m| epoch >= m as f64).count();
+                self.lr * gamma.powi(i32::try_from(drops).unwrap_or(i32::MAX))
+            }
+        }
+    }
+}
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Data problem.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Too little data to train.
+    #[error("{0}")]
+    TooLittleData(String),
+    /// File I/O in the run folder.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A checkpoint or config could not be read back.
+    #[error("{path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// LFW dev pairs could not be read.
+    #[error("LFW dev pairs: {0}")]
+    Lfw(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The embedder and its head, optimised together.
+#[derive(Module, Debug)]
+pub struct Trainable {
+    /// The network that ships.
+    pub embedder: Embedder,
+    /// The classification head (training only).
+    pub head: MarginHead,
+}
+
+/// One epoch's numbers (a row of `metrics.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Training accuracy: nearest class centre by cosine.
+    pub train_accuracy: f64,
+    /// Learning rate at the epoch's end.
+    pub lr: f64,
+    /// LFW View 1 accuracy (threshold on DevTrain, accuracy on DevTest).
+    pub lfw_dev_accuracy: Option<f64>,
+    /// Training images per second.
+    pub images_per_second: f64,
+}
+
+/// Where a run stands (saved with each checkpoint).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RunState {
+    epochs_done: usize,
+    iteration: u64,
+    center: Option<CenterLoss>,
+    history: Vec<EpochMetrics>,
+    classes: usize,
+}
+
+/// Files of a run folder.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// The folder.
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// The run's config.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    /// Per-epoch metrics.
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.csv")
+    }
+    /// The trained embedder (burnpack).
+    pub fn embedder(&self) -> PathBuf {
+        self.root.join("embedder.bpk")
+    }
+    fn checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoint")
+    }
+    /// Reads the run's config.
+    pub fn load_config(&self) -> Result<TrainConfig, TrainError> {
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        toml::from_str(&text).map_err(|e| TrainError::Checkpoint {
+            path,
+            reason: e.to_string(),
+        })
+    }
+    /// Loads the trained embedder of a finished (or checkpointed) run, for inference.
+    pub fn load_embedder(&self, device: &Device) -> Result<Embedder, TrainError> {
+        let cfg = self.load_config()?;
+        let path = self.embedder();
+        cfg.preset
+            .architecture()
+            .init(device)
+            .try_load_file(&path)
+            .map_err(|e| TrainError::Checkpoint {
+                path,
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Options of [`train`] that do not change the result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Continue from the run folder's checkpoint.
+    pub resume: bool,
+    /// Progress bars.
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Per-epoch metrics (all epochs, including resumed ones).
+    pub history: Vec<EpochMetrics>,
+    /// Faces and identities trained on.
+    pub faces: usize,
+    /// Classes of the head.
+    pub classes: usize,
+    /// Files skipped as undecodable.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn checkpoint_err(path: &Path) -> impl Fn(String) -> TrainError + '_ {
+    move |reason| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Trains (or resumes) a run in `run_dir`.
+pub fn train(
+    cfg: &TrainConfig,
+    run_dir: &Path,
+    opts: RunOptions,
+) -> Result<RunSummary, TrainError> {
+    let run = RunDir {
+        root: run_dir.to_path_buf(),
+    };
+    std::fs::create_dir_all(run.checkpoint()).map_err(io_err(run_dir))?;
+    if opts.resume {
+        let saved = run.load_config()?;
+        if &saved != cfg {
+            return Err(TrainError::Checkpoint {
+                path: run.config(),
+                reason: "--resume with a different config than the run's; resume with the run's own config.toml".into(),
+            });
+        }
+    }
+    let text =
+        toml::to_string_pretty(cfg).map_err(|e| checkpoint_err(&run.config())(e.to_string()))?;
+    write_file(&run.config(), text.as_bytes())?;
+
+    let mut folders = FaceFolders::scan(&cfg.data)?.with_min_images(cfg.min_images);
+    if let Some(n) = cfg.max_identities {
+        folders = folders.truncated(n, cfg.max_images_per_identity.unwrap_or(usize::MAX));
+    } else if let Some(per) = cfg.max_images_per_identity {
+        folders = folders.truncated(usize::MAX, per);
+    }
+    let (train_folders, _val) = folders.split(cfg.val_fraction, cfg.seed);
+    if train_folders.identities.len() < 2 {
+        return Err(TrainError::TooLittleData(format!(
+            "{} identities with ≥ {} images in {:?}: need at least 2",
+            train_folders.identities.len(),
+            cfg.min_images,
+            cfg.data
+        )));
+    }
+    let set = DecodedFaces::decode(&train_folders, opts.progress);
+    if set.len() < 2 || set.classes() < 2 {
+        return Err(TrainError::TooLittleData(format!(
+            "{} decodable faces of {} identities",
+            set.len(),
+            set.classes()
+        )));
+    }
+    let lfw = match &cfg.lfw {
+        Some(dir) => Some(LfwDev::load(dir).map_err(TrainError::Lfw)?),
+        None => None,
+    };
+
+    let device = Device::flex().autodiff();
+    let arch = cfg.preset.architecture();
+    device.seed(cfg.seed);
+    let mut model = Trainable {
+        embedder: arch.init(&device),
+        head: MarginHead::new(cfg.head, set.classes(), arch.embedding, &device),
+    };
+    let mut optim: ModuleOptimizer = match cfg.optimizer {
+        Optimizer::Sgd { momentum } => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0),
+            ))
+            .with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)))
+            .init(),
+        Optimizer::AdamW => AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init(),
+    };
+    let mut state = RunState {
+        center: cfg
+            .center
+            .map(|c| CenterLoss::new(c.lambda, c.alpha, set.classes(), arch.embedding)),
+        classes: set.classes(),
+        ..RunState::default()
+    };
+    let ck = run.checkpoint();
+    if opts.resume && ck.join("state.json").is_file() {
+        let p = ck.join("state.json");
+        let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+        state = serde_json::from_str(&text).map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+        if state.classes != set.classes() {
+            return Err(checkpoint_err(&p)(format!(
+                "checkpoint has {} classes, the data now gives {}",
+                state.classes,
+                set.classes()
+            )));
+        }
+        let p = ck.join("model.bpk");
+        model = model
+            .try_load_file(&p)
+            .map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+        let p = ck.join("optimizer.bin");
+        optim = optim
+            .load(&p)
+            .map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+    }
+
+    let steps_per_epoch = set.len() / cfg.batch_size.max(2);
+    let steps_per_epoch = steps_per_epoch.max(1);
+    let bar = if opts.progress {
+        ProgressBar::new((steps_per_epoch * cfg.batch_size) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} faces {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    for epoch in state.epochs_done..cfg.epochs {
+        let started = Instant::now();
+        bar.reset();
+        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            cfg.seed ^ (epoch as u64 + 1) << 20,
+        ));
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = cfg.lr;
+        for (step, idx) in order
+            .chunks_exact(cfg.batch_size.min(set.len()))
+            .take(steps_per_epoch)
+            .enumerate()
+        {
+            lr = cfg.lr_at(epoch as f64 + step as f64 / steps_per_epoch as f64);
+            let lambda = cfg.annealing.lambda(state.iteration);
+            let (x, labels) = batch(&set, idx, Some((&cfg.augment, cfg.seed, epoch)), &device);
+            let emb = model.embedder.forward(x);
+            let lt = labels_tensor(&labels, &device);
+            let mut loss = model.head.loss(emb.clone(), lt.clone(), lambda);
+            if let Some(c) = &state.center {
+                loss = loss + c.loss(emb.clone(), &labels);
+            }
+            let feats = emb.detach();
+            let pred = model
+                .head
+                .cosines(feats.clone())
+                .argmax(1)
+                .reshape([labels.len()]);
+            correct += pred
+                .equal(lt)
+                .int()
+                .sum()
+                .into_scalar::<i64>()
+                .try_into()
+                .unwrap_or(0usize);
+            seen += labels.len();
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            loss_sum += value;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            if let Some(c) = &mut state.center {
+                let f = feats
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| checkpoint_err(run_dir)(format!("{e:?}")))?;
+                c.update(&f, &labels);
+            }
+            state.iteration += 1;
+            bar.inc(labels.len() as u64);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.3}",
+                loss_sum / (step + 1) as f64,
+                correct as f64 / seen as f64
+            ));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let lfw_dev_accuracy = match &lfw {
+            Some(l) => Some(l.accuracy(&model.embedder.valid(), opts.progress)),
+            None => None,
+        };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            loss: loss_sum / steps_per_epoch as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            lr,
+            lfw_dev_accuracy,
+            images_per_second: seen as f64 / secs.max(1e-9),
+        };
+        if opts.progress {
+            bar.println(format!(
+                "epoch {:>3}: loss {:.4}  train acc {:.4}  lfw dev {}  lr {:.2e}  {:.1} img/s",
+                m.epoch,
+                m.loss,
+                m.train_accuracy,
+                m.lfw_dev_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
+                m.lr,
+                m.images_per_second
+            ));
+        }
+        state.history.push(m);
+        state.epochs_done = epoch + 1;
+        save_checkpoint(&run, &model, &optim, &state)?;
+        write_metrics(&run, &state.history)?;
+    }
+    bar.finish_and_clear();
+    let p = run.embedder();
+    model
+        .embedder
+        .valid()
+        .save_file(&p)
+        .map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+    Ok(RunSummary {
+        history: state.history,
+        faces: set.len(),
+        classes: set.classes(),
+        skipped: set.skipped,
+    })
+}
+
+fn save_checkpoint(
+    run: &RunDir,
+    model: &Trainable,
+    optim: &ModuleOptimizer,
+    state: &RunState,
+) -> Result<(), TrainError> {
+    // Each file is written beside its final name and renamed, so a kill
+    // mid-save leaves the previous checkpoint whole.
+    let ck = run.checkpoint();
+    let tmp = ck.join("model.bpk.tmp");
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| checkpoint_err(&tmp)(e.to_string()))?;
+    let tmp_actual = if tmp.is_file() {
+        tmp.clone()
+    } else {
+        tmp.with_extension("tmp.bpk")
+    };
+    std::fs::rename(&tmp_actual, ck.join("model.bpk")).map_err(io_err(&tmp_actual))?;
+    let tmp = ck.join("optimizer.bin.tmp");
+    optim
+        .save(&tmp)
+        .map_err(|e| checkpoint_err(&tmp)(e.to_string()))?;
+    std::fs::rename(&tmp, ck.join("optimizer.bin")).map_err(io_err(&tmp))?;
+    let text = serde_json::to_string(state).map_err(|e| checkpoint_err(&ck)(e.to_string()))?;
+    write_file(&ck.join("state.json"), text.as_bytes())
+}
+
+fn write_metrics(run: &RunDir, history: &[EpochMetrics]) -> Result<(), TrainError> {
+    let mut csv = Vec::new();
+    let _ = writeln!(
+        csv,
+        "epoch,loss,train_accuracy,lfw_dev_accuracy,lr,images_per_second"
+    );
+    for m in history {
+        let _ = writeln!(
+            csv,
+            "{},{:.6},{:.6},{},{:.6e},{:.2}",
+            m.epoch,
+            m.loss,
+            m.train_accuracy,
+            m.lfw_dev_accuracy
+                .map_or(String::new(), |a| format!("{a:.6}")),
+            m.lr,
+            m.images_per_second
+        );
+    }
+    write_file(&run.metrics(), &csv)?;
+    use facegate_eval::plot::{Series, line_chart};
+    let pts = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .filter_map(|m| f(m).map(|v| (m.epoch as f64, v)))
+            .collect()
+    };
+    let loss = [Series {
+        label: "training loss",
+        points: pts(&|m| Some(m.loss)),
+    }];
+    let acc = [
+        Series {
+            label: "train accuracy (nearest class)",
+            points: pts(&|m| Some(m.train_accuracy)),
+        },
+        Series {
+            label: "LFW dev accuracy",
+            points: pts(&|m| m.lfw_dev_accuracy),
+        },
+    ];
+    // Charts are a convenience: a machine without a font still trains.
+    let _ = line_chart(
+        &run.root.join("loss.png"),
+        "training loss",
+        ("epoch", "loss"),
+        &loss,
+    );
+    let _ = line_chart(
+        &run.root.join("accuracy.png"),
+        "accuracy",
+        ("epoch", "accuracy"),
+        &acc,
+    );
+    Ok(())
+}
+
+/// Embeds faces (RGB bytes) with a validation-mode embedder, batched; rows L2-normalised.
+pub fn embed_faces(embedder: &Embedder, faces: &[&[u8]], device: &Device) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(faces.len());
+    for chunk in faces.chunks(64) {
+        let x = crate::data::faces_tensor(chunk, device);
+        let y: Tensor<2> = embedder.forward(x);
+        let [n, d] = y.dims();
+        let v = y.into_data().try_to_vec::<f32>().unwrap_or_default();
+        for i in 0..n {
+            let mut row = v[i * d..(i + 1) * d].to_vec();
+            let norm = row.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|a| *a /= norm);
+            out.push(row);
+        }
+    }
+    out
+}
