@@ -1,4 +1,4 @@
-//! ONNX QDQ export: the quantised model as standard ONNX, with
+//! ONNX export of a float network ([`export_float`]) and QDQ export: the quantised model as standard ONNX, with
 //! QuantizeLinear/DequantizeLinear around float ops, so tract and
 //! onnxruntime can run exactly the int8 grid the engine runs.
 //!
@@ -91,6 +91,132 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     }
 }
 
+/// OHWI weights (the float net's layout) to ONNX's OIHW.
+fn ohwi_to_oihw<T: Copy + Default>(
+    w: &[T],
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    cin_g: usize,
+) -> Vec<T> {
+    let mut oihw = vec![T::default(); w.len()];
+    for oc in 0..cout {
+        for y in 0..kh {
+            for x in 0..kw {
+                for ic in 0..cin_g {
+                    oihw[((oc * cin_g + ic) * kh + y) * kw + x] =
+                        w[((oc * kh + y) * kw + x) * cin_g + ic];
+                }
+            }
+        }
+    }
+    oihw
+}
+
+/// Writes a float network as plain ONNX (opset 13): `Conv` with folded
+/// BatchNorm, `PRelu`, `Add`, and a final `Flatten` to `[1, dim]`. Input
+/// `face`: the normalised NCHW face; output `embedding` (not L2-normalised:
+/// the caller normalises, as every facegate consumer does).
+pub fn export_float(net: &FloatNet, producer: &str) -> Vec<u8> {
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let v = |i: usize| {
+        if i == net.input {
+            "face".to_string()
+        } else {
+            format!("v{i}")
+        }
+    };
+    for (k, layer) in net.layers.iter().enumerate() {
+        match layer {
+            Layer::Conv {
+                input,
+                output,
+                weights,
+                bias,
+                kernel,
+                stride,
+                pads,
+                groups,
+                prelu,
+            } => {
+                let cout = net.shapes[*output].c;
+                let cin_g = net.shapes[*input].c / groups;
+                let (kh, kw) = *kernel;
+                let p = format!("c{k}");
+                let w = ohwi_to_oihw(weights, cout, kh, kw, cin_g);
+                inits.push(tensor(
+                    &format!("{p}_w"),
+                    &[cout, cin_g, kh, kw],
+                    FLOAT,
+                    f32s(&w),
+                ));
+                inits.push(tensor(&format!("{p}_b"), &[cout], FLOAT, f32s(bias)));
+                let attrs = vec![
+                    attr_ints("kernel_shape", &[kh, kw]),
+                    attr_ints("strides", &[*stride, *stride]),
+                    attr_ints("pads", pads),
+                    attr_int("group", i64::try_from(*groups).unwrap_or(1)),
+                ];
+                let conv_out = if prelu.is_some() {
+                    format!("{p}_y")
+                } else {
+                    v(*output)
+                };
+                nodes.push(node(
+                    "Conv",
+                    &[&v(*input), &format!("{p}_w"), &format!("{p}_b")],
+                    &conv_out,
+                    attrs,
+                ));
+                if let Some(alpha) = prelu {
+                    inits.push(tensor(
+                        &format!("{p}_alpha"),
+                        &[cout, 1, 1],
+                        FLOAT,
+                        f32s(alpha),
+                    ));
+                    nodes.push(node(
+                        "PRelu",
+                        &[&conv_out, &format!("{p}_alpha")],
+                        &v(*output),
+                        vec![],
+                    ));
+                }
+            }
+            Layer::Add { a, b, output } => {
+                nodes.push(node("Add", &[&v(*a), &v(*b)], &v(*output), vec![]));
+            }
+        }
+    }
+    nodes.push(node(
+        "Flatten",
+        &[&v(net.output)],
+        "embedding",
+        vec![attr_int("axis", 1)],
+    ));
+    let si = net.shapes[net.input];
+    let graph = GraphProto {
+        name: "facegate_embedder".into(),
+        node: nodes,
+        initializer: inits,
+        input: vec![value_info("face", &[1, si.c, si.h, si.w])],
+        output: vec![value_info("embedding", &[1, net.shapes[net.output].c])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        producer_name: producer.into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 /// Writes the QDQ ONNX model (input: the normalised NCHW face, as the float model's).
 pub fn export_qdq(net: &FloatNet, ranges: &[(f32, f32)]) -> Vec<u8> {
     let acts = activation_quants(ranges);
@@ -128,20 +254,11 @@ pub fn export_qdq(net: &FloatNet, ranges: &[(f32, f32)]) -> Vec<u8> {
                 let cout = net.shapes[*output].c;
                 let cin_g = net.shapes[*input].c / groups;
                 let cq = quantize_conv(weights, bias, cout, acts[*input].scale);
-                // OHWI → OIHW
                 let (kh, kw) = *kernel;
-                let mut oihw = vec![0u8; cq.weights.len()];
-                for oc in 0..cout {
-                    for y in 0..kh {
-                        for x in 0..kw {
-                            for ic in 0..cin_g {
-                                oihw[((oc * cin_g + ic) * kh + y) * kw + x] = cq.weights
-                                    [((oc * kh + y) * kw + x) * cin_g + ic]
-                                    .to_le_bytes()[0];
-                            }
-                        }
-                    }
-                }
+                let oihw: Vec<u8> = ohwi_to_oihw(&cq.weights, cout, kh, kw, cin_g)
+                    .into_iter()
+                    .map(|w| w.to_le_bytes()[0])
+                    .collect();
                 let p = format!("c{k}");
                 inits.push(tensor(
                     &format!("{p}_w"),

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod export;
 pub mod heads;
 pub mod lfw_dev;
 pub mod model;

@@ -246,6 +246,28 @@ impl RunDir {
     fn checkpoint(&self) -> PathBuf {
         self.root.join("checkpoint")
     }
+    /// The trained embedder as float ONNX.
+    pub fn onnx(&self) -> PathBuf {
+        self.root.join("embedder.onnx")
+    }
+    /// Loads the embedder from the last checkpoint (a run still training).
+    pub fn load_checkpoint_embedder(&self, device: &Device) -> Result<Embedder, TrainError> {
+        let cfg = self.load_config()?;
+        let p = self.checkpoint().join("state.json");
+        let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+        let state: RunState =
+            serde_json::from_str(&text).map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+        let arch = cfg.preset.architecture();
+        let model = Trainable {
+            embedder: arch.init(device),
+            head: MarginHead::new(cfg.head, state.classes, arch.embedding, device),
+        };
+        let p = self.checkpoint().join("model.bpk");
+        let model = model
+            .try_load_file(&p)
+            .map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+        Ok(model.embedder)
+    }
     /// Reads the run's config.
     pub fn load_config(&self) -> Result<TrainConfig, TrainError> {
         let path = self.config();
@@ -507,11 +529,12 @@ pub fn train(
     }
     bar.finish_and_clear();
     let p = run.embedder();
-    model
-        .embedder
-        .valid()
+    let embedder = model.embedder.valid();
+    embedder
+        .clone()
         .save_file(&p)
         .map_err(|e| checkpoint_err(&p)(e.to_string()))?;
+    crate::export::write_onnx(&embedder, &arch, &run.onnx()).map_err(io_err(&run.onnx()))?;
     Ok(RunSummary {
         history: state.history,
         faces: set.len(),

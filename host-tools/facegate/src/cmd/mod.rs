@@ -4,6 +4,7 @@ pub mod bench;
 pub mod db;
 pub mod enroll;
 pub mod eval;
+pub mod export;
 pub mod keygen;
 pub mod model;
 pub mod quantize;
@@ -29,6 +30,8 @@ enum Command {
     Db(db::DbCommand),
     /// Train a face embedder (burn, CPU) with a margin loss.
     Train(train::TrainArgs),
+    /// Write a training run's embedder as float ONNX (BatchNorm folded).
+    Export(export::ExportArgs),
     /// Model presets: parameters, MACs, activations.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(c) => db::run(c),
         Command::Train(a) => train::run(a),
         Command::Model(c) => model::run(c),
+        Command::Export(a) => export::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Keygen(a) => keygen::run(a),
