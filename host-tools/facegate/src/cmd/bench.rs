@@ -17,6 +17,8 @@ use facegate_quant::engine::EngineEmbedder;
 pub enum BenchCommand {
     /// Per-embedding latency: int8 engine (`.fgm`) vs tract (float ONNX, optional QDQ ONNX).
     Engine(EngineArgs),
+    /// Train the same network with each loss and compare them on LFW.
+    Losses(super::bench_losses::LossesArgs),
 }
 
 /// `facegate bench engine …`
@@ -46,6 +48,7 @@ pub struct EngineArgs {
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Engine(a) => engine(a),
+        BenchCommand::Losses(a) => super::bench_losses::run(a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub mod bench;
+pub mod bench_losses;
 pub mod db;
 pub mod enroll;
 pub mod eval;
