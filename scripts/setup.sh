@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(rustc-web rust-web-src qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross fonts-dejavu-core)
+apt_packages=(rustc-web rust-web-src qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross fonts-dejavu-core dataset-fashion-mnist)
 cargo_tools=(defmt-print)
 
 missing=()

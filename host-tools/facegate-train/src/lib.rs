@@ -12,3 +12,4 @@ pub mod heads;
 pub mod lfw_dev;
 pub mod model;
 pub mod training;
+pub mod viz;

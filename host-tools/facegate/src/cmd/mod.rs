@@ -11,6 +11,7 @@ pub mod model;
 pub mod quantize;
 pub mod train;
 pub mod verify;
+pub mod viz;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Write a training run's embedder as float ONNX (BatchNorm folded).
     Export(export::ExportArgs),
+    /// Draw the 2-D feature spaces the six losses learn on Fashion-MNIST (one PNG grid).
+    Viz(viz::VizArgs),
     /// Model presets: parameters, MACs, activations.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Model(c) => model::run(c),
         Command::Export(a) => export::run(a),
+        Command::Viz(a) => viz::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Keygen(a) => keygen::run(a),
