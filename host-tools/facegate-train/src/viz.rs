@@ -211,12 +211,15 @@ pub struct VizOptions {
     pub seed: u64,
 }
 
+/// 2-D test features, one list per panel.
+pub type PanelFeatures = Vec<Vec<[f32; 2]>>;
+
 /// Trains one 2-D feature net per panel; returns test features and labels per panel.
 pub fn train_panels(
     opts: &VizOptions,
     panels: &[Panel],
     mut progress: impl FnMut(&str),
-) -> Result<(Vec<Vec<[f32; 2]>>, Vec<usize>), VizError> {
+) -> Result<(PanelFeatures, Vec<usize>), VizError> {
     let (train_px, train_y) = read_idx(
         &opts.data,
         "train-images-idx3-ubyte.gz",
