@@ -293,7 +293,7 @@ impl Data {
     }
 }
 
-/// Greedy first-fit arena plan over value lifetimes; returns offsets and the arena size.
+/// Greedy first-fit arena plan over value lifetimes, largest value first; returns offsets and the arena size.
 fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
     let n = net.shapes.len();
     // Value v is live from the layer that writes it (input: −1 → 0) to its last reader.
@@ -318,7 +318,10 @@ fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
     let mut placed: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, value)
     let mut arena = 0;
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&v| first[v]);
+    // Largest first (TFLite's "greedy by size"): big maps claim the low
+    // offsets, small ones fill the gaps, instead of big maps landing above
+    // small ones placed earlier.
+    order.sort_by_key(|&v| (std::cmp::Reverse(net.shapes[v].len()), first[v]));
     for v in order {
         let size = net.shapes[v].len();
         let live = |u: usize| first[u] <= last[v] && first[v] <= last[u];
