@@ -69,7 +69,8 @@ fn run_task(cli: Cli) -> Result<()> {
         Task::Demo => {
             let tc = CrossToolchain::detect()?;
             let elf = build_firmware(&root, &tc)?;
-            qemu::run_selftest(&root, &elf)
+            qemu::run_selftest(&root, &elf)?;
+            host_demo(&root)
         }
         Task::Cross => {
             let tc = CrossToolchain::detect()?;
@@ -155,6 +156,74 @@ fn build_core_for_thumb(root: &Path, tc: &CrossToolchain) -> Result<()> {
 /// The shared face data: `$FACEGATE_DATA`, else `../shared/data` beside the checkout.
 fn data_dir(root: &Path) -> PathBuf {
     std::env::var_os("FACEGATE_DATA").map_or_else(|| root.join("../shared/data"), PathBuf::from)
+}
+
+/// Enroll and verify on the host with the shipped reference model: a person
+/// enrolled from three LFW photos, then a fourth photo of them and a photo
+/// of someone else checked against the site database.
+fn host_demo(root: &Path) -> Result<()> {
+    let model = root.join("models/nano.fgm");
+    let deployment = root.join("models/nano.deployment.toml");
+    if !model.is_file() {
+        println!("host demo skipped: no shipped model at {}", model.display());
+        return Ok(());
+    }
+    let lfw = data_dir(root).join("lfw/aligned_112");
+    let photo = |who: &str, n: u32| lfw.join(who).join(format!("{who}_{n:04}.jpg"));
+    let db = target_dir(root).join("demo-site.fgdb");
+    let _ = std::fs::remove_file(&db);
+    let facegate = |args: &[&std::ffi::OsStr]| {
+        let mut c = cargo(root);
+        c.args(["run", "--quiet", "--locked", "-p", "facegate", "--"])
+            .args(args);
+        c
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    println!("host demo: enroll Colin Powell from 3 LFW photos with models/nano.fgm");
+    run(&mut facegate(&[
+        &os("enroll"),
+        &os("--db"),
+        db.as_os_str(),
+        &os("--model"),
+        model.as_os_str(),
+        &os("--id"),
+        &os("1"),
+        &os("--name"),
+        &os("Colin Powell"),
+        photo("Colin_Powell", 1).as_os_str(),
+        photo("Colin_Powell", 2).as_os_str(),
+        photo("Colin_Powell", 3).as_os_str(),
+    ]))?;
+    for (who, n, expect) in [("Colin_Powell", 10, 0), ("George_W_Bush", 1, 3)] {
+        let p = photo(who, n);
+        println!("host demo: verify {}", p.display());
+        let status = facegate(&[
+            &os("verify"),
+            &os("--db"),
+            db.as_os_str(),
+            &os("--model"),
+            model.as_os_str(),
+            &os("--deployment"),
+            deployment.as_os_str(),
+            p.as_os_str(),
+        ])
+        .status()?;
+        let verdict = match status.code() {
+            Some(0) => "accepted",
+            Some(3) => "rejected",
+            _ => bail!("facegate verify failed ({status})"),
+        };
+        let right = status.code() == Some(expect);
+        println!(
+            "host demo: {who} #{n} {verdict} ({})",
+            if right {
+                "as expected"
+            } else {
+                "NOT as expected"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Writes the engine check's model, faces and host embeddings (see facegate-quant's

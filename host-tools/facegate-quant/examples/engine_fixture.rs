@@ -3,9 +3,11 @@
 //!
 //! `cargo run -p facegate-quant --example engine_fixture -- OUT_DIR [DATA_DIR]`
 //!
-//! The model is `tests/fixtures/tiny_mfn_random.onnx` (MobileFaceNet blocks,
-//! few channels, untrained). With LFW in DATA_DIR it is calibrated on 32 LFW
-//! faces and checked on 3 others; without, on synthetic images.
+//! The model is the shipped `models/nano.fgm` (the trained reference model,
+//! byte for byte what users flash) when present; otherwise
+//! `tests/fixtures/tiny_mfn_random.onnx` (MobileFaceNet blocks, few channels,
+//! untrained), calibrated on 32 LFW faces (or synthetic images without LFW).
+//! The faces checked are 3 LFW faces (synthetic images without LFW).
 
 use std::path::PathBuf;
 
@@ -72,9 +74,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         }
     };
-    let ranges = calibrate(&net, &calib, InputNorm::ArcFace)?;
-    let q = quantize(&net, &ranges, InputNorm::ArcFace)?;
-    let model = Model::parse(&q.blob)?;
+    let shipped = root.join("models/nano.fgm");
+    let (blob, model_source) = if shipped.is_file() {
+        (std::fs::read(&shipped)?, "models/nano.fgm")
+    } else {
+        let ranges = calibrate(&net, &calib, InputNorm::ArcFace)?;
+        (
+            quantize(&net, &ranges, InputNorm::ArcFace)?.blob,
+            "tiny_mfn_random.onnx",
+        )
+    };
+    let model = Model::parse(&blob)?;
     let mut arena = vec![0i8; model.arena_len()];
     let mut expected = Vec::new();
     let mut faces = Vec::new();
@@ -135,13 +145,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
     }
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("model.fgm"), &q.blob)?;
+    std::fs::write(out.join("model.fgm"), &blob)?;
     std::fs::write(out.join("frames.cobs"), &frames)?;
     std::fs::write(out.join("faces.rgb"), &faces)?;
     std::fs::write(out.join("expected.f32"), &expected)?;
     println!(
-        "engine fixture: {} B blob, {} B arena, {} faces from {source} → {}",
-        q.blob.len(),
+        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source} → {}",
+        blob.len(),
         model.arena_len(),
         probes.len(),
         out.display()

@@ -83,7 +83,7 @@ fn main() -> ! {
 
     // The door end to end: provisioning into the encrypted flash store, faces through engine and matcher.
     let flash = cortex_m::singleton!(: [u8; door_app::door_check::FLASH_LEN] = [0xFF; door_app::door_check::FLASH_LEN]);
-    let arena = cortex_m::singleton!(: [i8; 128 * 1024] = [0; 128 * 1024]);
+    let arena = cortex_m::singleton!(: [i8; 160 * 1024] = [0; 160 * 1024]);
     let passed = match (flash, arena) {
         (Some(flash), Some(arena)) => door_app::door_check::run(flash, arena),
         _ => false,

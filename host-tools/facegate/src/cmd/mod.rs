@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod keygen;
 pub mod model;
+pub mod model_card;
 pub mod quantize;
 pub mod train;
 pub mod verify;

@@ -11,6 +11,8 @@ use facegate_train::model::Preset;
 pub enum ModelCommand {
     /// Parameters, MACs and the largest activation of a preset.
     Info(InfoArgs),
+    /// Measure the shipped models and write models/MODEL_CARD.md and model_card.json.
+    Card(super::model_card::CardArgs),
 }
 
 /// `facegate model info …`
@@ -24,6 +26,7 @@ pub struct InfoArgs {
 /// Runs `facegate model …`.
 pub fn run(c: ModelCommand) -> Result<ExitCode> {
     match c {
+        ModelCommand::Card(a) => super::model_card::run(a),
         ModelCommand::Info(a) => {
             let arch = a.preset.architecture();
             let i = arch.info();

@@ -1,0 +1,315 @@
+//! `facegate model card`: `models/MODEL_CARD.md` and `model_card.json`,
+//! measured from the committed models and the shared data (never typed).
+//!
+//! For each shipped model `models/<name>.{onnx,int8.onnx,fgm}` with its
+//! training config `models/<name>.recipe.toml` and history
+//! `models/<name>.train.csv`: cost (params, MACs, flash, arena), LFW
+//! 10-fold and all-pairs TAR@FAR for the float model (tract), the QDQ model
+//! (tract) and the int8 engine (bit-exact with the boards), the door
+//! threshold for FAR 1e-3 on the engine (also written to
+//! `<name>.deployment.toml`), and the loss comparison if `losses.json` is there.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use facegate_eval::embedder::Embedder;
+use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
+use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
+use facegate_quant::engine::EngineEmbedder;
+use facegate_train::training::TrainConfig;
+use serde::Serialize;
+
+use super::bench_losses::LossRow;
+
+/// `facegate model card …`
+#[derive(Debug, Args)]
+pub struct CardArgs {
+    /// The models folder.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// LFW folder (`aligned_112` + pair lists).
+    #[arg(long, default_value = "../shared/data/lfw")]
+    lfw: PathBuf,
+    /// Reuse cached embeddings (keyed by model hash; the numbers are the same).
+    #[arg(long)]
+    cache: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Variant {
+    variant: String,
+    file: String,
+    lfw_accuracy: f64,
+    lfw_std: f64,
+    auc: Option<f64>,
+    tar_at_far: Vec<(f64, f64)>,
+    threshold_far_1e3: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelEntry {
+    name: String,
+    preset: String,
+    head: String,
+    data: Vec<String>,
+    epochs: usize,
+    params: usize,
+    macs: u64,
+    flash_bytes: usize,
+    arena_bytes: usize,
+    model_hash: String,
+    variants: Vec<Variant>,
+    final_train: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Card {
+    models: Vec<ModelEntry>,
+    losses: Option<Vec<LossRow>>,
+}
+
+fn measure(
+    e: &dyn Embedder,
+    variant: &str,
+    file: &Path,
+    a: &CardArgs,
+) -> Result<(Variant, EvalReport)> {
+    eprintln!("evaluating {variant}: {}", file.display());
+    let report = evaluate(
+        e,
+        &EvalConfig {
+            set: a.lfw.join("aligned_112"),
+            set_name: "LFW".into(),
+            pair_lists: Some(a.lfw.clone()),
+            flip: false,
+            all_pairs: true,
+            identification: false,
+            target_far: 1e-3,
+            cache: a.cache.then(facegate_eval::cache::default_dir),
+            progress: true,
+        },
+    )?;
+    let k = report
+        .view2
+        .as_ref()
+        .and_then(|v| v.kfold.clone())
+        .context("LFW View 2 did not run: is pairs.txt in --lfw?")?;
+    let all = report.all_pairs.as_ref();
+    let v = Variant {
+        variant: variant.into(),
+        file: file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        lfw_accuracy: k.mean,
+        lfw_std: k.std,
+        auc: all.map(|p| p.auc),
+        tar_at_far: all.map_or_else(Vec::new, |p| {
+            p.tar_at_far
+                .iter()
+                .filter(|o| o.far >= 5e-5)
+                .map(|o| (o.far, o.tar))
+                .collect()
+        }),
+        threshold_far_1e3: report.advice.as_ref().map(|a| a.threshold),
+    };
+    Ok((v, report))
+}
+
+/// Runs `facegate model card`.
+pub fn run(a: CardArgs) -> Result<ExitCode> {
+    let mut names: Vec<String> = std::fs::read_dir(&a.models)
+        .with_context(|| format!("cannot read {}", a.models.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".fgm").map(str::to_string))
+        })
+        .collect();
+    names.sort();
+    anyhow::ensure!(!names.is_empty(), "no <name>.fgm in {}", a.models.display());
+    let mut card = Card {
+        models: Vec::new(),
+        losses: None,
+    };
+    for name in names {
+        let f = |ext: &str| a.models.join(format!("{name}{ext}"));
+        let recipe = f(".recipe.toml");
+        let text = std::fs::read_to_string(&recipe).with_context(|| {
+            format!(
+                "{}: every shipped model needs its training config",
+                recipe.display()
+            )
+        })?;
+        let cfg: TrainConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a training config", recipe.display()))?;
+        let info = cfg.preset.architecture().info();
+        let float = OnnxEmbedder::load(&f(".onnx"), InputNorm::ArcFace)?;
+        let qdq = OnnxEmbedder::load(&f(".int8.onnx"), InputNorm::ArcFace)?;
+        let engine = EngineEmbedder::load(&f(".fgm")).map_err(anyhow::Error::msg)?;
+        let blob_len = engine.blob().len();
+        let arena = facegate_core::engine::Model::parse(engine.blob())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .arena_len();
+        let hash: String = engine
+            .model_hash()
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut variants = Vec::new();
+        for (label, e, file) in [
+            ("float (tract)", &float as &dyn Embedder, f(".onnx")),
+            ("int8 QDQ (tract)", &qdq, f(".int8.onnx")),
+            ("int8 engine (boards)", &engine, f(".fgm")),
+        ] {
+            let (v, report) = measure(e, label, &file, &a)?;
+            if label.starts_with("int8 engine") {
+                if let Some(adv) = &report.advice {
+                    std::fs::write(f(".deployment.toml"), adv.to_toml())?;
+                }
+            }
+            variants.push(v);
+        }
+        let final_train = std::fs::read_to_string(f(".train.csv"))
+            .ok()
+            .and_then(|t| t.lines().last().map(str::to_string));
+        card.models.push(ModelEntry {
+            name: name.clone(),
+            preset: format!("{:?}", cfg.preset).to_lowercase(),
+            head: format!("{:?}", cfg.head),
+            data: cfg.data.iter().map(|p| p.display().to_string()).collect(),
+            epochs: cfg.epochs,
+            params: info.params,
+            macs: info.macs,
+            flash_bytes: blob_len,
+            arena_bytes: arena,
+            model_hash: hash,
+            variants,
+            final_train,
+        });
+    }
+    card.losses = std::fs::read_to_string(a.models.join("losses.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    std::fs::write(
+        a.models.join("model_card.json"),
+        serde_json::to_string_pretty(&card)?,
+    )?;
+    let md = markdown(&card);
+    std::fs::write(a.models.join("MODEL_CARD.md"), &md)?;
+    print!("{md}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", 100.0 * x)
+}
+
+fn markdown(c: &Card) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# facegate model card\n");
+    let _ = writeln!(
+        s,
+        "Generated by `facegate model card` from the files in `models/` and the shared data; do not edit by hand.\n"
+    );
+    let _ = writeln!(
+        s,
+        "**Data and terms.** Trained on the shared CelebA identities (`celeba/wild_112`, `celeba/align10k_112`: research use only, see `../shared/data/README.md`); LFW is only evaluated on, never trained on. The models inherit the data's research-only terms.\n"
+    );
+    for m in &c.models {
+        let _ = writeln!(s, "## `{}`\n", m.name);
+        let _ = writeln!(s, "| | |\n|---|---|");
+        let _ = writeln!(s, "| preset | `{}` |", m.preset);
+        let _ = writeln!(s, "| head | {} |", m.head);
+        let _ = writeln!(s, "| data | {} |", m.data.join(", "));
+        let _ = writeln!(
+            s,
+            "| epochs | {} (recipe: `models/{}.recipe.toml`) |",
+            m.epochs, m.name
+        );
+        let _ = writeln!(s, "| parameters | {} |", m.params);
+        let _ = writeln!(s, "| MACs per face | {:.1} M |", m.macs as f64 / 1e6);
+        let _ = writeln!(s, "| flash (`.fgm` blob) | {} B |", m.flash_bytes);
+        let _ = writeln!(s, "| arena (RAM) | {} B |", m.arena_bytes);
+        let _ = writeln!(s, "| model hash | `{}` |", m.model_hash);
+        if let Some(t) = &m.final_train {
+            let _ = writeln!(
+                s,
+                "| last epoch (`epoch,loss,train_acc,lfw_dev,lr,img/s`) | `{t}` |"
+            );
+        }
+        let _ = writeln!(s);
+        let fars: Vec<f64> = m
+            .variants
+            .first()
+            .map(|v| v.tar_at_far.iter().map(|p| p.0).collect())
+            .unwrap_or_default();
+        let _ = write!(s, "| variant | LFW 10-fold | AUC |");
+        for f in &fars {
+            let _ = write!(s, " TAR @ FAR {f:.0e} |");
+        }
+        let _ = writeln!(s, " threshold @ FAR 1e-3 |");
+        let _ = writeln!(s, "|---|---|---|{}---|", "---|".repeat(fars.len()));
+        for v in &m.variants {
+            let _ = write!(
+                s,
+                "| {} | {} ± {:.2} | {} |",
+                v.variant,
+                pct(v.lfw_accuracy),
+                100.0 * v.lfw_std,
+                v.auc.map_or("–".into(), |a| format!("{a:.4}"))
+            );
+            for (_, tar) in &v.tar_at_far {
+                let _ = write!(s, " {} |", pct(*tar));
+            }
+            let _ = writeln!(
+                s,
+                " {} |",
+                v.threshold_far_1e3
+                    .map_or("–".into(), |t| format!("{t:.4}"))
+            );
+        }
+        if let (Some(f), Some(e)) = (m.variants.first(), m.variants.last()) {
+            let _ = writeln!(
+                s,
+                "\nint8 drop on the engine: {:+.2} pt of LFW accuracy. The boards use the engine's threshold (`models/{}.deployment.toml`).\n",
+                100.0 * (e.lfw_accuracy - f.lfw_accuracy),
+                m.name
+            );
+        }
+    }
+    if let Some(rows) = &c.losses {
+        let _ = writeln!(s, "## Loss comparison\n");
+        let _ = writeln!(
+            s,
+            "From `facegate bench losses --config models/recipes/losses-nano.toml` (the same `nano`, data, epochs and seed per loss; see the recipe), 2-D pictures in `models/losses-2d.png` (`facegate viz`).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| loss | LFW 10-fold | TAR @ FAR 1e-3 | AUC (all pairs) | train acc |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} ± {:.2} | {} | {} | {:.3} |",
+                r.loss,
+                pct(r.lfw_accuracy),
+                100.0 * r.lfw_std,
+                r.tar_at_far_1e3.map_or("–".into(), pct),
+                r.auc.map_or("–".into(), |a| format!("{a:.4}")),
+                r.train_accuracy
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nTimings are not in this card (they vary by machine): `facegate bench engine` gives host latency, `cargo xtask qemu` the Cortex-M7 instructions per embedding."
+    );
+    s
+}
