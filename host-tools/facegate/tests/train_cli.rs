@@ -1,0 +1,51 @@
+//! `facegate model info` and `facegate train`'s errors, as users see them.
+
+use std::process::Command;
+
+fn facegate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .output()
+        .expect("facegate runs")
+}
+
+#[test]
+fn model_info_of_the_presets() {
+    for preset in ["mfn", "nano"] {
+        let out = facegate(&["model", "info", "--preset", preset]);
+        assert!(out.status.success());
+        insta::assert_snapshot!(
+            format!("model_info_{preset}"),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn train_without_data_says_what_to_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = facegate(&["train", "--out", &dir.path().join("run").to_string_lossy()]);
+    assert!(!out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_broken_recipe_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recipe = dir.path().join("recipe.toml");
+    std::fs::write(&recipe, "preset = \"huge\"\n").expect("write");
+    let out = facegate(&[
+        "train",
+        "--config",
+        &recipe.to_string_lossy(),
+        "--out",
+        &dir.path().join("run").to_string_lossy(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("recipe.toml is not a training recipe"),
+        "{err}"
+    );
+    assert!(err.contains("huge"), "{err}");
+}
