@@ -4,6 +4,7 @@
 //! - [`model`]: the `mfn` and `nano` MobileFaceNet presets and their cost.
 //! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
 //!   AM-Softmax, ArcFace and the combined margin.
+//! - [`throughput`]: timed training steps for the PyTorch peer benchmark.
 #![deny(missing_docs)]
 
 pub mod data;
@@ -11,5 +12,6 @@ pub mod export;
 pub mod heads;
 pub mod lfw_dev;
 pub mod model;
+pub mod throughput;
 pub mod training;
 pub mod viz;

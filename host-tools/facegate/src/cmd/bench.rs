@@ -19,6 +19,8 @@ pub enum BenchCommand {
     Engine(EngineArgs),
     /// Train the same network with each loss and compare them on LFW.
     Losses(super::bench_losses::LossesArgs),
+    /// Training images/s: burn against PyTorch on the same network, data and threads.
+    Train(super::bench_train::TrainBenchArgs),
 }
 
 /// `facegate bench engine …`
@@ -49,6 +51,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Engine(a) => engine(a),
         BenchCommand::Losses(a) => super::bench_losses::run(a),
+        BenchCommand::Train(a) => super::bench_train::run(a),
     }
 }
 

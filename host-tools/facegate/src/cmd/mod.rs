@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_losses;
+pub mod bench_train;
 pub mod db;
 pub mod enroll;
 pub mod eval;
