@@ -6,8 +6,9 @@
 # Trains (or resumes) models/recipes/nano-cosface.toml in RUN_DIR (default
 # runs/nano-cosface; about an hour on 2 cores), then: float ONNX, int8
 # quantization calibrated on 200 CelebA faces (never LFW) → .fgm blob and QDQ
-# ONNX, the training config and history beside them in models/, and
-# `facegate model card` (LFW float / QDQ / engine, threshold for FAR 1e-3).
+# ONNX, the training config and history beside them in models/, the
+# Cortex-M7 cost from QEMU, and `facegate model card` (LFW float / QDQ /
+# engine, threshold for FAR 1e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run="${1:-runs/nano-cosface}"
@@ -24,4 +25,6 @@ cp "$run/config.toml" models/nano.recipe.toml
 cp "$run/metrics.csv" models/nano.train.csv
 fg quantize --model models/nano.onnx --calib ../shared/data/celeba/wild_112 --images 200 \
   --out models/nano.fgm --qdq models/nano.int8.onnx
+# The firmware's engine check runs models/nano.fgm when it is present: record its cost.
+cargo xtask qemu --cost-out models/nano.cortex-m7.json
 fg model card --models models

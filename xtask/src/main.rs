@@ -46,7 +46,13 @@ enum Task {
     /// Build the core for Cortex-M (with and without defmt) and both firmware boards.
     Cross,
     /// Boot the QEMU board firmware (already built or not) and check its pass line.
-    Qemu,
+    Qemu {
+        /// Also write the engine's measured cost (instructions per embedding
+        /// under `-icount`, bound to the blob's model hash) to this JSON file,
+        /// e.g. `models/nano.cortex-m7.json` for `facegate model card`.
+        #[arg(long, value_name = "FILE")]
+        cost_out: Option<PathBuf>,
+    },
     /// Print which Cortex-M toolchain would be used, and why.
     Toolchain,
 }
@@ -77,10 +83,14 @@ fn run_task(cli: Cli) -> Result<()> {
             build_core_for_thumb(&root, &tc)?;
             build_firmware(&root, &tc).map(drop)
         }
-        Task::Qemu => {
+        Task::Qemu { cost_out } => {
             let tc = CrossToolchain::detect()?;
             let elf = build_firmware(&root, &tc)?;
-            qemu::run_selftest(&root, &elf)
+            let cost = qemu::run_selftest(&root, &elf)?;
+            match cost_out {
+                Some(out) => qemu::write_cost(&root, cost, &out),
+                None => Ok(()),
+            }
         }
         Task::Toolchain => {
             println!("{}", CrossToolchain::detect()?);
@@ -121,7 +131,7 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
         build_firmware(root, &tc)
     })?;
     step("firmware self-test in QEMU mps2-an500", || {
-        qemu::run_selftest(root, &elf)
+        qemu::run_selftest(root, &elf).map(drop)
     })?;
     println!("\nxtask test: all passed in {:.0?}", started.elapsed());
     Ok(())

@@ -10,12 +10,37 @@ use anyhow::{Context, Result, bail};
 const PASS_PREFIX: &str = "PASS:";
 /// The line the engine check logs when the board's embeddings equal the host engine's.
 const ENGINE_LINE: &str = "equal the host engine's bit for bit";
+/// The start of the engine's cost line (`… N instructions per embedding …, M MACs, …`).
+const COST_LINE: &str = "engine cost: ";
 /// The line the door end-to-end check logs when it passed.
 const DOOR_LINE: &str = "door: provisioning, matching, lock and restart checks passed";
 
+/// What the firmware measured for one embedding on the emulated Cortex-M7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineCost {
+    /// Instructions per embedding (QEMU `-icount`: one per virtual nanosecond).
+    pub instructions: u64,
+    /// The model's multiply-accumulates per embedding.
+    pub macs: u64,
+}
+
+/// Reads `engine cost: N instructions per embedding (…), M MACs, …`.
+fn parse_cost(line: &str) -> Option<EngineCost> {
+    let rest = &line[line.find(COST_LINE)? + COST_LINE.len()..];
+    let mut words = rest.split_whitespace();
+    let instructions = words.next()?.parse().ok()?;
+    let macs = rest
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" MACs"))?
+        .parse()
+        .ok()?;
+    Some(EngineCost { instructions, macs })
+}
+
 /// Boots `elf` through `firmware/scripts/qemu-run.sh`, echoes the decoded log,
 /// and requires both QEMU's exit status 0 and the firmware's pass line.
-pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
+/// Returns the engine's cost line, if the firmware logged one.
+pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
     if which("defmt-print").is_none() {
         bail!(
             "defmt-print is not installed: run scripts/setup.sh (or `cargo install defmt-print --locked`)"
@@ -38,11 +63,13 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
     let mut passed = false;
     let mut engine_equal = false;
     let mut door_ok = false;
+    let mut cost = None;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("  [qemu] {line}");
         engine_equal |= line.contains(ENGINE_LINE);
         door_ok |= line.contains(DOOR_LINE);
+        cost = cost.or_else(|| parse_cost(&line));
         passed |= line
             .split_whitespace()
             .nth(1)
@@ -65,7 +92,55 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<()> {
         );
     }
     println!("QEMU mps2-an500: firmware self-test passed");
+    Ok(cost)
+}
+
+/// Writes the measured cost of the shipped `models/nano.fgm` (the blob the
+/// firmware's engine check runs when it is present) as JSON, with the blob's
+/// model hash so a later card can tell whether the figure is still current.
+pub fn write_cost(root: &Path, cost: Option<EngineCost>, out: &Path) -> Result<()> {
+    use facegate_core::engine::blob::HASH_AT;
+    let cost = cost.context("the firmware logged no `engine cost:` line")?;
+    let blob_path = root.join("models/nano.fgm");
+    let blob = std::fs::read(&blob_path).with_context(|| {
+        format!(
+            "{}: the cost is only recorded for the shipped model the firmware runs",
+            blob_path.display()
+        )
+    })?;
+    let hash = blob
+        .get(HASH_AT..HASH_AT + 32)
+        .context("models/nano.fgm is shorter than its header")?;
+    let hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    let json = format!(
+        "{{\n  \"model_hash\": \"{hash}\",\n  \"instructions_per_embedding\": {},\n  \"macs\": {},\n  \"measured_by\": \"cargo xtask qemu --cost-out (QEMU mps2-an500, Cortex-M7, -icount shift=0)\"\n}}\n",
+        cost.instructions, cost.macs
+    );
+    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "engine cost: {} instructions per embedding → {}",
+        cost.instructions,
+        out.display()
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_line_is_read() {
+        let line = "INFO engine cost: 1234567 instructions per embedding (meaningful under -icount), 22500000 MACs, 54 instructions per 1000 MACs";
+        assert_eq!(
+            parse_cost(line),
+            Some(EngineCost {
+                instructions: 1_234_567,
+                macs: 22_500_000
+            })
+        );
+        assert_eq!(parse_cost("INFO engine: 3 embeddings equal"), None);
+    }
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {

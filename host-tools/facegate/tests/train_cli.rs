@@ -49,3 +49,35 @@ fn a_broken_recipe_names_the_file() {
     );
     assert!(err.contains("huge"), "{err}");
 }
+
+#[test]
+fn bench_train_measures_burn_and_says_how_to_set_up_the_peer() {
+    let Some(data) = facegate_e2e::shared_data() else {
+        return;
+    };
+    let orl = data.join("orl");
+    let out = facegate(&[
+        "bench",
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        &orl.to_string_lossy(),
+        "--images",
+        "24",
+        "--batch",
+        "8",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--python",
+        "/nonexistent/python",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("24 faces of"), "{stdout}");
+    assert!(stdout.contains("burn 0.22 flex"), "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bench/setup-torch.sh"), "{err}");
+}

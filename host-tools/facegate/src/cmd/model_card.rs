@@ -63,6 +63,33 @@ struct ModelEntry {
     model_hash: String,
     variants: Vec<Variant>,
     final_train: Option<String>,
+    cortex_m7: Option<CortexM7Cost>,
+}
+
+/// `<name>.cortex-m7.json`, written by `cargo xtask qemu --cost-out`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct CortexM7Cost {
+    model_hash: String,
+    instructions_per_embedding: u64,
+    macs: u64,
+}
+
+/// The recorded Cortex-M7 cost, if it was measured on this very blob.
+fn cortex_m7_cost(path: &Path, hash: &str) -> Result<Option<CortexM7Cost>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let cost: CortexM7Cost = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a cost record", path.display()))?;
+    if cost.model_hash != hash {
+        eprintln!(
+            "{} was measured on another blob: rerun `cargo xtask qemu --cost-out {}`",
+            path.display(),
+            path.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(cost))
 }
 
 #[derive(Debug, Serialize)]
@@ -178,6 +205,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
         let final_train = std::fs::read_to_string(f(".train.csv"))
             .ok()
             .and_then(|t| t.lines().last().map(str::to_string));
+        let cortex_m7 = cortex_m7_cost(&f(".cortex-m7.json"), &hash)?;
         card.models.push(ModelEntry {
             name: name.clone(),
             preset: format!("{:?}", cfg.preset).to_lowercase(),
@@ -191,6 +219,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             model_hash: hash,
             variants,
             final_train,
+            cortex_m7,
         });
     }
     card.losses = std::fs::read_to_string(a.models.join("losses.json"))
@@ -237,6 +266,15 @@ fn markdown(c: &Card) -> String {
         let _ = writeln!(s, "| flash (`.fgm` blob) | {} B |", m.flash_bytes);
         let _ = writeln!(s, "| arena (RAM) | {} B |", m.arena_bytes);
         let _ = writeln!(s, "| model hash | `{}` |", m.model_hash);
+        if let Some(c) = &m.cortex_m7 {
+            let _ = writeln!(
+                s,
+                "| Cortex-M7 instructions per embedding (QEMU `-icount`) | {:.1} M ({:.2} per MAC; `cargo xtask qemu --cost-out models/{}.cortex-m7.json`) |",
+                c.instructions_per_embedding as f64 / 1e6,
+                c.instructions_per_embedding as f64 / c.macs.max(1) as f64,
+                m.name
+            );
+        }
         if let Some(t) = &m.final_train {
             let _ = writeln!(
                 s,
@@ -309,7 +347,7 @@ fn markdown(c: &Card) -> String {
     }
     let _ = writeln!(
         s,
-        "\nTimings are not in this card (they vary by machine): `facegate bench engine` gives host latency, `cargo xtask qemu` the Cortex-M7 instructions per embedding."
+        "\nHost latencies are not in this card (they vary by machine and load): `facegate bench engine` measures them; the Cortex-M7 instruction count is deterministic and is."
     );
     s
 }
