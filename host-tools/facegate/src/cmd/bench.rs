@@ -44,6 +44,38 @@ pub struct EngineArgs {
     /// How pixels are scaled for the ONNX models' input.
     #[arg(long, value_enum, default_value_t = super::eval::Norm::Arcface)]
     input_norm: super::eval::Norm,
+    /// Also write the medians, this CPU's name and the blob's model hash as
+    /// JSON (`models/<name>.host-latency.json` goes into the model card).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+}
+
+/// A recorded host latency measurement (read back by `facegate model card`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct HostLatency {
+    /// The blob's model hash (hex): the record only counts for that blob.
+    pub model_hash: String,
+    /// The CPU it ran on (`/proc/cpuinfo` model name).
+    pub cpu: String,
+    /// Faces timed per engine.
+    pub faces: usize,
+    /// Median ms per embedding: facegate's int8 engine.
+    pub engine_ms: f64,
+    /// Median ms per embedding: tract on the float ONNX model.
+    pub tract_float_ms: f64,
+    /// Median ms per embedding: tract on the QDQ ONNX model.
+    pub tract_qdq_ms: Option<f64>,
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// Runs a `bench` subcommand.
@@ -116,6 +148,24 @@ fn engine(a: EngineArgs) -> Result<ExitCode> {
             p.display(),
             e_ms / q
         );
+    }
+    if let Some(out) = &a.record {
+        let record = HostLatency {
+            model_hash: engine
+                .model_hash()
+                .0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            cpu: cpu_name(),
+            faces: faces.len(),
+            engine_ms: e_ms,
+            tract_float_ms: f_ms,
+            tract_qdq_ms: q_ms,
+        };
+        std::fs::write(out, serde_json::to_string_pretty(&record)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("recorded → {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,7 @@ use facegate_quant::engine::EngineEmbedder;
 use facegate_train::training::TrainConfig;
 use serde::Serialize;
 
+use super::bench::HostLatency;
 use super::bench_losses::LossRow;
 
 /// `facegate model card …`
@@ -64,6 +65,7 @@ struct ModelEntry {
     variants: Vec<Variant>,
     final_train: Option<String>,
     cortex_m7: Option<CortexM7Cost>,
+    host_latency: Option<HostLatency>,
 }
 
 /// `<name>.cortex-m7.json`, written by `cargo xtask qemu --cost-out`.
@@ -72,6 +74,24 @@ struct CortexM7Cost {
     model_hash: String,
     instructions_per_embedding: u64,
     macs: u64,
+}
+
+/// The recorded host latency, if it was measured on this very blob.
+fn host_latency(path: &Path, hash: &str) -> Result<Option<HostLatency>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let rec: HostLatency = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a latency record", path.display()))?;
+    if rec.model_hash != hash {
+        eprintln!(
+            "{} was measured on another blob: rerun `facegate bench engine … --record {}`",
+            path.display(),
+            path.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(rec))
 }
 
 /// The recorded Cortex-M7 cost, if it was measured on this very blob.
@@ -206,6 +226,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             .ok()
             .and_then(|t| t.lines().last().map(str::to_string));
         let cortex_m7 = cortex_m7_cost(&f(".cortex-m7.json"), &hash)?;
+        let host_latency = host_latency(&f(".host-latency.json"), &hash)?;
         card.models.push(ModelEntry {
             name: name.clone(),
             preset: format!("{:?}", cfg.preset).to_lowercase(),
@@ -220,6 +241,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             variants,
             final_train,
             cortex_m7,
+            host_latency,
         });
     }
     card.losses = std::fs::read_to_string(a.models.join("losses.json"))
@@ -273,6 +295,19 @@ fn markdown(c: &Card) -> String {
                 c.instructions_per_embedding as f64 / 1e6,
                 c.instructions_per_embedding as f64 / c.macs.max(1) as f64,
                 m.name
+            );
+        }
+        if let Some(h) = &m.host_latency {
+            let _ = writeln!(
+                s,
+                "| host latency, batch 1, one thread (recorded on {}, median of {} faces; `facegate bench engine --record models/{}.host-latency.json`) | int8 engine {:.2} ms, tract float {:.2} ms{} |",
+                h.cpu,
+                h.faces,
+                m.name,
+                h.engine_ms,
+                h.tract_float_ms,
+                h.tract_qdq_ms
+                    .map_or(String::new(), |q| format!(", tract QDQ {q:.2} ms"))
             );
         }
         if let Some(t) = &m.final_train {
@@ -347,7 +382,7 @@ fn markdown(c: &Card) -> String {
     }
     let _ = writeln!(
         s,
-        "\nHost latencies are not in this card (they vary by machine and load): `facegate bench engine` measures them; the Cortex-M7 instruction count is deterministic and is."
+        "\nThe Cortex-M7 instruction count is deterministic (QEMU `-icount`); host latencies are records of one run on the CPU named, not regenerated with the card."
     );
     s
 }
