@@ -44,6 +44,9 @@ pub enum VizError {
         /// Why.
         reason: String,
     },
+    /// Only 2-D and 3-D features can be drawn.
+    #[error("feature width {0}: viz draws 2-D (plane) or 3-D (sphere) features")]
+    Dim(usize),
 }
 
 /// Images (28×28 bytes each) and labels of an IDX pair.
@@ -209,12 +212,14 @@ pub struct VizOptions {
     pub epochs: usize,
     /// Seed.
     pub seed: u64,
+    /// Width of the feature layer: 2 (the plane) or 3 (drawn on the sphere).
+    pub dim: usize,
 }
 
-/// 2-D test features, one list per panel.
-pub type PanelFeatures = Vec<Vec<[f32; 2]>>;
+/// Test features, one list per panel (`z` is 0 for 2-D features).
+pub type PanelFeatures = Vec<Vec<[f32; 3]>>;
 
-/// Trains one 2-D feature net per panel; returns test features and labels per panel.
+/// Trains one feature net (2-D or 3-D) per panel; returns test features and labels per panel.
 pub fn train_panels(
     opts: &VizOptions,
     panels: &[Panel],
@@ -232,16 +237,20 @@ pub fn train_panels(
         "t10k-labels-idx1-ubyte.gz",
         opts.test_images,
     )?;
+    if !(2..=3).contains(&opts.dim) {
+        return Err(VizError::Dim(opts.dim));
+    }
+    let dim = opts.dim;
     let device = Device::flex().autodiff();
     let mut out = Vec::new();
     for p in panels {
         progress(p.title);
         device.seed(opts.seed);
         let mut net = (
-            FeatureNet::new(2, &device),
-            MarginHead::new(p.head, 10, 2, &device),
+            FeatureNet::new(dim, &device),
+            MarginHead::new(p.head, 10, dim, &device),
         );
-        let mut center = p.center.map(|l| CenterLoss::new(l, 0.5, 10, 2));
+        let mut center = p.center.map(|l| CenterLoss::new(l, 0.5, 10, dim));
         let mut optim = SgdConfig::new()
             .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(5e-4)))
             .with_momentum(Some(
@@ -292,24 +301,51 @@ pub fn train_panels(
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap_or_default();
-            feats.extend(v.chunks_exact(2).map(|c| [c[0], c[1]]));
+            feats.extend(
+                v.chunks_exact(dim)
+                    .map(|c| [c[0], c[1], c.get(2).copied().unwrap_or(0.0)]),
+            );
         }
         out.push(feats);
     }
     Ok((out, test_y))
 }
 
-/// Draws the panels' features in one PNG grid (3 columns), coloured by class.
+/// The sphere seen from a little above and to the side: unit directions
+/// rotated into view coordinates (x right, y up, z towards the viewer).
+fn sphere_view(v: [f32; 3]) -> [f64; 3] {
+    let n = v.iter().map(|c| c * c).sum::<f32>().sqrt().max(1e-12);
+    let [x, y, z] = v.map(|c| f64::from(c / n));
+    let (yaw, pitch) = (0.6f64, 0.45f64);
+    let (x, z) = (
+        x * yaw.cos() + z * yaw.sin(),
+        -x * yaw.sin() + z * yaw.cos(),
+    );
+    let (y, z) = (
+        y * pitch.cos() - z * pitch.sin(),
+        y * pitch.sin() + z * pitch.cos(),
+    );
+    [x, y, z]
+}
+
+/// Draws the panels' features in one PNG grid (3 columns), coloured by
+/// class: 2-D features on the plane (directions only for heads that
+/// normalise them), 3-D features as directions on the unit sphere, the far
+/// hemisphere faded.
 pub fn draw_grid(
     path: &Path,
     panels: &[Panel],
-    feats: &[Vec<[f32; 2]>],
+    feats: &[Vec<[f32; 3]>],
     labels: &[usize],
+    dim: usize,
 ) -> Result<(), VizError> {
     let err = |reason: String| VizError::Draw {
         path: path.to_path_buf(),
         reason,
     };
+    if !(2..=3).contains(&dim) {
+        return Err(VizError::Dim(dim));
+    }
     facegate_eval::plot::ensure_font().map_err(|e| err(e.to_string()))?;
     let cols = 3;
     let rows = panels.len().div_ceil(cols);
@@ -321,27 +357,37 @@ pub fn draw_grid(
         .zip(panels.iter().zip(feats))
     {
         // Heads on normalised features only see directions: draw those.
-        let normalised = !matches!(p.head, HeadKind::Softmax | HeadKind::LSoftmax { .. });
-        let f: Vec<[f32; 2]> = if normalised {
+        let normalised =
+            dim == 3 || !matches!(p.head, HeadKind::Softmax | HeadKind::LSoftmax { .. });
+        // (x, y, depth): depth < 0 is the sphere's far side.
+        let pts: Vec<(f64, f64, f64)> = if dim == 3 {
+            f.iter()
+                .map(|&v| {
+                    let [x, y, z] = sphere_view(v);
+                    (x, y, z)
+                })
+                .collect()
+        } else if normalised {
             f.iter()
                 .map(|v| {
                     let n = (v[0] * v[0] + v[1] * v[1]).sqrt().max(1e-12);
-                    [v[0] / n, v[1] / n]
+                    (f64::from(v[0] / n), f64::from(v[1] / n), 0.0)
                 })
                 .collect()
         } else {
-            f.clone()
+            f.iter()
+                .map(|v| (f64::from(v[0]), f64::from(v[1]), 0.0))
+                .collect()
         };
-        let title = if normalised {
-            format!("{} · x/‖x‖", p.title)
-        } else {
-            p.title.to_string()
+        let title = match (dim, normalised) {
+            (3, _) => format!("{} · 3-D x/‖x‖", p.title),
+            (_, true) => format!("{} · x/‖x‖", p.title),
+            _ => p.title.to_string(),
         };
-        let r = f
+        let r = pts
             .iter()
-            .fold(1e-6f32, |m, v| m.max(v[0].abs()).max(v[1].abs()))
+            .fold(1e-6f64, |m, v| m.max(v.0.abs()).max(v.1.abs()))
             * 1.05;
-        let r = f64::from(r);
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 17))
             .margin(8)
@@ -355,15 +401,32 @@ pub fn draw_grid(
             .label_style(("sans-serif", 11))
             .draw()
             .map_err(|e| err(e.to_string()))?;
-        chart
-            .draw_series(f.iter().zip(labels).map(|(v, &c)| {
-                Circle::new(
-                    (f64::from(v[0]), f64::from(v[1])),
-                    2,
-                    Palette99::pick(c).mix(0.6).filled(),
+        if dim == 3 {
+            // The sphere's outline.
+            chart
+                .draw_series(LineSeries::new(
+                    (0..=120).map(|i| {
+                        let t = f64::from(i) / 120.0 * std::f64::consts::TAU;
+                        (t.cos(), t.sin())
+                    }),
+                    BLACK.mix(0.4),
+                ))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        // Far side first and faded, so the near side stays readable.
+        for far in [true, false] {
+            chart
+                .draw_series(
+                    pts.iter()
+                        .zip(labels)
+                        .filter(|(v, _)| (dim == 3 && v.2 < 0.0) == far)
+                        .map(|(v, &c)| {
+                            let (size, alpha) = if far { (1, 0.15) } else { (2, 0.6) };
+                            Circle::new((v.0, v.1), size, Palette99::pick(c).mix(alpha).filled())
+                        }),
                 )
-            }))
-            .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(e.to_string()))?;
+        }
     }
     root.present().map_err(|e| err(e.to_string()))
 }

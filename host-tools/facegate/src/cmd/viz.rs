@@ -28,6 +28,9 @@ pub struct VizArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Feature width: 2 (the plane) or 3 (directions drawn on the sphere).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    dim: u8,
 }
 
 /// Runs `facegate viz`.
@@ -38,13 +41,17 @@ pub fn run(a: VizArgs) -> Result<ExitCode> {
         test_images: a.test_images,
         epochs: a.epochs,
         seed: a.seed,
+        dim: usize::from(a.dim),
     };
     let p = panels();
-    let (feats, labels) = train_panels(&opts, &p, |t| eprintln!("training 2-D features with {t}"))?;
-    draw_grid(&a.out, &p, &feats, &labels)?;
+    let (feats, labels) = train_panels(&opts, &p, |t| {
+        eprintln!("training {}-D features with {t}", a.dim);
+    })?;
+    draw_grid(&a.out, &p, &feats, &labels, opts.dim)?;
     println!(
-        "{}: 2-D test features of Fashion-MNIST per loss, coloured by class",
-        a.out.display()
+        "{}: {}-D test features of Fashion-MNIST per loss, coloured by class",
+        a.out.display(),
+        a.dim
     );
     Ok(ExitCode::SUCCESS)
 }
