@@ -125,6 +125,14 @@ pub fn write_cost(root: &Path, cost: Option<EngineCost>, out: &Path) -> Result<(
     Ok(())
 }
 
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,12 +149,4 @@ mod tests {
         );
         assert_eq!(parse_cost("INFO engine: 3 embeddings equal"), None);
     }
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(program))
-            .find(|p| p.is_file())
-    })
 }
