@@ -360,7 +360,7 @@ fn markdown(c: &Card) -> String {
         let _ = writeln!(s, "## Loss comparison\n");
         let _ = writeln!(
             s,
-            "From `facegate bench losses --config models/recipes/losses-nano.toml` (the same `nano`, data, epochs and seed per loss; see the recipe), 2-D pictures in `models/losses-2d.png` (`facegate viz`).\n"
+            "From `facegate bench losses --config models/recipes/losses-nano.toml` (the same `nano`, data, epochs and seed per loss; see the recipe), 2-D and 3-D pictures in `models/losses-2d.png` and `models/losses-3d.png` (`facegate viz`, `facegate viz --dim 3`).\n"
         );
         let _ = writeln!(
             s,
