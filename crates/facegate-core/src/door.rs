@@ -18,6 +18,12 @@ pub trait Clock {
     fn now_ms(&self) -> u64;
 }
 
+impl<C: Clock + ?Sized> Clock for &C {
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+}
+
 /// Turns an aligned face crop into a raw embedding.
 pub trait Embedder {
     /// Embeds `face` (112×112 RGB) into `out`.

@@ -22,6 +22,7 @@ pub mod db;
 pub mod door;
 pub mod embedding;
 pub mod engine;
+pub mod face_service;
 pub mod flash_store;
 pub mod lockout;
 pub mod matcher;

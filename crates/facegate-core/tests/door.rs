@@ -3,10 +3,16 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 
+use facegate_core::ModelHash;
 use facegate_core::door::{AuditEvent, AuditLog, Clock, Door, Embedder, Outcome};
 use facegate_core::engine::EngineError;
+use facegate_core::face_service::{AuditHistory, FaceService};
 use facegate_core::lockout::LockoutPolicy;
-use facegate_core::protocol::device::{DoorStore, RamStore, StoredPerson};
+use facegate_core::protocol::device::{BoardInfo, DoorStore, RamStore, StoredPerson, handle_with};
+use facegate_core::protocol::frame::{decode, encode};
+use facegate_core::protocol::{
+    AUDIT_PAGE, AuditEntry, DecisionKind, ErrorCode, FACE_BYTES, FACE_CHUNK, Request, Response,
+};
 use facegate_core::{Embedding, PersonId, Template};
 
 /// Records every level the lock relay was driven to.
@@ -70,6 +76,20 @@ struct Log(Vec<AuditEvent>);
 impl AuditLog for Log {
     fn record(&mut self, e: AuditEvent) {
         self.0.push(e);
+    }
+}
+
+impl AuditHistory for Log {
+    fn page(
+        &mut self,
+        start: u16,
+        out: &mut heapless::Vec<AuditEntry, AUDIT_PAGE>,
+    ) -> Result<bool, ErrorCode> {
+        let rest = self.0.iter().skip(usize::from(start));
+        for e in rest.clone().take(AUDIT_PAGE) {
+            out.push((*e).into()).unwrap();
+        }
+        Ok(rest.count() > AUDIT_PAGE)
     }
 }
 
@@ -179,4 +199,150 @@ fn five_rejects_then_back_off_and_an_accept_resets() {
         Outcome::Unlocked { .. }
     ));
     assert_eq!(log.0.len(), 10);
+}
+
+const BOARD: BoardInfo<'static> = BoardInfo {
+    firmware: "test",
+    model_hash: ModelHash([3; 32]),
+    device_id: *b"fg-test-board-02",
+};
+
+/// One request through `handle_with`; the decoded response.
+fn ask<S: DoorStore, D: facegate_core::protocol::device::Diagnostics<S>>(
+    store: &mut S,
+    diag: &mut D,
+    req: &Request<'_>,
+) -> Response<'static> {
+    let mut frame = [0u8; 2048];
+    let n = encode(req, &mut frame).unwrap();
+    let mut out = vec![0u8; 2048];
+    let m = handle_with(&BOARD, store, diag, &mut frame[..n], &mut out).unwrap();
+    out.truncate(m);
+    decode::<Response<'static>>(Box::leak(out.into_boxed_slice())).unwrap()
+}
+
+/// Stages `face` chunk by chunk; returns the last `Staged` count.
+fn stage<S: DoorStore, D: facegate_core::protocol::device::Diagnostics<S>>(
+    store: &mut S,
+    diag: &mut D,
+    face: &[u8],
+) -> u32 {
+    let mut received = 0;
+    for (k, chunk) in face.chunks(FACE_CHUNK).enumerate() {
+        let offset = u32::try_from(k * FACE_CHUNK).unwrap();
+        match ask(
+            store,
+            diag,
+            &Request::FaceChunk {
+                offset,
+                bytes: chunk,
+            },
+        ) {
+            Response::Staged { received: r } => received = r,
+            other => panic!("chunk {k}: {other:?}"),
+        }
+    }
+    received
+}
+
+#[test]
+fn faces_over_the_link_go_through_the_same_door() {
+    let mut s = store();
+    let clock = FakeClock(Cell::new(5_000));
+    let door = Door::new(FakeLock::default(), LockoutPolicy::default(), None);
+    let mut face = Box::new([0u8; FACE_BYTES]);
+    let mut svc = FaceService::new(door, FakeEmbedder, Log::default(), &clock, &mut face);
+
+    // Verifying before a whole face arrived is refused and decides nothing.
+    assert_eq!(
+        ask(&mut s, &mut svc, &Request::VerifyFace),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
+    let mut known = vec![0u8; FACE_BYTES];
+    known[0] = 2;
+    assert_eq!(stage(&mut s, &mut svc, &known), FACE_BYTES as u32);
+    let Response::Decision(d) = ask(&mut s, &mut svc, &Request::VerifyFace) else {
+        panic!("no decision");
+    };
+    assert_eq!(
+        (d.kind, d.person, d.time_ms),
+        (DecisionKind::Unlocked, Some(200), 5_000)
+    );
+    assert!(d.score.unwrap() > 0.99);
+    assert!(svc.door().is_open());
+    clock.0.set(7_000);
+    svc.poll();
+    assert!(!svc.door().is_open(), "the pulse ends after unlock_ms");
+
+    // A face is presented once: the second verify needs a new face.
+    assert_eq!(
+        ask(&mut s, &mut svc, &Request::VerifyFace),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
+    // Chunks out of order, too large or past the end are refused.
+    assert_eq!(
+        ask(
+            &mut s,
+            &mut svc,
+            &Request::FaceChunk {
+                offset: 8,
+                bytes: &[1; 8]
+            }
+        ),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
+    assert_eq!(
+        ask(
+            &mut s,
+            &mut svc,
+            &Request::FaceChunk {
+                offset: 0,
+                bytes: &[1; FACE_CHUNK + 1]
+            }
+        ),
+        Response::Error(ErrorCode::Invalid)
+    );
+    let mut stranger = vec![0u8; FACE_BYTES];
+    stranger[0] = 9;
+    stage(&mut s, &mut svc, &stranger[..FACE_BYTES - 4]);
+    assert_eq!(
+        ask(
+            &mut s,
+            &mut svc,
+            &Request::FaceChunk {
+                offset: (FACE_BYTES - 4) as u32,
+                bytes: &[0; 8]
+            }
+        ),
+        Response::Error(ErrorCode::Invalid)
+    );
+    // Ten strangers: rejected, no pulse; the sixth reject arms the lockout.
+    let mut kinds = Vec::new();
+    for _ in 0..10 {
+        stage(&mut s, &mut svc, &stranger);
+        let Response::Decision(d) = ask(&mut s, &mut svc, &Request::VerifyFace) else {
+            panic!("no decision");
+        };
+        kinds.push(d.kind);
+        assert!(!svc.door().is_open());
+    }
+    assert_eq!(kinds[..6], [DecisionKind::Rejected; 6]);
+    assert_eq!(kinds[6], DecisionKind::LockedOut);
+
+    // The audit log pages back in order: 11 events, 8 + 3.
+    let Response::Audit { events, more } = ask(&mut s, &mut svc, &Request::AuditRead { start: 0 })
+    else {
+        panic!("no audit");
+    };
+    assert!(more);
+    assert_eq!(events.len(), AUDIT_PAGE);
+    assert_eq!(events[0], d);
+    let Response::Audit { events, more } = ask(&mut s, &mut svc, &Request::AuditRead { start: 8 })
+    else {
+        panic!("no audit");
+    };
+    assert!(!more);
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2].kind, DecisionKind::LockedOut);
+    assert!(events[2].wait_ms > 0);
 }

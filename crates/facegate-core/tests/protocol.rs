@@ -404,3 +404,24 @@ fn f_equal(original: &[u8], edits: &[(prop::sample::Index, u8)], n: usize) -> bo
     }
     f == original
 }
+
+#[test]
+fn a_board_without_a_face_pipeline_says_unsupported() {
+    let mut store = claimed();
+    let before = store.clone();
+    for req in [
+        Request::FaceChunk {
+            offset: 0,
+            bytes: &[1, 2, 3],
+        },
+        Request::VerifyFace,
+        Request::AuditRead { start: 0 },
+    ] {
+        assert_eq!(
+            send(&mut store, &req),
+            Response::Error(ErrorCode::Unsupported),
+            "{req:?}"
+        );
+    }
+    assert_eq!(store, before);
+}

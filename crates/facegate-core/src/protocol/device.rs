@@ -3,7 +3,10 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::frame::{self, FrameError};
-use super::{Command, DEVICE_ID_LEN, ErrorCode, MAX_MESSAGE, Request, Response, signing_message};
+use super::{
+    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, MAX_MESSAGE, Request, Response,
+    signing_message,
+};
 use crate::db::{MAX_TEMPLATES, PersonRecord};
 use crate::matcher::PersonId;
 use crate::template::Template;
@@ -67,27 +70,91 @@ pub struct BoardInfo<'a> {
     pub device_id: [u8; DEVICE_ID_LEN],
 }
 
+/// The requests beyond provisioning: the face pipeline and the audit log,
+/// on boards that have them. None of them changes people, settings or keys.
+pub trait Diagnostics<S: DoorStore> {
+    /// Stages `bytes` at `offset` of the face for [`Diagnostics::verify_face`];
+    /// returns the contiguous bytes staged so far.
+    fn face_chunk(&mut self, offset: u32, bytes: &[u8]) -> Result<u32, ErrorCode>;
+    /// Presents the staged face to the door and reports the decision.
+    fn verify_face(&mut self, store: &mut S) -> Result<AuditEntry, ErrorCode>;
+    /// Fills `out` with audit events from index `start`; returns whether more follow.
+    fn audit(
+        &mut self,
+        start: u16,
+        out: &mut heapless::Vec<AuditEntry, AUDIT_PAGE>,
+    ) -> Result<bool, ErrorCode>;
+}
+
+/// A board without a face pipeline or audit log: diagnostics are `Unsupported`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoDiagnostics;
+
+impl<S: DoorStore> Diagnostics<S> for NoDiagnostics {
+    fn face_chunk(&mut self, _: u32, _: &[u8]) -> Result<u32, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+    fn verify_face(&mut self, _: &mut S) -> Result<AuditEntry, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+    fn audit(
+        &mut self,
+        _: u16,
+        _: &mut heapless::Vec<AuditEntry, AUDIT_PAGE>,
+    ) -> Result<bool, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+}
+
 /// Handles one request frame (COBS body, trailing 0 optional) and writes the
-/// response frame into `out`; returns the response's length.
+/// response frame into `out`; returns the response's length. Diagnostics
+/// are answered `Unsupported`; see [`handle_with`].
 pub fn handle<S: DoorStore>(
     board: &BoardInfo<'_>,
     store: &mut S,
     frame: &mut [u8],
     out: &mut [u8],
 ) -> Result<usize, FrameError> {
+    handle_with(board, store, &mut NoDiagnostics, frame, out)
+}
+
+/// [`handle`] on a board whose face pipeline and audit log answer diagnostics.
+pub fn handle_with<S: DoorStore, D: Diagnostics<S>>(
+    board: &BoardInfo<'_>,
+    store: &mut S,
+    diagnostics: &mut D,
+    frame: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, FrameError> {
     let response = match frame::decode::<Request<'_>>(frame) {
-        Ok(req) => respond(board, store, req),
+        Ok(req) => respond(board, store, diagnostics, req),
         Err(_) => Response::Error(ErrorCode::Garbled),
     };
     frame::encode(&response, out)
 }
 
-fn respond<'b, S: DoorStore>(
+fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
     board: &BoardInfo<'b>,
     store: &mut S,
+    diagnostics: &mut D,
     req: Request<'_>,
 ) -> Response<'b> {
     match req {
+        Request::FaceChunk { offset, bytes } => match diagnostics.face_chunk(offset, bytes) {
+            Ok(received) => Response::Staged { received },
+            Err(code) => Response::Error(code),
+        },
+        Request::VerifyFace => match diagnostics.verify_face(store) {
+            Ok(entry) => Response::Decision(entry),
+            Err(code) => Response::Error(code),
+        },
+        Request::AuditRead { start } => {
+            let mut events = heapless::Vec::new();
+            match diagnostics.audit(start, &mut events) {
+                Ok(more) => Response::Audit { events, more },
+                Err(code) => Response::Error(code),
+            }
+        }
         Request::Info => Response::Info {
             firmware: board.firmware,
             model_hash: board.model_hash.0,

@@ -19,6 +19,12 @@ pub const DEVICE_ID_LEN: usize = 16;
 pub const MAX_MESSAGE: usize = 1536;
 /// Domain separation of signed commands.
 pub const SIGNING_CONTEXT: &[u8; 4] = b"FGP1";
+/// Bytes of one aligned face crop (112×112 RGB), as `VerifyFace` expects it.
+pub const FACE_BYTES: usize = 112 * 112 * 3;
+/// Largest slice of a face one `FaceChunk` carries.
+pub const FACE_CHUNK: usize = 1024;
+/// Audit events per `Audit` response.
+pub const AUDIT_PAGE: usize = 8;
 
 /// Host → board.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +50,22 @@ pub enum Request<'a> {
         command: &'a [u8],
         /// Ed25519 signature (64 bytes) over the signing message.
         signature: &'a [u8],
+    },
+    /// Diagnostic: part of a face crop for [`Request::VerifyFace`]. On boards
+    /// whose face source is the link itself (QEMU), this is the camera.
+    FaceChunk {
+        /// Byte offset of `bytes` in the face.
+        offset: u32,
+        /// At most [`FACE_CHUNK`] bytes.
+        bytes: &'a [u8],
+    },
+    /// Diagnostic: present the staged face to the door, exactly as a camera
+    /// frame would be (decision, lock pulse, audit event, lockout).
+    VerifyFace,
+    /// Audit events from index `start` (oldest first).
+    AuditRead {
+        /// First index.
+        start: u16,
     },
 }
 
@@ -114,6 +136,74 @@ pub enum Response<'a> {
     },
     /// The request was refused and changed nothing.
     Error(ErrorCode),
+    /// Answer to [`Request::FaceChunk`]: contiguous bytes staged so far.
+    Staged {
+        /// Bytes of the face received.
+        received: u32,
+    },
+    /// Answer to [`Request::VerifyFace`]: what the door decided.
+    Decision(AuditEntry),
+    /// Answer to [`Request::AuditRead`]: up to [`AUDIT_PAGE`] events.
+    Audit {
+        /// Events, oldest first.
+        events: heapless::Vec<AuditEntry, AUDIT_PAGE>,
+        /// More events follow.
+        more: bool,
+    },
+}
+
+/// What the door decided about one face.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DecisionKind {
+    /// Accepted: the lock was pulsed.
+    Unlocked,
+    /// Rejected: unknown face, below threshold or ambiguous.
+    Rejected,
+    /// Not tried: the door is locked out after repeated rejects.
+    LockedOut,
+    /// The embedder or the lock failed.
+    Fault,
+}
+
+/// One audit event on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AuditEntry {
+    /// Milliseconds since boot when it happened.
+    pub time_ms: u64,
+    /// What was decided.
+    pub kind: DecisionKind,
+    /// Who was let in (`Unlocked` only).
+    pub person: Option<u32>,
+    /// The best score, when anyone was compared.
+    pub score: Option<f32>,
+    /// Milliseconds left of a lockout (`LockedOut` only).
+    pub wait_ms: u32,
+}
+
+impl From<crate::door::AuditEvent> for AuditEntry {
+    fn from(e: crate::door::AuditEvent) -> Self {
+        use crate::door::Outcome;
+        let (kind, person, score, wait_ms) = match e.outcome {
+            Outcome::Unlocked { id, score } => (DecisionKind::Unlocked, Some(id.0), Some(score), 0),
+            Outcome::Rejected { best } => (DecisionKind::Rejected, None, best, 0),
+            Outcome::LockedOut { wait_ms } => (
+                DecisionKind::LockedOut,
+                None,
+                None,
+                u32::try_from(wait_ms).unwrap_or(u32::MAX),
+            ),
+            Outcome::Fault => (DecisionKind::Fault, None, None, 0),
+        };
+        Self {
+            time_ms: e.time_ms,
+            kind,
+            person,
+            score,
+            wait_ms,
+        }
+    }
 }
 
 /// Why a request was refused.
@@ -138,6 +228,10 @@ pub enum ErrorCode {
     UnknownPerson,
     /// The board's storage failed.
     Storage,
+    /// This board does not offer the request (no face pipeline, no audit log).
+    Unsupported,
+    /// `VerifyFace` before a whole face was staged, or a chunk out of order.
+    FaceIncomplete,
 }
 
 /// The bytes a site key signs for `command` at `nonce` on `device_id`.
