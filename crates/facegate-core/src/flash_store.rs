@@ -26,6 +26,7 @@ use sequential_storage::map::{MapConfig, MapStorage};
 use crate::db::{DbReader, DbWriter, HEADER_LEN, MAX_TEMPLATES, record_size};
 use crate::matcher::PersonId;
 use crate::protocol::device::{DoorStore, StoreError, StoredPerson};
+use crate::protocol::{PersonEntry, person_digest};
 use crate::template::Template;
 use crate::{EMBEDDING_DIM, ModelHash};
 
@@ -117,7 +118,7 @@ impl Default for Settings {
 pub struct FlashStore<F: MultiwriteNorFlash, const N: usize> {
     map: MapStorage<u32, F, Cache<Uncached, Uncached, Uncached, u32>>,
     model: ModelHash,
-    people: heapless::Vec<(u32, u8), N>,
+    people: heapless::Vec<PersonEntry, N>,
     /// People stored for another model: refused, reported, never matched.
     refused: u16,
     settings: Settings,
@@ -195,7 +196,7 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
                 }
                 k if k >= PERSON_BASE => {
                     let id = k - PERSON_BASE;
-                    self.people.retain(|(p, _)| *p != id);
+                    self.people.retain(|p| p.id != id);
                     let mut plain = [0u8; PERSON_BYTES];
                     let count = unseal(&self.cipher, &self.model, id, value, &mut plain)
                         .and_then(|n| plain.get(..n))
@@ -203,10 +204,17 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
                             DbReader::<EMBEDDING_DIM>::open_for_model(db, &self.model).ok()
                         })
                         .and_then(|r| r.record(0).ok())
-                        .map(|rec| u8::try_from(rec.template_count()).unwrap_or(u8::MAX));
+                        .map(|rec| PersonEntry {
+                            id,
+                            templates: u8::try_from(rec.template_count()).unwrap_or(u8::MAX),
+                            digest: person_digest(
+                                rec.name(),
+                                &rec.templates().collect::<heapless::Vec<_, MAX_TEMPLATES>>(),
+                            ),
+                        });
                     match count {
-                        Some(n) => {
-                            let _ = self.people.push((id, n));
+                        Some(entry) => {
+                            let _ = self.people.push(entry);
                         }
                         None => self.refused = self.refused.saturating_add(1),
                     }
@@ -266,12 +274,12 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
     fn len(&self) -> u16 {
         u16::try_from(self.people.len()).unwrap_or(u16::MAX)
     }
-    fn entry(&self, index: u16) -> Option<(u32, u8)> {
+    fn entry(&self, index: u16) -> Option<PersonEntry> {
         self.people.get(usize::from(index)).copied()
     }
     fn for_each_template(&mut self, f: &mut dyn FnMut(PersonId, &Template)) {
         // One person in RAM at a time: the gallery lives in flash.
-        let ids: heapless::Vec<u32, N> = self.people.iter().map(|(p, _)| *p).collect();
+        let ids: heapless::Vec<u32, N> = self.people.iter().map(|p| p.id).collect();
         for id in ids {
             self.load_person(id, f);
         }
@@ -283,7 +291,7 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
         self.settings.unlock_ms
     }
     fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError> {
-        let known = self.people.iter().any(|(p, _)| *p == person.id.0);
+        let known = self.people.iter().any(|p| p.id == person.id.0);
         if !known && self.people.is_full() {
             return Ok(false);
         }
@@ -312,22 +320,26 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
         sealed[..4].copy_from_slice(&seq.to_le_bytes());
         sealed[4..SEALED_HEADER].copy_from_slice(tag.as_slice());
         self.store(PERSON_BASE + person.id.0, &sealed[..SEALED_HEADER + n])?;
-        let count = u8::try_from(person.templates.len()).unwrap_or(u8::MAX);
-        match self.people.iter_mut().find(|(p, _)| *p == person.id.0) {
-            Some(e) => e.1 = count,
+        let entry = PersonEntry {
+            id: person.id.0,
+            templates: u8::try_from(person.templates.len()).unwrap_or(u8::MAX),
+            digest: person_digest(&person.name, &person.templates),
+        };
+        match self.people.iter_mut().find(|p| p.id == person.id.0) {
+            Some(e) => *e = entry,
             None => {
-                let _ = self.people.push((person.id.0, count));
+                let _ = self.people.push(entry);
             }
         }
         Ok(true)
     }
     fn remove(&mut self, id: PersonId) -> Result<bool, StoreError> {
-        if !self.people.iter().any(|(p, _)| *p == id.0) {
+        if !self.people.iter().any(|p| p.id == id.0) {
             return Ok(false);
         }
         block_on(self.map.remove_item(&mut self.buf, &(PERSON_BASE + id.0)))
             .map_err(|_| StoreError)?;
-        self.people.retain(|(p, _)| *p != id.0);
+        self.people.retain(|p| p.id != id.0);
         Ok(true)
     }
     fn set_threshold(&mut self, threshold: f32) -> Result<(), StoreError> {
@@ -346,7 +358,7 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
     }
     fn factory_reset(&mut self) -> Result<(), StoreError> {
         // Person by person, then settings: a cut in between leaves a valid, partly reset state.
-        while let Some(&(id, _)) = self.people.last() {
+        while let Some(&PersonEntry { id, .. }) = self.people.last() {
             self.remove(PersonId(id))?;
         }
         self.write_settings(Settings::default())

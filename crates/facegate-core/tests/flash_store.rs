@@ -11,6 +11,7 @@ use embedded_storage_async::nor_flash::{
 };
 use facegate_core::flash_store::{DeviceKey, FlashStore, InsecureTestKey};
 use facegate_core::protocol::device::{DoorStore, StoredPerson};
+use facegate_core::protocol::{PersonEntry, person_digest};
 use facegate_core::{Embedding, ModelHash, PersonId, Template};
 
 const PAGE: usize = 4096;
@@ -161,6 +162,16 @@ fn round_trip_and_model_binding() {
     assert_eq!(people.len(), 2);
     assert_eq!(people[&1], person(1, 1, 3).templates.to_vec());
     assert_eq!((threshold, nonce, key), (0.61, 9, Some([5; 32])));
+    // After a reopen the list reports what was enrolled, digest included.
+    let p1 = person(1, 1, 3);
+    assert_eq!(
+        s.entry(0),
+        Some(PersonEntry {
+            id: 1,
+            templates: 3,
+            digest: person_digest(&p1.name, &p1.templates)
+        })
+    );
     // Another model: its templates are refused, not matched.
     let mut other = Store::open(
         flash.clone(),

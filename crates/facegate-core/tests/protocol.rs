@@ -4,7 +4,9 @@
 use ed25519_dalek::{Signer, SigningKey};
 use facegate_core::protocol::device::{BoardInfo, RamStore, handle};
 use facegate_core::protocol::frame::{decode, encode};
-use facegate_core::protocol::{Command, ErrorCode, Request, Response, signing_message};
+use facegate_core::protocol::{
+    Command, ErrorCode, Request, Response, person_digest, signing_message,
+};
 use facegate_core::{Embedding, ModelHash, Template};
 use proptest::prelude::*;
 
@@ -130,7 +132,19 @@ fn info_claim_and_every_command() {
     let Response::List { people, more } = send(&mut s, &Request::List { start: 0 }) else {
         panic!()
     };
-    assert_eq!((people.as_slice(), more), (&[(10, 3), (11, 1)][..], false));
+    let listed: Vec<(u32, u8)> = people.iter().map(|p| (p.id, p.templates)).collect();
+    assert_eq!((listed.as_slice(), more), (&[(10, 3), (11, 1)][..], false));
+    // The digest is what the host computes from what it sent.
+    let sent: Vec<Template> = t
+        .chunks_exact(132)
+        .map(|c| {
+            let v: [i8; 128] = core::array::from_fn(|i| c[4 + i] as i8);
+            Template::from_parts(v, f32::from_le_bytes(c[..4].try_into().unwrap())).unwrap()
+        })
+        .collect();
+    assert_eq!(people[0].digest, person_digest("Ada", &sent));
+    assert_ne!(people[0].digest, person_digest("Ada", &sent[..2]));
+    assert_ne!(people[0].digest, person_digest("Adb", &sent));
     assert_eq!(
         run(&mut s, &key, &Command::Remove { id: 10 }),
         Response::Ok { nonce: 3 }

@@ -4,8 +4,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::frame::{self, FrameError};
 use super::{
-    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, MAX_MESSAGE, Request, Response,
-    signing_message,
+    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, MAX_MESSAGE, PersonEntry, Request,
+    Response, person_digest, signing_message,
 };
 use crate::db::{MAX_TEMPLATES, PersonRecord};
 use crate::matcher::PersonId;
@@ -31,8 +31,8 @@ pub trait DoorStore {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// `(id, template count)` of the person at `index`.
-    fn entry(&self, index: u16) -> Option<(u32, u8)>;
+    /// The person at `index`.
+    fn entry(&self, index: u16) -> Option<PersonEntry>;
     /// Calls `f` with every enrolled template (the 1:N gallery).
     fn for_each_template(&mut self, f: &mut dyn FnMut(PersonId, &Template));
     /// The match threshold.
@@ -163,6 +163,8 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             device_id: board.device_id,
             nonce: store.nonce(),
             claimed: store.site_key().is_some(),
+            threshold: store.threshold(),
+            unlock_ms: store.unlock_ms(),
         },
         Request::List { start } => {
             let mut people = heapless::Vec::new();
@@ -323,10 +325,12 @@ impl<const N: usize> DoorStore for RamStore<N> {
     fn len(&self) -> u16 {
         u16::try_from(self.people.len()).unwrap_or(u16::MAX)
     }
-    fn entry(&self, index: u16) -> Option<(u32, u8)> {
-        self.people
-            .get(usize::from(index))
-            .map(|p| (p.id.0, u8::try_from(p.templates.len()).unwrap_or(u8::MAX)))
+    fn entry(&self, index: u16) -> Option<PersonEntry> {
+        self.people.get(usize::from(index)).map(|p| PersonEntry {
+            id: p.id.0,
+            templates: u8::try_from(p.templates.len()).unwrap_or(u8::MAX),
+            digest: person_digest(&p.name, &p.templates),
+        })
     }
     fn for_each_template(&mut self, f: &mut dyn FnMut(PersonId, &Template)) {
         for p in &self.people {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::MAX_MESSAGE;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+pub(crate) const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Why a frame could not be read or written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

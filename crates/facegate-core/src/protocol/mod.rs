@@ -13,10 +13,15 @@ pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Template;
+
 /// Bytes of a device id.
 pub const DEVICE_ID_LEN: usize = 16;
 /// Largest decoded message (an enroll of 8 templates fits with room to spare).
 pub const MAX_MESSAGE: usize = 1536;
+/// Largest frame on the wire: the COBS encoding of a message and its CRC,
+/// plus the terminating 0.
+pub const MAX_FRAME: usize = cobs::max_encoding_length(MAX_MESSAGE + 4) + 1;
 /// Domain separation of signed commands.
 pub const SIGNING_CONTEXT: &[u8; 4] = b"FGP1";
 /// Bytes of one aligned face crop (112×112 RGB), as `VerifyFace` expects it.
@@ -121,11 +126,15 @@ pub enum Response<'a> {
         nonce: u32,
         /// Whether a site key is set.
         claimed: bool,
+        /// The match threshold in force.
+        threshold: f32,
+        /// How long the lock stays open, in milliseconds.
+        unlock_ms: u32,
     },
     /// Answer to [`Request::List`]: up to 8 people.
     List {
-        /// `(id, template count)` pairs.
-        people: heapless::Vec<(u32, u8), 8>,
+        /// People, in the board's order.
+        people: heapless::Vec<PersonEntry, 8>,
         /// More people follow.
         more: bool,
     },
@@ -150,6 +159,34 @@ pub enum Response<'a> {
         /// More events follow.
         more: bool,
     },
+}
+
+/// An enrolled person as `List` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PersonEntry {
+    /// Person id.
+    pub id: u32,
+    /// Templates stored.
+    pub templates: u8,
+    /// [`person_digest`] of the stored name and templates: lets the host see
+    /// that a board already holds exactly what it would send.
+    pub digest: u32,
+}
+
+/// CRC-32 of a person's name and templates (each `scale f32 LE ‖ values`),
+/// the same on host and board.
+pub fn person_digest<'t>(name: &str, templates: impl IntoIterator<Item = &'t Template>) -> u32 {
+    let mut d = frame::CRC.digest();
+    d.update(name.as_bytes());
+    d.update(&[0]);
+    for t in templates {
+        d.update(&t.scale().to_le_bytes());
+        for v in t.values() {
+            d.update(&v.to_le_bytes());
+        }
+    }
+    d.finalize()
 }
 
 /// What the door decided about one face.
