@@ -163,6 +163,7 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             device_id: board.device_id,
             nonce: store.nonce(),
             claimed: store.site_key().is_some(),
+            site_key: store.site_key().unwrap_or([0; 32]),
             threshold: store.threshold(),
             unlock_ms: store.unlock_ms(),
         },

@@ -126,6 +126,9 @@ pub enum Response<'a> {
         nonce: u32,
         /// Whether a site key is set.
         claimed: bool,
+        /// The site's public key (zeros when unclaimed): public, and lets the
+        /// host see before signing anything whether its key owns the board.
+        site_key: [u8; 32],
         /// The match threshold in force.
         threshold: f32,
         /// How long the lock stays open, in milliseconds.
