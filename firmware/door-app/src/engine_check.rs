@@ -3,8 +3,8 @@
 
 use facegate_core::engine::Model;
 
-/// The blob, faces (112×112 RGB each) and host embeddings (f32 LE), when compiled in.
-static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.fgm"));
+/// The blob (public: the door image runs it), faces (112×112 RGB each) and host embeddings (f32 LE), when compiled in.
+pub static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.fgm"));
 static FACES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/faces.rgb"));
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected.f32"));
 

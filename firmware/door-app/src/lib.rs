@@ -8,3 +8,4 @@
 pub mod demo;
 pub mod door_check;
 pub mod engine_check;
+pub mod server;

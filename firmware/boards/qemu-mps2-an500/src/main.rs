@@ -7,11 +7,9 @@
 
 use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::{ExceptionFrame, entry, exception};
-// cortex-m provides the single-core critical section defmt-semihosting locks with.
-use cortex_m as _;
-use defmt_semihosting as _;
+use cortex_m_rt::entry;
 use door_app::engine_check::{self, EngineCheck};
+use qemu_mps2_an500 as _; // panic and fault handlers, defmt transport
 
 /// Length of the calibration loop, in instructions (`cortex_m::asm::delay`
 /// runs a two-instruction loop once per two requested cycles).
@@ -103,18 +101,4 @@ fn main() -> ! {
         defmt::error!("FAIL: door self-test {}", report);
         semihosting::process::exit(1)
     }
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    defmt::error!("panic: {}", defmt::Display2Format(info));
-    semihosting::process::exit(101)
-}
-
-// Without this a fault would spin forever; end the run with a failure instead.
-#[allow(unsafe_code)] // cortex-m-rt requires HardFault handlers to be `unsafe fn`.
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!("hard fault at pc={:#010x}", frame.pc());
-    semihosting::process::exit(102)
 }
