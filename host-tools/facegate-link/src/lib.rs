@@ -1,0 +1,314 @@
+//! The host side of facegate's provisioning protocol.
+//!
+//! [`Link`] moves frames to and from a board over a serial port (real
+//! boards) or TCP (`tcp:HOST:PORT`: the QEMU board's UART, a Linux edge
+//! board). [`Board`] speaks the requests of
+//! [`facegate_core::protocol`]: info, list, claim, commands signed by the
+//! site key (with the board's current nonce), face diagnostics and the
+//! audit log. Every board refusal is a typed [`LinkError::Refused`].
+#![deny(missing_docs)]
+
+mod link;
+
+pub use link::Link;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use facegate_core::Template;
+use facegate_core::protocol::frame::{self, FrameError};
+use facegate_core::protocol::{
+    AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, FACE_BYTES, FACE_CHUNK, MAX_FRAME, PersonEntry,
+    Request, Response, signing_message,
+};
+
+/// Why talking to a board failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The port could not be opened.
+    #[error("cannot open {port}: {reason}")]
+    Open {
+        /// What was asked for.
+        port: String,
+        /// Why not.
+        reason: String,
+    },
+    /// Reading or writing the link failed (unplugged, connection closed).
+    #[error("link failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// No complete answer within the timeout.
+    #[error("the board did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The board's answer did not decode.
+    #[error("garbled answer from the board: {0:?}")]
+    Frame(FrameError),
+    /// The board refused the request; it changed nothing.
+    #[error("the board refused: {0:?}")]
+    Refused(ErrorCode),
+    /// The board answered something else than the request calls for.
+    #[error("unexpected answer from the board: {0}")]
+    Unexpected(String),
+    /// The request does not fit in a frame.
+    #[error("request too large for one frame")]
+    TooLarge,
+}
+
+/// What `Info` reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoardInfo {
+    /// Firmware version.
+    pub firmware: String,
+    /// Hash of the model the board's engine runs.
+    pub model_hash: [u8; 32],
+    /// People the board can hold.
+    pub capacity: u16,
+    /// People enrolled.
+    pub enrolled: u16,
+    /// Device id.
+    pub device_id: [u8; DEVICE_ID_LEN],
+    /// Nonce the next signed command must carry.
+    pub nonce: u32,
+    /// Whether a site key is set.
+    pub claimed: bool,
+    /// The site's public key, when claimed.
+    pub site_key: Option<[u8; 32]>,
+    /// Match threshold in force.
+    pub threshold: f32,
+    /// Lock pulse, milliseconds.
+    pub unlock_ms: u32,
+}
+
+/// An answer, owned (the wire form borrows from the frame buffer).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// Answer to `Info`.
+    Info(BoardInfo),
+    /// A page of `(id, templates)`.
+    List {
+        /// People on this page.
+        people: Vec<PersonEntry>,
+        /// More pages follow.
+        more: bool,
+    },
+    /// Done; the next nonce.
+    Ok {
+        /// Next nonce.
+        nonce: u32,
+    },
+    /// Refused.
+    Error(ErrorCode),
+    /// Face bytes staged.
+    Staged {
+        /// Bytes so far.
+        received: u32,
+    },
+    /// The door's decision on a face.
+    Decision(AuditEntry),
+    /// A page of audit events.
+    Audit {
+        /// Events, oldest first.
+        events: Vec<AuditEntry>,
+        /// More pages follow.
+        more: bool,
+    },
+}
+
+impl From<Response<'_>> for Reply {
+    fn from(r: Response<'_>) -> Self {
+        match r {
+            Response::Info {
+                firmware,
+                model_hash,
+                capacity,
+                enrolled,
+                device_id,
+                nonce,
+                claimed,
+                site_key,
+                threshold,
+                unlock_ms,
+            } => Self::Info(BoardInfo {
+                firmware: firmware.to_string(),
+                model_hash,
+                capacity,
+                enrolled,
+                device_id,
+                nonce,
+                claimed,
+                site_key: claimed.then_some(site_key),
+                threshold,
+                unlock_ms,
+            }),
+            Response::List { people, more } => Self::List {
+                people: people.to_vec(),
+                more,
+            },
+            Response::Ok { nonce } => Self::Ok { nonce },
+            Response::Error(code) => Self::Error(code),
+            Response::Staged { received } => Self::Staged { received },
+            Response::Decision(d) => Self::Decision(d),
+            Response::Audit { events, more } => Self::Audit {
+                events: events.to_vec(),
+                more,
+            },
+        }
+    }
+}
+
+/// Encodes templates as `Enroll` carries them: `scale f32 LE ‖ 128 × i8` each.
+pub fn encode_templates(templates: &[Template]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(templates.len() * (4 + facegate_core::EMBEDDING_DIM));
+    for t in templates {
+        out.extend_from_slice(&t.scale().to_le_bytes());
+        out.extend(t.values().iter().map(|v| v.to_le_bytes()[0]));
+    }
+    out
+}
+
+/// The frame of `command` signed by `key` for `device_id` at `nonce`.
+pub fn signed_frame(
+    key: &SigningKey,
+    device_id: &[u8; DEVICE_ID_LEN],
+    nonce: u32,
+    command: &Command<'_>,
+) -> Result<Vec<u8>, LinkError> {
+    let command = postcard::to_allocvec(command).map_err(|_| LinkError::TooLarge)?;
+    let mut buf = vec![0u8; SIGNING_OVERHEAD + command.len()];
+    let msg = signing_message(device_id, nonce, &command, &mut buf).ok_or(LinkError::TooLarge)?;
+    let signature = key.sign(msg).to_bytes();
+    encode(&Request::Signed {
+        nonce,
+        command: &command,
+        signature: &signature,
+    })
+}
+
+const SIGNING_OVERHEAD: usize = 4 + DEVICE_ID_LEN + 4;
+
+/// One request as a frame.
+pub fn encode(request: &Request<'_>) -> Result<Vec<u8>, LinkError> {
+    let mut out = vec![0u8; MAX_FRAME];
+    let n = frame::encode(request, &mut out).map_err(|_| LinkError::TooLarge)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// A board on a link.
+#[derive(Debug)]
+pub struct Board {
+    link: Link,
+}
+
+impl Board {
+    /// Opens `port` (`tcp:HOST:PORT`, or a serial device such as
+    /// `/dev/ttyACM0`, optionally `@BAUD`).
+    pub fn connect(port: &str) -> Result<Self, LinkError> {
+        Ok(Self {
+            link: Link::open(port)?,
+        })
+    }
+
+    /// Sends one raw frame (tests, diagnostics); returns the board's answer.
+    pub fn send_frame(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
+        let mut answer = self.link.exchange(frame)?;
+        frame::decode::<Response<'_>>(&mut answer)
+            .map(Reply::from)
+            .map_err(LinkError::Frame)
+    }
+
+    fn ask(&mut self, request: &Request<'_>) -> Result<Reply, LinkError> {
+        match self.send_frame(&encode(request)?)? {
+            Reply::Error(code) => Err(LinkError::Refused(code)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Firmware, model, capacity, device id, nonce and claim state.
+    pub fn info(&mut self) -> Result<BoardInfo, LinkError> {
+        match self.ask(&Request::Info)? {
+            Reply::Info(info) => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Every enrolled person.
+    pub fn list(&mut self) -> Result<Vec<PersonEntry>, LinkError> {
+        let mut all = Vec::new();
+        loop {
+            let start = u16::try_from(all.len()).map_err(|_| LinkError::TooLarge)?;
+            match self.ask(&Request::List { start })? {
+                Reply::List { people, more } => {
+                    let empty = people.is_empty();
+                    all.extend(people);
+                    if !more || empty {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// Sets the site key of an unclaimed board.
+    pub fn claim(&mut self, site: &VerifyingKey) -> Result<(), LinkError> {
+        match self.ask(&Request::Claim {
+            site_key: site.to_bytes(),
+        })? {
+            Reply::Ok { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Signs `command` with the board's current nonce and sends it; returns the next nonce.
+    pub fn signed(&mut self, key: &SigningKey, command: &Command<'_>) -> Result<u32, LinkError> {
+        let info = self.info()?;
+        let frame = signed_frame(key, &info.device_id, info.nonce, command)?;
+        match self.send_frame(&frame)? {
+            Reply::Ok { nonce } => Ok(nonce),
+            Reply::Error(code) => Err(LinkError::Refused(code)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Presents an aligned 112×112 RGB face to the door (diagnostic): the
+    /// board decides, pulses its lock on accept and logs the event.
+    pub fn verify_face(&mut self, face: &[u8]) -> Result<AuditEntry, LinkError> {
+        if face.len() != FACE_BYTES {
+            return Err(LinkError::Unexpected(format!(
+                "a face is {FACE_BYTES} bytes (112×112 RGB), not {}",
+                face.len()
+            )));
+        }
+        for (k, bytes) in face.chunks(FACE_CHUNK).enumerate() {
+            let offset = u32::try_from(k * FACE_CHUNK).map_err(|_| LinkError::TooLarge)?;
+            match self.ask(&Request::FaceChunk { offset, bytes })? {
+                Reply::Staged { .. } => {}
+                other => return Err(unexpected(&other)),
+            }
+        }
+        match self.ask(&Request::VerifyFace)? {
+            Reply::Decision(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The whole audit log, oldest first.
+    pub fn audit(&mut self) -> Result<Vec<AuditEntry>, LinkError> {
+        let mut all = Vec::new();
+        loop {
+            let start = u16::try_from(all.len()).map_err(|_| LinkError::TooLarge)?;
+            match self.ask(&Request::AuditRead { start })? {
+                Reply::Audit { events, more } => {
+                    let empty = events.is_empty();
+                    all.extend(events);
+                    if !more || empty {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> LinkError {
+    LinkError::Unexpected(format!("{reply:?}"))
+}
