@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_losses;
 pub mod bench_train;
+pub mod board;
 pub mod db;
 pub mod enroll;
 pub mod eval;
@@ -10,6 +11,7 @@ pub mod export;
 pub mod keygen;
 pub mod model;
 pub mod model_card;
+pub mod provision;
 pub mod quantize;
 pub mod train;
 pub mod verify;
@@ -49,8 +51,13 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Enroll a person from aligned face photos into the site database.
     Enroll(enroll::EnrollArgs),
-    /// Check a face against the site database on the host (exit 0 accept, 3 reject).
+    /// Check a face against the site database on the host, or on a board with --port (exit 0 accept, 3 reject).
     Verify(verify::VerifyArgs),
+    /// Sync the site database to a board over its serial port (claim, enroll, remove, threshold).
+    Provision(provision::ProvisionArgs),
+    /// Ask a board: info, people, audit log, or its decision on a face.
+    #[command(subcommand)]
+    Board(board::BoardCommand),
     /// Benchmarks (measurements, not tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -70,5 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(c) => bench::run(c),
         Command::Enroll(a) => enroll::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Provision(a) => provision::run(a),
+        Command::Board(c) => board::run(c),
     }
 }

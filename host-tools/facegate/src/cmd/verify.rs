@@ -1,7 +1,7 @@
 //! `facegate verify`: check a face against the site database on the host,
 //! with the engine and the decision policy the boards use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -20,9 +20,13 @@ pub struct VerifyArgs {
     /// Site template database.
     #[arg(long, default_value = "site.fgdb")]
     db: PathBuf,
-    /// The engine blob the templates were made with.
+    /// The engine blob the templates were made with (not needed with --port).
+    #[arg(long, required_unless_present = "port")]
+    model: Option<PathBuf>,
+    /// Ask a board instead (`tcp:HOST:PORT` or a serial device): the board
+    /// embeds, decides and pulses its lock as for a camera frame.
     #[arg(long)]
-    model: PathBuf,
+    port: Option<String>,
     /// Accept at cosine ≥ this (default: from --deployment, else 0.5).
     #[arg(long, allow_negative_numbers = true)]
     threshold: Option<f32>,
@@ -36,30 +40,36 @@ pub struct VerifyArgs {
     photo: PathBuf,
 }
 
+/// The threshold of a deployment file written by `facegate eval`.
+pub fn deployment_threshold(path: &Path) -> Result<f32> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let advice = DeploymentAdvice::from_toml(&text)
+        .with_context(|| format!("{} is not a deployment file", path.display()))?;
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(advice.threshold as f32)
+}
+
 /// Runs `facegate verify`; exit status 0 when accepted, 3 when rejected.
 pub fn run(a: VerifyArgs) -> Result<ExitCode> {
+    if let Some(port) = &a.port {
+        return super::board::verify_on_board(port, &a.photo);
+    }
     let threshold = match (a.threshold, &a.deployment) {
         (Some(t), _) => t,
-        (None, Some(p)) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            let advice = DeploymentAdvice::from_toml(&text)
-                .with_context(|| format!("{} is not a deployment file", p.display()))?;
-            #[allow(clippy::cast_possible_truncation)]
-            let t = advice.threshold as f32;
-            t
-        }
+        (None, Some(p)) => deployment_threshold(p)?,
         (None, None) => 0.5,
     };
+    let model = a.model.context("--model is required without --port")?;
     let matcher = Matcher::new(MatcherConfig {
         threshold,
         margin: a.margin,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let engine = EngineEmbedder::load(&a.model).map_err(anyhow::Error::msg)?;
+    let engine = EngineEmbedder::load(&model).map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&a.db).with_context(|| format!("cannot read {}", a.db.display()))?;
     let db = DbReader::<EMBEDDING_DIM>::open_for_model(&bytes, &engine.model_hash())
-        .with_context(|| format!("{} was not made with {}", a.db.display(), a.model.display()))?;
+        .with_context(|| format!("{} was not made with {}", a.db.display(), model.display()))?;
     let face = Face::load(&a.photo)?;
     let raw = engine.embed(&face).map_err(anyhow::Error::msg)?;
     let probe = Template::quantize(&Embedding::<EMBEDDING_DIM>::from_slice(&raw)?);

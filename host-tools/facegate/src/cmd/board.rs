@@ -1,0 +1,159 @@
+//! `facegate board`: ask a provisioned board what it holds, what it decided,
+//! and what it decides about a face.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use ed25519_dalek::SigningKey;
+use facegate_core::protocol::{AuditEntry, DecisionKind};
+use facegate_eval::faces::Face;
+use facegate_link::{Board, BoardInfo};
+
+/// `facegate board …`
+#[derive(Debug, Subcommand)]
+pub enum BoardCommand {
+    /// Firmware, model, claim state, people, threshold and nonce.
+    Info(PortArgs),
+    /// The people enrolled on the board.
+    List(PortArgs),
+    /// The board's audit log: every decision with time, person and score.
+    Audit(PortArgs),
+    /// Present an aligned face photo to the board's door (diagnostic): the
+    /// board decides and pulses its lock exactly as for a camera frame.
+    /// Exit status 0 unlocked, 3 rejected, 4 locked out.
+    Verify(BoardVerifyArgs),
+}
+
+/// The board to talk to.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// `tcp:HOST:PORT` (QEMU board, edge board) or a serial device (`/dev/ttyACM0[@BAUD]`).
+    #[arg(long)]
+    pub port: String,
+}
+
+/// `facegate board verify …`
+#[derive(Debug, Args)]
+pub struct BoardVerifyArgs {
+    #[command(flatten)]
+    port: PortArgs,
+    /// Aligned 112×112 face photo.
+    photo: PathBuf,
+}
+
+/// Runs `facegate board …`.
+pub fn run(c: BoardCommand) -> Result<ExitCode> {
+    match c {
+        BoardCommand::Info(a) => {
+            let info = connect(&a.port)?.info()?;
+            print!("{}", describe(&a.port, &info));
+            Ok(ExitCode::SUCCESS)
+        }
+        BoardCommand::List(a) => {
+            let people = connect(&a.port)?.list()?;
+            println!("{:>10}  {:>9}  digest", "id", "templates");
+            for p in &people {
+                println!("{:>10}  {:>9}  {:08x}", p.id, p.templates, p.digest);
+            }
+            println!("{} people", people.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        BoardCommand::Audit(a) => {
+            let events = connect(&a.port)?.audit()?;
+            for e in &events {
+                println!("{}", audit_line(e));
+            }
+            println!("{} events", events.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        BoardCommand::Verify(a) => verify_on_board(&a.port.port, &a.photo),
+    }
+}
+
+/// Sends `photo` to the board's door; exit 0 unlocked, 3 rejected, 4 locked out.
+pub fn verify_on_board(port: &str, photo: &Path) -> Result<ExitCode> {
+    let face = Face::load(photo)?;
+    let decision = connect(port)?
+        .verify_face(&face.rgb)
+        .with_context(|| format!("the board could not check {}", photo.display()))?;
+    println!("{}", audit_line(&decision));
+    Ok(match decision.kind {
+        DecisionKind::Unlocked => ExitCode::SUCCESS,
+        DecisionKind::Rejected => ExitCode::from(3),
+        DecisionKind::LockedOut => ExitCode::from(4),
+        DecisionKind::Fault => bail!("the board's face pipeline failed"),
+    })
+}
+
+pub(crate) fn connect(port: &str) -> Result<Board> {
+    Board::connect(port).with_context(|| {
+        format!("no board at {port} (is it powered and connected? for QEMU: `cargo xtask door`)")
+    })
+}
+
+/// Reads a key file written by `facegate keygen` (hex seed).
+pub(crate) fn load_site_key(path: &Path) -> Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read site key {}", path.display()))?;
+    let text = text.trim();
+    let seed: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<_>>()
+        .filter(|v: &Vec<u8>| v.len() == 32)
+        .with_context(|| {
+            format!(
+                "{} is not a facegate site key (64 hex digits from `facegate keygen`)",
+                path.display()
+            )
+        })?;
+    let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("key length"))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Info` as people read it.
+pub fn describe(port: &str, i: &BoardInfo) -> String {
+    let id = String::from_utf8_lossy(&i.device_id);
+    let claimed = match &i.site_key {
+        Some(k) => format!("yes, site key {}…", &hex(k)[..16]),
+        None => "no (the first `facegate provision` claims it)".to_string(),
+    };
+    format!(
+        "board      {port}\nfirmware   {}\ndevice id  {}\nmodel      {}\nclaimed    {claimed}\npeople     {} of {}\nthreshold  {:.4}\nunlock     {} ms\nnonce      {}\n",
+        i.firmware,
+        id.trim_end_matches('\0'),
+        hex(&i.model_hash),
+        i.enrolled,
+        i.capacity,
+        i.threshold,
+        i.unlock_ms,
+        i.nonce
+    )
+}
+
+fn audit_line(e: &AuditEntry) -> String {
+    let t = format!("{:>9.3} s", e.time_ms as f64 / 1000.0);
+    let score = e
+        .score
+        .map_or_else(|| "-".to_string(), |s| format!("{s:.4}"));
+    match e.kind {
+        DecisionKind::Unlocked => format!(
+            "{t}  UNLOCKED  person {}  score {score}",
+            e.person.unwrap_or_default()
+        ),
+        DecisionKind::Rejected => format!("{t}  REJECTED  best score {score}"),
+        DecisionKind::LockedOut => {
+            format!("{t}  LOCKED OUT  next attempt in {} ms", e.wait_ms)
+        }
+        DecisionKind::Fault => format!("{t}  FAULT  (embedder or lock failed)"),
+    }
+}

@@ -1,0 +1,416 @@
+//! The door image on QEMU's Cortex-M7 board, driven over its UART exactly
+//! as an installer drives a real door: `facegate keygen`, `enroll`,
+//! `provision`, `board …` and `verify --port`, plus the protocol's refusals
+//! straight through `facegate-link`. Then the emulator is restarted and
+//! everything provisioned must still be there.
+//!
+//! Needs the door firmware ELF (`FACEGATE_DOOR_ELF`), QEMU and defmt-print:
+//! `cargo xtask test` builds it and runs this test; a plain `cargo test`
+//! skips it (ignored).
+
+use std::fs::File;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use facegate_core::protocol::{Command as BoardCommand, DecisionKind, ErrorCode, Request};
+use facegate_core::{EMBEDDING_DIM, Embedding, Template};
+use facegate_e2e::shared_data;
+use facegate_eval::embedder::Embedder as _;
+use facegate_eval::faces::Face;
+use facegate_link::{Board, LinkError, Reply, encode, signed_frame};
+use facegate_quant::engine::EngineEmbedder;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The emulated board, its UART on a local TCP port, its log in a file.
+struct Qemu {
+    child: Child,
+    port: String,
+    log: PathBuf,
+}
+
+impl Qemu {
+    /// Boots `elf` with QEMU's working directory (where the flash files live) in `dir`.
+    fn boot(elf: &Path, dir: &Path, boot: u32) -> Self {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let log = dir.join(format!("qemu-{boot}.log"));
+        let child = Command::new("bash")
+            .arg(repo().join("firmware/scripts/qemu-run.sh"))
+            .arg(elf)
+            .env(
+                "QEMU_SERIAL",
+                format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+            )
+            // A safety net only: the test stops QEMU itself.
+            .env("QEMU_TIMEOUT", "600")
+            .current_dir(dir)
+            .stdout(File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            // Its own process group, so QEMU and defmt-print stop with it.
+            .process_group(0)
+            .spawn()
+            .expect("start firmware/scripts/qemu-run.sh");
+        let q = Self {
+            child,
+            port: format!("tcp:127.0.0.1:{port}"),
+            log,
+        };
+        // QEMU listens on the port before the guest runs; the log line says the board is up.
+        q.wait_for("door: ready on UART0", 1, Duration::from_secs(60));
+        q
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    }
+
+    fn wait_for(&self, needle: &str, count: usize, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "`{needle}` ×{count} never appeared; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let pgid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn facegate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = facegate(dir, args);
+    assert!(o.status.success(), "facegate {args:?}:\n{}", text(&o));
+    text(&o)
+}
+
+fn photo(data: &Path, who: &str, n: u32) -> PathBuf {
+    data.join(format!("lfw/aligned_112/{who}/{who}_{n:04}.jpg"))
+}
+
+fn template(engine: &EngineEmbedder, path: &Path) -> Template {
+    let raw = engine.embed(&Face::load(path).unwrap()).unwrap();
+    Template::quantize(&Embedding::<EMBEDDING_DIM>::from_slice(&raw).unwrap())
+}
+
+/// A person enrolled from photos 1–3 and a later photo the host engine
+/// scores clearly above the threshold.
+struct Person {
+    id: u32,
+    who: &'static str,
+    probe: PathBuf,
+    score: f32,
+}
+
+/// Picks the test's faces with the host engine (the board must then agree
+/// bit for bit): enrolled people with a clearly accepted probe, and a
+/// stranger clearly below the threshold against all of them.
+fn clear_cases(data: &Path, engine: &EngineEmbedder, threshold: f32) -> (Vec<Person>, PathBuf) {
+    let mut people = Vec::new();
+    let mut gallery = Vec::new();
+    for (id, who) in [
+        (1, "Colin_Powell"),
+        (2, "Tony_Blair"),
+        (3, "Donald_Rumsfeld"),
+    ] {
+        let enrolled: Vec<Template> = (1..=3)
+            .map(|n| template(engine, &photo(data, who, n)))
+            .collect();
+        let probe = (4..=40).map(|n| photo(data, who, n)).find_map(|p| {
+            let t = template(engine, &p);
+            let score = enrolled
+                .iter()
+                .map(|e| e.cosine(&t))
+                .fold(f32::MIN, f32::max);
+            (score > threshold + 0.03).then_some((p, score))
+        });
+        if let Some((probe, score)) = probe {
+            gallery.extend(enrolled);
+            people.push(Person {
+                id,
+                who,
+                probe,
+                score,
+            });
+        }
+        if people.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        people.len(),
+        2,
+        "no two people with a clearly accepted probe"
+    );
+    let stranger = [
+        "Serena_Williams",
+        "Hugo_Chavez",
+        "Jennifer_Capriati",
+        "Ariel_Sharon",
+    ]
+    .iter()
+    .map(|who| photo(data, who, 1))
+    .find(|p| {
+        let t = template(engine, p);
+        gallery.iter().all(|e| e.cosine(&t) < threshold - 0.05)
+    })
+    .expect("a stranger clearly below the threshold");
+    (people, stranger)
+}
+
+fn door_elf() -> PathBuf {
+    let elf = std::env::var_os("FACEGATE_DOOR_ELF")
+        .map(PathBuf::from)
+        .expect("FACEGATE_DOOR_ELF names the door firmware ELF (cargo xtask test sets it)");
+    assert!(elf.is_file(), "no door firmware at {}", elf.display());
+    elf
+}
+
+#[test]
+#[ignore = "needs the door firmware in QEMU: `cargo xtask test` builds it and runs this"]
+fn door_provisioned_by_the_cli_over_the_uart() {
+    let Some(data) = shared_data() else {
+        panic!("the QEMU door test needs ../shared/data");
+    };
+    let elf = door_elf();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = repo().join("models/nano.fgm");
+    let deployment = repo().join("models/nano.deployment.toml");
+    let (model_s, deployment_s) = (model.to_str().unwrap(), deployment.to_str().unwrap());
+    let engine = EngineEmbedder::load(&model).unwrap();
+    let threshold = facegate_eval::deploy::DeploymentAdvice::from_toml(
+        &std::fs::read_to_string(&deployment).unwrap(),
+    )
+    .unwrap()
+    .threshold as f32;
+    let (people, stranger) = clear_cases(&data, &engine, threshold);
+
+    ok(d, &["keygen", "--out", "site.key"]);
+    ok(d, &["keygen", "--out", "other.key"]);
+    for p in &people {
+        let photos: Vec<String> = (1..=3)
+            .map(|n| photo(&data, p.who, n).display().to_string())
+            .collect();
+        let mut args = vec![
+            "enroll",
+            "--db",
+            "site.fgdb",
+            "--model",
+            model_s,
+            "--min-agreement",
+            "-1",
+        ];
+        let id = p.id.to_string();
+        args.extend(["--id", &id, "--name", p.who]);
+        args.extend(photos.iter().map(String::as_str));
+        ok(d, &args);
+    }
+
+    let qemu = Qemu::boot(&elf, d, 1);
+    let port = qemu.port.clone();
+    let info = ok(d, &["board", "info", "--port", &port]);
+    assert!(info.contains("claimed    no"), "{info}");
+    assert!(info.contains("people     0 of 16"), "{info}");
+
+    // Provision: claim, enroll both, threshold from the deployment file, read back.
+    let provision = |port: &str, key: &str| {
+        facegate(
+            d,
+            &[
+                "provision",
+                "--port",
+                port,
+                "--key",
+                key,
+                "--db",
+                "site.fgdb",
+                "--deployment",
+                deployment_s,
+            ],
+        )
+    };
+    let first = text(&provision(&port, "site.key"));
+    assert!(first.contains("claimed the board"), "{first}");
+    assert!(
+        first.contains("provisioned: 2 enrolled or updated, 0 removed"),
+        "{first}"
+    );
+    assert!(first.contains("people     2 of 16"), "{first}");
+    assert!(
+        first.contains(&format!("threshold  {threshold:.4}")),
+        "{first}"
+    );
+    // Again: nothing to do, nothing sent.
+    let again = text(&provision(&port, "site.key"));
+    assert!(again.contains("already in sync"), "{again}");
+    // Another site's key: refused before anything is signed.
+    let other = provision(&port, "other.key");
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains("another site key"),
+        "{}",
+        text(&other)
+    );
+
+    // The board itself refuses, whatever the host tool does.
+    let mut board = Board::connect(&port).unwrap();
+    let before = board.info().unwrap();
+    let stranger_key = SigningKey::from_bytes(&[9; 32]);
+    assert!(matches!(
+        board.claim(&stranger_key.verifying_key()),
+        Err(LinkError::Refused(ErrorCode::AlreadyClaimed))
+    ));
+    assert!(matches!(
+        board.signed(&stranger_key, &BoardCommand::Remove { id: 1 }),
+        Err(LinkError::Refused(ErrorCode::BadSignature))
+    ));
+    let mut garbled = encode(&Request::List { start: 0 }).unwrap();
+    garbled[1] ^= 0x40;
+    assert_eq!(
+        board.send_frame(&garbled).unwrap(),
+        Reply::Error(ErrorCode::Garbled)
+    );
+    let site_key = facegate_key(&d.join("site.key"));
+    let recorded = signed_frame(
+        &site_key,
+        &before.device_id,
+        before.nonce,
+        &BoardCommand::SetUnlockTime { ms: 2_000 },
+    )
+    .unwrap();
+    assert_eq!(
+        board.send_frame(&recorded).unwrap(),
+        Reply::Ok {
+            nonce: before.nonce + 1
+        }
+    );
+    assert_eq!(
+        board.send_frame(&recorded).unwrap(),
+        Reply::Error(ErrorCode::BadNonce),
+        "a replayed command"
+    );
+    let after = board.info().unwrap();
+    assert_eq!(
+        (after.enrolled, after.unlock_ms, after.nonce),
+        (2, 2_000, before.nonce + 1)
+    );
+    drop(board);
+
+    // Faces over the UART: the board's decision and score are the host engine's.
+    for p in &people {
+        let mut board = Board::connect(&port).unwrap();
+        let d = board
+            .verify_face(&Face::load(&p.probe).unwrap().rgb)
+            .unwrap();
+        assert_eq!(
+            (d.kind, d.person),
+            (DecisionKind::Unlocked, Some(p.id)),
+            "{}",
+            p.probe.display()
+        );
+        let s = d.score.unwrap();
+        assert!((s - p.score).abs() < 1e-6, "board {s} vs host {}", p.score);
+    }
+    let o = facegate(d, &["verify", "--port", &port, stranger.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+    // Two pulses, each closed after the unlock time; the stranger opened nothing.
+    qemu.wait_for(
+        "door: lock relay LOW (locked), FPGAIO LED0 = 0",
+        3,
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        qemu.log()
+            .matches("door: lock relay HIGH (open), FPGAIO LED0 = 1")
+            .count(),
+        2
+    );
+    let audit = ok(d, &["board", "audit", "--port", &port]);
+    assert!(audit.contains("3 events"), "{audit}");
+    assert_eq!(audit.matches("UNLOCKED").count(), 2, "{audit}");
+
+    // Power cut: stop the emulator, boot again from the same flash files.
+    drop(qemu);
+    let qemu = Qemu::boot(&elf, d, 2);
+    let port = qemu.port.clone();
+    let info = ok(d, &["board", "info", "--port", &port]);
+    assert!(info.contains("claimed    yes"), "{info}");
+    assert!(info.contains("people     2 of 16"), "{info}");
+    assert!(
+        info.contains(&format!("nonce      {}", after.nonce)),
+        "{info}"
+    );
+    assert!(info.contains("unlock     2000 ms"), "{info}");
+    let mut board = Board::connect(&port).unwrap();
+    assert_eq!(
+        board.send_frame(&recorded).unwrap(),
+        Reply::Error(ErrorCode::BadNonce),
+        "replay after restart"
+    );
+    drop(board);
+    let again = text(&provision(&port, "site.key"));
+    assert!(again.contains("already in sync"), "{again}");
+    let o = facegate(
+        d,
+        &[
+            "board",
+            "verify",
+            "--port",
+            &port,
+            people[0].probe.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let audit = ok(d, &["board", "audit", "--port", &port]);
+    assert!(audit.contains("4 events"), "{audit}");
+}
+
+fn facegate_key(path: &Path) -> SigningKey {
+    let hex = std::fs::read_to_string(path).unwrap();
+    let seed: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    SigningKey::from_bytes(&seed.try_into().unwrap())
+}
