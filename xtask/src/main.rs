@@ -4,6 +4,8 @@
 //!   core for `thumbv7em-none-eabihf` with and without defmt, both firmware
 //!   boards, and the firmware self-test in QEMU).
 //! - `cargo xtask demo`: builds the firmware and boots it in QEMU.
+//! - `cargo xtask door --port 4444`: boots the door image in QEMU with its
+//!   UART on a TCP port, for `facegate provision --port tcp:127.0.0.1:4444`.
 //!
 //! Cortex-M builds use an installed rustup target when there is one, and
 //! otherwise Debian's `rustc-web` + `rust-web-src` with `-Zbuild-std`
@@ -53,6 +55,16 @@ enum Task {
         #[arg(long, value_name = "FILE")]
         cost_out: Option<PathBuf>,
     },
+    /// Boot the door image in QEMU with UART0 on a TCP port (for `facegate
+    /// provision`/`board`); its flash persists in target/door-state. Ctrl-C stops it.
+    Door {
+        /// TCP port for the board's UART (`--port tcp:127.0.0.1:PORT` on the host tools).
+        #[arg(long, default_value_t = 4444)]
+        port: u16,
+        /// Start from erased flash (unclaimed, nobody enrolled).
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Print which Cortex-M toolchain would be used, and why.
     Toolchain,
 }
@@ -91,6 +103,11 @@ fn run_task(cli: Cli) -> Result<()> {
                 Some(out) => qemu::write_cost(&root, cost, &out),
                 None => Ok(()),
             }
+        }
+        Task::Door { port, fresh } => {
+            let tc = CrossToolchain::detect()?;
+            let elf = build_firmware(&root, &tc)?;
+            qemu::run_door(&root, &elf.with_file_name("door"), port, fresh)
         }
         Task::Toolchain => {
             println!("{}", CrossToolchain::detect()?);
@@ -133,6 +150,23 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
     step("firmware self-test in QEMU mps2-an500", || {
         qemu::run_selftest(root, &elf).map(drop)
     })?;
+    step(
+        "door image over its UART in QEMU (provision, verify, restart)",
+        || {
+            run(cargo(root)
+                .args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "facegate",
+                    "--test",
+                    "qemu_door",
+                    "--",
+                ])
+                .args(["--include-ignored", "--nocapture"])
+                .env("FACEGATE_DOOR_ELF", elf.with_file_name("door")))
+        },
+    )?;
     println!("\nxtask test: all passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -248,7 +282,8 @@ fn engine_fixture(root: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Builds all firmware boards; returns the QEMU board's ELF.
+/// Builds all firmware boards; returns the QEMU board's self-test ELF (the
+/// door image, `door`, is beside it).
 fn build_firmware(root: &Path, tc: &CrossToolchain) -> Result<PathBuf> {
     let fixture = engine_fixture(root)?;
     let fw = root.join("firmware");
@@ -261,7 +296,7 @@ fn build_firmware(root: &Path, tc: &CrossToolchain) -> Result<PathBuf> {
         .env("CARGO_TARGET_DIR", &target_dir);
     run(&mut cmd)?;
     let out = target_dir.join(THUMB).join("release");
-    for board in ["qemu-mps2-an500", "stm32h743"] {
+    for board in ["qemu-mps2-an500", "door", "stm32h743"] {
         let elf = out.join(board);
         let size = std::fs::metadata(&elf)
             .with_context(|| format!("missing {}", elf.display()))?
@@ -271,7 +306,7 @@ fn build_firmware(root: &Path, tc: &CrossToolchain) -> Result<PathBuf> {
     Ok(out.join("qemu-mps2-an500"))
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 

@@ -95,6 +95,35 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
     Ok(cost)
 }
 
+/// Boots the door image with UART0 on `127.0.0.1:port` until stopped; its
+/// flash files live in `target/door-state`.
+pub fn run_door(root: &Path, elf: &Path, port: u16, fresh: bool) -> Result<()> {
+    let state = crate::target_dir(root).join("door-state");
+    if fresh && state.exists() {
+        std::fs::remove_dir_all(&state)?;
+    }
+    std::fs::create_dir_all(&state)?;
+    println!(
+        "door image on QEMU mps2-an500: UART0 on tcp:127.0.0.1:{port}, flash in {}",
+        state.display()
+    );
+    println!("  facegate board info --port tcp:127.0.0.1:{port}");
+    println!(
+        "  facegate provision --port tcp:127.0.0.1:{port} --key site.key --db site.fgdb --deployment models/nano.deployment.toml"
+    );
+    crate::run(
+        Command::new("bash")
+            .arg(root.join("firmware/scripts/qemu-run.sh"))
+            .arg(elf)
+            .env(
+                "QEMU_SERIAL",
+                format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+            )
+            .env("QEMU_TIMEOUT", "0")
+            .current_dir(&state),
+    )
+}
+
 /// Writes the measured cost of the shipped `models/nano.fgm` (the blob the
 /// firmware's engine check runs when it is present) as JSON, with the blob's
 /// model hash so a later card can tell whether the figure is still current.
