@@ -88,7 +88,8 @@ fn run_task(cli: Cli) -> Result<()> {
             let tc = CrossToolchain::detect()?;
             let elf = build_firmware(&root, &tc)?;
             qemu::run_selftest(&root, &elf)?;
-            host_demo(&root)
+            host_demo(&root)?;
+            door_demo(&root, &elf.with_file_name("door"))
         }
         Task::Cross => {
             let tc = CrossToolchain::detect()?;
@@ -268,6 +269,88 @@ fn host_demo(root: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The same person and probes on the door image in QEMU: provision the site
+/// database from the host demo over the board's UART, then let the board decide.
+fn door_demo(root: &Path, elf: &Path) -> Result<()> {
+    let db = target_dir(root).join("demo-site.fgdb");
+    if !db.is_file() {
+        return Ok(()); // the host demo was skipped (no shipped model)
+    }
+    let state = target_dir(root).join("demo-door");
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = state.join("qemu.log");
+    let mut door = qemu::spawn_door(root, elf, port, &state, &log)?;
+    let result = (|| -> Result<()> {
+        qemu::wait_for_line(
+            &log,
+            "door: ready on UART0",
+            std::time::Duration::from_secs(60),
+        )?;
+        let port = format!("tcp:127.0.0.1:{port}");
+        let key = state.join("site.key");
+        let facegate = |args: &[&std::ffi::OsStr]| -> Result<std::process::ExitStatus> {
+            let mut c = cargo(root);
+            c.args(["run", "--quiet", "--locked", "-p", "facegate", "--"])
+                .args(args);
+            Ok(c.status()?)
+        };
+        let os = std::ffi::OsStr::new;
+        println!("\ndoor demo: the door image in QEMU, UART0 on {port}");
+        let ok = |s: std::process::ExitStatus| {
+            if s.success() {
+                Ok(())
+            } else {
+                bail!("facegate failed ({s})")
+            }
+        };
+        ok(facegate(&[os("keygen"), os("--out"), key.as_os_str()])?)?;
+        ok(facegate(&[
+            os("provision"),
+            os("--port"),
+            os(&port),
+            os("--key"),
+            key.as_os_str(),
+            os("--db"),
+            db.as_os_str(),
+            os("--deployment"),
+            root.join("models/nano.deployment.toml").as_os_str(),
+        ])?)?;
+        let lfw = data_dir(root).join("lfw/aligned_112");
+        for (who, n) in [("Colin_Powell", 10), ("George_W_Bush", 1)] {
+            let p = lfw.join(who).join(format!("{who}_{n:04}.jpg"));
+            println!("door demo: the board checks {}", p.display());
+            let s = facegate(&[
+                os("board"),
+                os("verify"),
+                os("--port"),
+                os(&port),
+                p.as_os_str(),
+            ])?;
+            if !matches!(s.code(), Some(0 | 3)) {
+                bail!("facegate board verify failed ({s})");
+            }
+        }
+        ok(facegate(&[
+            os("board"),
+            os("audit"),
+            os("--port"),
+            os(&port),
+        ])?)?;
+        let text = std::fs::read_to_string(&log)?;
+        for line in text.lines().filter(|l| l.contains("lock relay")) {
+            println!("  [board] {line}");
+        }
+        println!("door demo: the board's whole log is in {}", log.display());
+        Ok(())
+    })();
+    qemu::stop(&mut door);
+    result
 }
 
 /// Writes the engine check's model, faces and host embeddings (see facegate-quant's

@@ -124,6 +124,54 @@ pub fn run_door(root: &Path, elf: &Path, port: u16, fresh: bool) -> Result<()> {
     )
 }
 
+/// Starts the door image in the background (its own process group), UART0
+/// on `127.0.0.1:port`, log to `log`, flash files in `dir`.
+pub fn spawn_door(
+    root: &Path,
+    elf: &Path,
+    port: u16,
+    dir: &Path,
+    log: &Path,
+) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt as _;
+    Command::new("bash")
+        .arg(root.join("firmware/scripts/qemu-run.sh"))
+        .arg(elf)
+        .env(
+            "QEMU_SERIAL",
+            format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+        )
+        .env("QEMU_TIMEOUT", "600")
+        .current_dir(dir)
+        .stdout(std::fs::File::create(log)?)
+        .process_group(0)
+        .spawn()
+        .context("could not start firmware/scripts/qemu-run.sh")
+}
+
+/// Waits until `log` contains `line`.
+pub fn wait_for_line(log: &Path, line: &str, timeout: std::time::Duration) -> Result<()> {
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(line)
+    {
+        if started.elapsed() > timeout {
+            bail!("the firmware never logged `{line}` (see {})", log.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Stops a process group started by [`spawn_door`].
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
 /// Writes the measured cost of the shipped `models/nano.fgm` (the blob the
 /// firmware's engine check runs when it is present) as JSON, with the blob's
 /// model hash so a later card can tell whether the figure is still current.

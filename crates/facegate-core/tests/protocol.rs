@@ -138,7 +138,7 @@ fn info_claim_and_every_command() {
     let sent: Vec<Template> = t
         .chunks_exact(132)
         .map(|c| {
-            let v: [i8; 128] = core::array::from_fn(|i| c[4 + i] as i8);
+            let v: [i8; 128] = core::array::from_fn(|i| i8::from_le_bytes([c[4 + i]]));
             Template::from_parts(v, f32::from_le_bytes(c[..4].try_into().unwrap())).unwrap()
         })
         .collect();
