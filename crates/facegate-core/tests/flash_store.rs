@@ -298,3 +298,116 @@ fn audit_log_is_bounded_and_keeps_the_newest_events() {
     let first = got[0].time_ms;
     assert_eq!(got, (first..1000).map(event).collect::<Vec<_>>());
 }
+
+/// A signed enroll through the protocol into the flash store, with the power
+/// cut at every write and erase: an applied command has always spent its
+/// nonce (so it can never be replayed), and an unspent nonce means nothing
+/// changed (so the host's resend is a first delivery, not a replay).
+#[test]
+fn a_signed_command_cut_anywhere_is_never_replayable() {
+    use ed25519_dalek::{Signer, SigningKey};
+    use facegate_core::protocol::device::{BoardInfo, handle};
+    use facegate_core::protocol::frame::{decode, encode};
+    use facegate_core::protocol::{Command, ErrorCode, Request, Response, signing_message};
+
+    let site = SigningKey::from_bytes(&[3; 32]);
+    let board = BoardInfo {
+        firmware: "test",
+        model_hash: MODEL,
+        device_id: *b"fg-cut-test-0001",
+    };
+    let provisioned = || {
+        let mut s = open(CutFlash::new());
+        assert!(s.enroll(&person(1, 1, 3)).unwrap());
+        s.set_site_key(Some(site.verifying_key().to_bytes()))
+            .unwrap();
+        s.set_nonce(9).unwrap();
+        s.into_flash()
+    };
+    let newcomer = person(3, 3, 2);
+    let mut templates = Vec::new();
+    for t in &newcomer.templates {
+        templates.extend_from_slice(&t.scale().to_le_bytes());
+        templates.extend(t.values().iter().map(|v| v.to_le_bytes()[0]));
+    }
+    let mut command = [0u8; 1024];
+    let command = postcard::to_slice(
+        &Command::Enroll {
+            id: 3,
+            name: "someone",
+            templates: &templates,
+        },
+        &mut command,
+    )
+    .unwrap()
+    .to_vec();
+    let mut msg = vec![0u8; 64 + command.len()];
+    let msg = signing_message(&board.device_id, 9, &command, &mut msg).unwrap();
+    let signature = site.sign(msg).to_bytes();
+    let mut frame = vec![0u8; 2048];
+    let n = encode(
+        &Request::Signed {
+            nonce: 9,
+            command: &command,
+            signature: &signature,
+        },
+        &mut frame,
+    )
+    .unwrap();
+    frame.truncate(n);
+    let send = |s: &mut Store| {
+        let mut f = frame.clone();
+        let mut out = vec![0u8; 2048];
+        let m = handle(&board, s, &mut f, &mut out).unwrap();
+        decode::<Response<'_>>(&mut out[..m]).map(|r| format!("{r:?}"))
+    };
+
+    let before = snapshot(&mut open(provisioned()));
+    let mut cuts = 0;
+    for cut in 0.. {
+        let mut flash = provisioned();
+        flash.ops_left = Some(cut);
+        let mut s = open(flash);
+        let answer = send(&mut s);
+        let mut flash = s.into_flash();
+        let was_cut = flash.cut;
+        (flash.ops_left, flash.cut) = (None, false);
+        let mut s = open(flash);
+        let (people, _, nonce, _) = snapshot(&mut s);
+        let applied = people.contains_key(&3);
+        if !was_cut {
+            assert_eq!(answer, Ok(format!("{:?}", Response::Ok { nonce: 10 })));
+            assert!(applied && nonce == 10);
+            break;
+        }
+        cuts += 1;
+        assert!(nonce == 9 || nonce == 10, "cut {cut}: nonce {nonce}");
+        if applied {
+            assert_eq!(nonce, 10, "cut {cut}: applied with the nonce unspent");
+        }
+        if nonce == 9 {
+            assert_eq!(
+                snapshot(&mut s),
+                before,
+                "cut {cut}: changed without spending the nonce"
+            );
+        }
+        // The recorded frame again after the reboot.
+        let again = send(&mut s).unwrap();
+        if nonce == 10 {
+            assert_eq!(
+                again,
+                format!("{:?}", Response::Error(ErrorCode::BadNonce)),
+                "cut {cut}"
+            );
+        } else {
+            assert_eq!(
+                again,
+                format!("{:?}", Response::Ok { nonce: 10 }),
+                "cut {cut}"
+            );
+        }
+    }
+    eprintln!("signed enroll cut at {cuts} positions; never replayable");
+    assert!(cuts > 50, "only {cuts} cut points");
+}

@@ -203,12 +203,18 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             Err(code) => Response::Error(code),
             Ok(()) => match postcard::from_bytes::<Command<'_>>(command) {
                 Err(_) => Response::Error(ErrorCode::Invalid),
-                Ok(cmd) => match execute(store, cmd) {
+                Ok(cmd) => match prepare(store, cmd) {
                     Err(code) => Response::Error(code),
-                    Ok(()) => {
-                        // The command is done; advance the nonce so it cannot be replayed.
+                    Ok(action) => {
+                        // Spend the nonce before acting: a power cut in between
+                        // loses the command (the host sees no answer and sends
+                        // it again, freshly signed) but can never leave an applied
+                        // command replayable.
                         let next = nonce.wrapping_add(1);
-                        match store.set_nonce(next) {
+                        if store.set_nonce(next).is_err() {
+                            return Response::Error(ErrorCode::Storage);
+                        }
+                        match apply(store, action) {
                             Ok(()) => Response::Ok { nonce: next },
                             Err(StoreError) => Response::Error(ErrorCode::Storage),
                         }
@@ -239,8 +245,21 @@ fn verify<S: DoorStore>(
         .map_err(|_| ErrorCode::BadSignature)
 }
 
-fn execute<S: DoorStore>(store: &mut S, cmd: Command<'_>) -> Result<(), ErrorCode> {
-    let storage = |_: StoreError| ErrorCode::Storage;
+/// A validated command, ready to apply.
+// No heap to box into: one `Action` lives briefly on the stack per command.
+#[allow(clippy::large_enum_variant)]
+enum Action {
+    Enroll(StoredPerson),
+    Remove(PersonId),
+    SetThreshold(f32),
+    SetUnlockTime(u32),
+    FactoryReset,
+    Unclaim,
+}
+
+/// Checks everything a command can be refused for, without changing anything.
+fn prepare<S: DoorStore>(store: &S, cmd: Command<'_>) -> Result<Action, ErrorCode> {
+    let known = |id: u32| (0..store.len()).any(|i| store.entry(i).is_some_and(|e| e.id == id));
     match cmd {
         Command::Enroll {
             id,
@@ -262,33 +281,35 @@ fn execute<S: DoorStore>(store: &mut S, cmd: Command<'_>) -> Result<(), ErrorCod
                     .map_err(|_| ErrorCode::Invalid)?;
                 p.push_template(t).map_err(|_| ErrorCode::Invalid)?;
             }
-            if store.enroll(&p).map_err(storage)? {
-                Ok(())
-            } else {
-                Err(ErrorCode::Full)
+            if store.len() >= store.capacity() && !known(id) {
+                return Err(ErrorCode::Full);
             }
+            Ok(Action::Enroll(p))
         }
-        Command::Remove { id } => {
-            if store.remove(PersonId(id)).map_err(storage)? {
-                Ok(())
-            } else {
-                Err(ErrorCode::UnknownPerson)
-            }
+        Command::Remove { id } if known(id) => Ok(Action::Remove(PersonId(id))),
+        Command::Remove { .. } => Err(ErrorCode::UnknownPerson),
+        Command::SetThreshold { threshold } if (-1.0..=1.0).contains(&threshold) => {
+            Ok(Action::SetThreshold(threshold))
         }
-        Command::SetThreshold { threshold } => {
-            if !(-1.0..=1.0).contains(&threshold) {
-                return Err(ErrorCode::Invalid);
-            }
-            store.set_threshold(threshold).map_err(storage)
+        Command::SetUnlockTime { ms } if (1..=60_000).contains(&ms) => {
+            Ok(Action::SetUnlockTime(ms))
         }
-        Command::SetUnlockTime { ms } => {
-            if ms == 0 || ms > 60_000 {
-                return Err(ErrorCode::Invalid);
-            }
-            store.set_unlock_ms(ms).map_err(storage)
-        }
-        Command::FactoryReset => store.factory_reset().map_err(storage),
-        Command::Unclaim => store.set_site_key(None).map_err(storage),
+        Command::SetThreshold { .. } | Command::SetUnlockTime { .. } => Err(ErrorCode::Invalid),
+        Command::FactoryReset => Ok(Action::FactoryReset),
+        Command::Unclaim => Ok(Action::Unclaim),
+    }
+}
+
+/// Carries out a prepared command: one atomic store change.
+fn apply<S: DoorStore>(store: &mut S, action: Action) -> Result<(), StoreError> {
+    match action {
+        // `prepare` checked room and existence; a `false` here is a store inconsistency.
+        Action::Enroll(p) => store.enroll(&p)?.then_some(()).ok_or(StoreError),
+        Action::Remove(id) => store.remove(id)?.then_some(()).ok_or(StoreError),
+        Action::SetThreshold(t) => store.set_threshold(t),
+        Action::SetUnlockTime(ms) => store.set_unlock_ms(ms),
+        Action::FactoryReset => store.factory_reset(),
+        Action::Unclaim => store.set_site_key(None),
     }
 }
 
