@@ -89,6 +89,20 @@ impl<'f, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clock>
         self.door.poll(&self.clock);
     }
 
+    /// Presents a camera frame (an aligned 112×112 RGB crop) to the door:
+    /// decision, lock pulse, audit event, lockout.
+    pub fn present<S: DoorStore>(&mut self, store: &mut S, face: &[u8]) -> AuditEntry {
+        let time_ms = self.clock.now_ms();
+        let outcome = self.door.present_face(
+            face,
+            &mut self.embedder,
+            store,
+            &self.clock,
+            &mut self.audit,
+        );
+        AuditEvent { time_ms, outcome }.into()
+    }
+
     /// The door.
     pub const fn door(&self) -> &Door<L> {
         &self.door
@@ -127,6 +141,7 @@ impl<S: DoorStore, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clo
         }
         // A face is presented once, like a camera frame.
         self.received = 0;
+        // Field by field: the staged face is read while the door and embedder work.
         let time_ms = self.clock.now_ms();
         let outcome = self.door.present_face(
             &self.face[..],

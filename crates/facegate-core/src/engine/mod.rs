@@ -46,6 +46,8 @@ pub enum EngineError {
         /// Values given.
         found: u32,
     },
+    /// Another embedder behind the same trait (tract on Linux boards) failed.
+    Backend,
 }
 
 impl core::fmt::Display for EngineError {
@@ -58,6 +60,7 @@ impl core::fmt::Display for EngineError {
             Self::InputSize { expected, found } => {
                 write!(f, "input of {found} B, expected {expected} B (h×w×3 RGB)")
             }
+            Self::Backend => write!(f, "the embedder backend failed"),
             Self::OutputSize { expected, found } => {
                 write!(f, "output buffer of {found} values, expected {expected}")
             }

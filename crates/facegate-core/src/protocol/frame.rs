@@ -57,6 +57,59 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a mut [u8]) -> Result<T, FrameErr
     postcard::from_bytes(msg).map_err(|_| FrameError::Message)
 }
 
+/// What [`FrameReader::push`] completed.
+#[derive(Debug)]
+pub enum Frame<'a> {
+    /// One frame's COBS body, without its terminating 0.
+    Complete(&'a mut [u8]),
+    /// A frame longer than any valid one; its bytes were dropped.
+    TooLong,
+}
+
+/// Splits a byte stream at 0 delimiters, bounded: an endless stream
+/// without a 0 costs no more than one buffer, and a lone 0 resynchronises.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: [u8; super::MAX_FRAME],
+    len: usize,
+    overflow: bool,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        Self {
+            buf: [0; super::MAX_FRAME],
+            len: 0,
+            overflow: false,
+        }
+    }
+}
+
+impl FrameReader {
+    /// Takes one byte; returns a frame when `byte` ends one.
+    pub fn push(&mut self, byte: u8) -> Option<Frame<'_>> {
+        if byte != 0 {
+            match self.buf.get_mut(self.len) {
+                Some(slot) => {
+                    *slot = byte;
+                    self.len += 1;
+                }
+                None => self.overflow = true,
+            }
+            return None;
+        }
+        let (len, overflow) = (self.len, self.overflow);
+        (self.len, self.overflow) = (0, false);
+        if overflow {
+            Some(Frame::TooLong)
+        } else if len == 0 {
+            None
+        } else {
+            Some(Frame::Complete(&mut self.buf[..len]))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +140,24 @@ mod tests {
             encode(&Response::Ok { nonce: 1 }, &mut [0u8; 3]),
             Err(FrameError::BufferTooSmall)
         );
+    }
+
+    #[test]
+    fn reader_splits_resynchronises_and_bounds_frames() {
+        let mut r = FrameReader::default();
+        let mut frames = Vec::new();
+        for &b in &[0u8, 1, 2, 0, 0, 3, 0] {
+            if let Some(Frame::Complete(f)) = r.push(b) {
+                frames.push(f.to_vec());
+            }
+        }
+        assert_eq!(frames, [vec![1, 2], vec![3]]);
+        // Longer than any frame: dropped, reported once, then back in step.
+        for _ in 0..crate::protocol::MAX_FRAME + 10 {
+            assert!(r.push(7).is_none());
+        }
+        assert!(matches!(r.push(0), Some(Frame::TooLong)));
+        r.push(5);
+        assert!(matches!(r.push(0), Some(Frame::Complete(f)) if f == [5]));
     }
 }
