@@ -161,10 +161,10 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
                     "-p",
                     "facegate",
                     "--test",
-                    "qemu_door",
+                    "door_targets",
                     "--",
                 ])
-                .args(["--include-ignored", "--nocapture"])
+                .args(["qemu_door", "--include-ignored", "--nocapture"])
                 .env("FACEGATE_DOOR_ELF", elf.with_file_name("door")))
         },
     )?;
