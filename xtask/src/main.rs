@@ -4,6 +4,7 @@
 //!   core for `thumbv7em-none-eabihf` with and without defmt, both firmware
 //!   boards, and the firmware self-test in QEMU).
 //! - `cargo xtask demo`: builds the firmware and boots it in QEMU.
+//! - `cargo xtask edge-package`: a deployable folder for a Linux board.
 //! - `cargo xtask door --port 4444`: boots the door image in QEMU with its
 //!   UART on a TCP port, for `facegate provision --port tcp:127.0.0.1:4444`.
 //!
@@ -11,6 +12,7 @@
 //! otherwise Debian's `rustc-web` + `rust-web-src` with `-Zbuild-std`
 //! (see `toolchain.rs` and DESIGN.md).
 
+mod edge;
 mod qemu;
 mod toolchain;
 
@@ -65,6 +67,16 @@ enum Task {
         #[arg(long)]
         fresh: bool,
     },
+    /// Build a deployable folder for a Linux board: binary (aarch64 unless
+    /// --host), model, config, systemd unit.
+    EdgePackage {
+        /// Output folder.
+        #[arg(long, default_value = "target/edge-package")]
+        out: PathBuf,
+        /// Build for this machine instead of aarch64.
+        #[arg(long)]
+        host: bool,
+    },
     /// Print which Cortex-M toolchain would be used, and why.
     Toolchain,
 }
@@ -110,6 +122,7 @@ fn run_task(cli: Cli) -> Result<()> {
             let elf = build_firmware(&root, &tc)?;
             qemu::run_door(&root, &elf.with_file_name("door"), port, fresh)
         }
+        Task::EdgePackage { out, host } => edge::package(&root, &out, host).map(drop),
         Task::Toolchain => {
             println!("{}", CrossToolchain::detect()?);
             Ok(())
@@ -167,6 +180,10 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
                 .args(["qemu_door", "--include-ignored", "--nocapture"])
                 .env("FACEGATE_DOOR_ELF", elf.with_file_name("door")))
         },
+    )?;
+    step(
+        "facegate-edge on aarch64 under qemu-aarch64 (parity with x86 and the engine)",
+        || edge::test(root),
     )?;
     println!("\nxtask test: all passed in {:.0?}", started.elapsed());
     Ok(())

@@ -202,7 +202,7 @@ pub fn write_cost(root: &Path, cost: Option<EngineCost>, out: &Path) -> Result<(
     Ok(())
 }
 
-fn which(program: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(program))

@@ -2,8 +2,9 @@
 //! (x86 here, aarch64 under `qemu-aarch64` in `cargo xtask test`):
 //!
 //! - its embeddings equal the x86 host's, cosine ≥ 0.9999, when
-//!   `FACEGATE_EDGE_EXPECTED` names the host's `facegate-edge embed` output
-//!   for the same faces (`cargo xtask` writes it before the aarch64 run);
+//!   `FACEGATE_EDGE_EXPECTED` names the host's embeddings of the same faces
+//!   (`cargo xtask test` runs this test on x86 with `FACEGATE_EDGE_WRITE`
+//!   first);
 //! - its accept/reject decisions equal the int8 engine's (the MCU's, bit for
 //!   bit) on the same probes against templates enrolled with the engine.
 
@@ -54,6 +55,18 @@ fn embeddings_match_the_host_and_decisions_match_the_engine() {
     let float: Vec<Vec<f32>> = faces.iter().map(|f| tract.embed_face(f).unwrap()).collect();
     let int8: Vec<Vec<f32>> = faces.iter().map(|f| engine.embed(f).unwrap()).collect();
 
+    if let Some(out) = std::env::var_os("FACEGATE_EDGE_WRITE") {
+        let lines: Vec<String> = float
+            .iter()
+            .map(|v| {
+                v.iter()
+                    .map(|x| format!("{x:e}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        std::fs::write(out, lines.join("\n") + "\n").unwrap();
+    }
     if let Some(expected) = std::env::var_os("FACEGATE_EDGE_EXPECTED") {
         let text = std::fs::read_to_string(&expected).unwrap();
         let host: Vec<Vec<f32>> = text

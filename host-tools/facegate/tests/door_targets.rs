@@ -26,7 +26,7 @@ use facegate_core::{EMBEDDING_DIM, Embedding, Template};
 use facegate_e2e::shared_data;
 use facegate_eval::embedder::Embedder as _;
 use facegate_eval::faces::Face;
-use facegate_link::{Board, LinkError, Reply, encode, signed_frame};
+use facegate_link::{Board, LinkError, Reply, encode, encode_templates, signed_frame};
 use facegate_quant::engine::EngineEmbedder;
 
 fn repo() -> PathBuf {
@@ -429,12 +429,19 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
         board.send_frame(&garbled).unwrap(),
         Reply::Error(ErrorCode::Garbled)
     );
+    // A recorded enroll (someone slipping in a third person) is accepted
+    // once, and its replay refused.
     let site_key = facegate_key(&d.join("site.key"));
+    let mallory = encode_templates(&[template(&engine, &stranger)]);
     let recorded = signed_frame(
         &site_key,
         &before.device_id,
         before.nonce,
-        &BoardCommand::SetUnlockTime { ms: 2_000 },
+        &BoardCommand::Enroll {
+            id: 77,
+            name: "Mallory",
+            templates: &mallory,
+        },
     )
     .unwrap();
     assert_eq!(
@@ -446,14 +453,34 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     assert_eq!(
         board.send_frame(&recorded).unwrap(),
         Reply::Error(ErrorCode::BadNonce),
-        "a replayed command"
+        "a replayed enroll"
     );
-    let after = board.info().unwrap();
-    assert_eq!(
-        (after.enrolled, after.unlock_ms, after.nonce),
-        (2, 2_000, before.nonce + 1)
-    );
+    assert_eq!(board.info().unwrap().enrolled, 3);
     drop(board);
+    // The site database is the truth: provisioning removes the extra person
+    // (and sets a shorter pulse).
+    let sync = ok(
+        d,
+        &[
+            "provision",
+            "--port",
+            &port,
+            "--key",
+            "site.key",
+            "--db",
+            "site.fgdb",
+            "--deployment",
+            deployment_s,
+            "--unlock-ms",
+            "2000",
+        ],
+    );
+    assert!(
+        sync.contains("provisioned: 0 enrolled or updated, 1 removed"),
+        "{sync}"
+    );
+    let after = Board::connect(&port).unwrap().info().unwrap();
+    assert_eq!((after.enrolled, after.unlock_ms), (2, 2_000));
 
     // Faces over the UART: the board's decision and score are the host engine's.
     for p in &people {

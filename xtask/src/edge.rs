@@ -1,0 +1,159 @@
+//! The Linux-board runtime for `aarch64-unknown-linux-gnu`: cross-build,
+//! its parity test under `qemu-aarch64` user emulation, and packaging.
+//!
+//! Where rustup has the target (a user's machine) it is used; otherwise
+//! Debian's `rustc-web` builds `std` from `rust-web-src` (`-Zbuild-std`) and
+//! `gcc-aarch64-linux-gnu` links, as DESIGN.md describes for these machines.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::qemu::which as which_program;
+use crate::{cargo, run, target_dir};
+
+/// The Cortex-A target.
+pub const AARCH64: &str = "aarch64-unknown-linux-gnu";
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_STD_SRC: &str = "/usr/lib/rustlib/src/rust/library/std";
+const LINKER: &str = "aarch64-linux-gnu-gcc";
+const SYSROOT: &str = "/usr/aarch64-linux-gnu";
+
+/// `cargo` set up for aarch64: toolchain, linker, qemu runner, own target dir.
+fn cargo_aarch64(root: &Path) -> Result<(Command, Vec<&'static str>)> {
+    if which_program(LINKER).is_none() {
+        bail!("{LINKER} is not installed: run scripts/setup.sh");
+    }
+    let rustup_target = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == AARCH64)
+        });
+    let mut cmd = cargo(root);
+    let mut extra = vec!["--target", AARCH64];
+    if !rustup_target {
+        if !Path::new(DEBIAN_RUSTC).exists() || !Path::new(DEBIAN_STD_SRC).exists() {
+            bail!(
+                "no way to build for {AARCH64}: `rustup target add {AARCH64}`, or run scripts/setup.sh (Debian rustc-web + rust-web-src)"
+            );
+        }
+        cmd.env("RUSTC", DEBIAN_RUSTC).env("RUSTC_BOOTSTRAP", "1");
+        extra.push("-Zbuild-std=std,panic_abort");
+    }
+    cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", LINKER)
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+            format!("qemu-aarch64 -L {SYSROOT}"),
+        )
+        // Another rustc than the host's: keep its outputs apart.
+        .env("CARGO_TARGET_DIR", target_dir(root).join("aarch64"));
+    Ok((cmd, extra))
+}
+
+/// Embeds the parity faces on this x86 host, then runs the parity test on
+/// aarch64 under qemu-aarch64 against those embeddings.
+pub fn test(root: &Path) -> Result<()> {
+    if which_program("qemu-aarch64").is_none() {
+        bail!("qemu-aarch64 is not installed: run scripts/setup.sh");
+    }
+    let host = target_dir(root).join("edge-host-embeddings.txt");
+    run(cargo(root)
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "facegate-edge",
+            "--test",
+            "parity",
+        ])
+        .env("FACEGATE_EDGE_WRITE", &host))?;
+    let (mut cmd, extra) = cargo_aarch64(root)?;
+    cmd.args([
+        "test",
+        "--locked",
+        "-p",
+        "facegate-edge",
+        "--test",
+        "parity",
+    ])
+    .args(&extra)
+    .args(["--", "--nocapture"])
+    .env("FACEGATE_EDGE_EXPECTED", &host);
+    run(&mut cmd)
+}
+
+/// Builds a deployable folder for a board: binary, model, config, systemd unit.
+pub fn package(root: &Path, out: &Path, host: bool) -> Result<PathBuf> {
+    let binary = if host {
+        run(cargo(root).args(["build", "--release", "--locked", "-p", "facegate-edge"]))?;
+        target_dir(root).join("release/facegate-edge")
+    } else {
+        let (mut cmd, extra) = cargo_aarch64(root)?;
+        cmd.args(["build", "--release", "--locked", "-p", "facegate-edge"])
+            .args(&extra);
+        run(&mut cmd)?;
+        target_dir(root)
+            .join("aarch64")
+            .join(AARCH64)
+            .join("release/facegate-edge")
+    };
+    let _ = std::fs::remove_dir_all(out);
+    for dir in ["bin", "models"] {
+        std::fs::create_dir_all(out.join(dir))?;
+    }
+    let copy = |from: &Path, to: &str| {
+        std::fs::copy(from, out.join(to))
+            .with_context(|| format!("copying {}", from.display()))
+            .map(drop)
+    };
+    copy(&binary, "bin/facegate-edge")?;
+    for m in [
+        "nano.onnx",
+        "nano.fgm",
+        "nano.deployment.toml",
+        "MODEL_CARD.md",
+    ] {
+        copy(&root.join("models").join(m), &format!("models/{m}"))?;
+    }
+    std::fs::write(
+        out.join("facegate-edge.env"),
+        "# facegate-edge settings (read by facegate-edge.service)\n\
+         FACEGATE_PORT=tcp:0.0.0.0:4555\n\
+         FACEGATE_STATE=/var/lib/facegate\n\
+         FACEGATE_FACES=/run/facegate/faces\n\
+         # The lock relay: build with --features gpio and add to ExecStart:\n\
+         #   --gpio-chip /dev/gpiochip0 --gpio-line 17\n",
+    )?;
+    std::fs::write(
+        out.join("facegate-edge.service"),
+        "[Unit]\n\
+         Description=facegate door (face verification, lock relay, provisioning link)\n\
+         After=network.target\n\n\
+         [Service]\n\
+         EnvironmentFile=/opt/facegate/facegate-edge.env\n\
+         ExecStartPre=/bin/mkdir -p ${FACEGATE_STATE} ${FACEGATE_FACES}\n\
+         ExecStart=/opt/facegate/bin/facegate-edge serve --model /opt/facegate/models/nano.onnx --blob /opt/facegate/models/nano.fgm --state ${FACEGATE_STATE} --port ${FACEGATE_PORT} --faces ${FACEGATE_FACES}\n\
+         Restart=always\n\
+         RestartSec=2\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+    )?;
+    std::fs::write(
+        out.join("INSTALL.txt"),
+        "Copy this folder to /opt/facegate on the board, then:\n\
+         \n  sudo cp /opt/facegate/facegate-edge.service /etc/systemd/system/\n\
+         \x20 sudo systemctl enable --now facegate-edge\n\
+         \nProvision it from the installer's machine:\n\
+         \n  facegate provision --port tcp:BOARD:4555 --key site.key --db site.fgdb --deployment models/nano.deployment.toml\n",
+    )?;
+    println!(
+        "edge package for {}: {}",
+        if host { "this host" } else { AARCH64 },
+        out.display()
+    );
+    Ok(out.to_path_buf())
+}
