@@ -78,3 +78,69 @@ fn garbage_file_is_a_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn remove_export_and_import_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_db(&d.join("site.fgdb"));
+    let (text, code) = facegate(
+        &[
+            "db",
+            "export",
+            "site.fgdb",
+            "--id",
+            "11",
+            "--out",
+            "alan.fgdb",
+        ],
+        d,
+    );
+    assert_eq!((code, text.trim()), (0, "exported 1 people to alan.fgdb"));
+    let (text, code) = facegate(&["db", "remove", "site.fgdb", "--id", "99"], d);
+    assert_eq!(code, 1);
+    assert!(text.contains("has no person 99; nothing removed"), "{text}");
+    let (text, code) = facegate(&["db", "remove", "site.fgdb", "--id", "11"], d);
+    assert_eq!((code, text.trim()), (0, "removed 1 people; 2 remain"));
+    let (text, _) = facegate(&["db", "list", "site.fgdb"], d);
+    assert!(
+        !text.contains("Alan Turing") && text.contains("Grace Hopper"),
+        "{text}"
+    );
+
+    let (text, code) = facegate(&["db", "import", "site.fgdb", "--from", "alan.fgdb"], d);
+    assert_eq!(
+        (code, text.trim()),
+        (0, "imported 1 people; site.fgdb now holds 3")
+    );
+    let (text, code) = facegate(&["db", "import", "site.fgdb", "--from", "alan.fgdb"], d);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("ids [11] are in both databases; nothing imported"),
+        "{text}"
+    );
+    let (_, code) = facegate(
+        &[
+            "db",
+            "import",
+            "site.fgdb",
+            "--from",
+            "alan.fgdb",
+            "--replace",
+        ],
+        d,
+    );
+    assert_eq!(code, 0);
+
+    // Another model's people are refused.
+    let mut buf = vec![0u8; 2 * HEADER_LEN + record_size(128, 4)];
+    let w = DbWriter::<128>::new(&mut buf, ModelHash([9; 32]), 4).unwrap();
+    let n = w.finish();
+    std::fs::write(d.join("other.fgdb"), &buf[..n]).unwrap();
+    let (text, code) = facegate(&["db", "import", "site.fgdb", "--from", "other.fgdb"], d);
+    assert_eq!(code, 1);
+    assert!(text.contains("cannot be mixed"), "{text}");
+    let (text, code) = facegate(&["db", "check", "site.fgdb"], d);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("records   3"), "{text}");
+}

@@ -557,3 +557,140 @@ fn facegate_key(path: &Path) -> SigningKey {
         .collect();
     SigningKey::from_bytes(&seed.try_into().unwrap())
 }
+
+/// Forwards one client to `board`, cutting both sides after the board's
+/// `answers`-th answer: a cable pulled mid-sync.
+fn cutting_proxy(board: String, answers: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        let (client, _) = listener.accept().unwrap();
+        let upstream = std::net::TcpStream::connect(&board[4..]).unwrap();
+        let (mut c_in, mut u_out) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c_in, &mut u_out);
+        });
+        let (mut u_in, mut c_out) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+        let mut seen = 0;
+        let mut buf = [0u8; 512];
+        while seen < answers {
+            let Ok(n) = u_in.read(&mut buf) else { break };
+            if n == 0 {
+                break;
+            }
+            seen += buf[..n].iter().filter(|&&b| b == 0).count();
+            c_out.write_all(&buf[..n]).unwrap();
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = upstream.shutdown(std::net::Shutdown::Both);
+    });
+    format!("tcp:{addr}")
+}
+
+#[test]
+fn a_sync_cut_midway_is_finished_by_the_next_provision() {
+    let Some(data) = shared_data() else {
+        panic!("the door test needs ../shared/data");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = repo().join("models/nano.fgm");
+    ok(d, &["keygen", "--out", "site.key"]);
+    for (id, who) in [
+        ("1", "Colin_Powell"),
+        ("2", "Tony_Blair"),
+        ("3", "Donald_Rumsfeld"),
+    ] {
+        let photos: Vec<String> = (1..=3)
+            .map(|n| photo(&data, who, n).display().to_string())
+            .collect();
+        let mut args = vec![
+            "enroll",
+            "--db",
+            "site.fgdb",
+            "--model",
+            model.to_str().unwrap(),
+            "--min-agreement",
+            "-1",
+            "--id",
+            id,
+            "--name",
+            who,
+        ];
+        args.extend(photos.iter().map(String::as_str));
+        ok(d, &args);
+    }
+    // Nobody listening: a clear error, nothing else.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("tcp:{}", l.local_addr().unwrap())
+    };
+    let o = facegate(
+        d,
+        &[
+            "provision",
+            "--port",
+            &closed,
+            "--key",
+            "site.key",
+            "--db",
+            "site.fgdb",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no board at"), "{}", text(&o));
+
+    let edge = Edge::boot(d);
+    let port = edge.port();
+    // info, claim, list, then info + signed enroll per person: cut after the first enroll.
+    let proxy = cutting_proxy(port.clone(), 5);
+    let o = facegate(
+        d,
+        &[
+            "provision",
+            "--port",
+            &proxy,
+            "--key",
+            "site.key",
+            "--db",
+            "site.fgdb",
+        ],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("closed the link"), "{}", text(&o));
+    let listed = Board::connect(&port).unwrap().list().unwrap();
+    assert_eq!(listed.len(), 1, "one person made it before the cut");
+    // The site database is untouched; the next run finishes the sync.
+    let o = ok(
+        d,
+        &[
+            "provision",
+            "--port",
+            &port,
+            "--key",
+            "site.key",
+            "--db",
+            "site.fgdb",
+        ],
+    );
+    assert!(
+        o.contains("provisioned: 2 enrolled or updated, 0 removed, 1 unchanged"),
+        "{o}"
+    );
+    let o = ok(
+        d,
+        &[
+            "provision",
+            "--port",
+            &port,
+            "--key",
+            "site.key",
+            "--db",
+            "site.fgdb",
+        ],
+    );
+    assert!(o.contains("already in sync: 3 people"), "{o}");
+    let shown = ok(d, &["db", "show", "site.fgdb"]);
+    assert!(shown.contains("Donald_Rumsfeld"), "{shown}");
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use facegate_core::db::{DbReader, DbWriter, HEADER_LEN, MAX_TEMPLATES, PersonRecord, record_size};
+use facegate_core::db::{MAX_TEMPLATES, PersonRecord};
 use facegate_core::{EMBEDDING_DIM, Embedding, PersonId, Template};
 use facegate_eval::embedder::Embedder;
 use facegate_eval::faces::Face;
@@ -47,24 +47,15 @@ pub fn run(a: EnrollArgs) -> Result<ExitCode> {
     let model = engine.model_hash();
     let mut people: Vec<PersonRecord> = Vec::new();
     if a.db.exists() {
-        let bytes =
-            std::fs::read(&a.db).with_context(|| format!("cannot read {}", a.db.display()))?;
-        let db = DbReader::<EMBEDDING_DIM>::open_for_model(&bytes, &model).with_context(|| {
-            format!(
-                "{} cannot take templates of {}",
+        let (db_model, existing) = super::db::load_people(&a.db)?;
+        if db_model != model {
+            bail!(
+                "{} cannot take templates of {}: it holds templates of model {db_model}",
                 a.db.display(),
                 a.model.display()
-            )
-        })?;
-        for (i, r) in db.records().enumerate() {
-            let r = r.with_context(|| {
-                format!(
-                    "{}: record {i} is damaged; run `facegate db check`",
-                    a.db.display()
-                )
-            })?;
-            people.push(r.to_record()?);
+            );
         }
+        people = existing;
     }
     let mut person = PersonRecord::new(PersonId(a.id), &a.name)?;
 
@@ -120,18 +111,7 @@ pub fn run(a: EnrollArgs) -> Result<ExitCode> {
     people.retain(|p| p.id != person.id);
     people.push(person);
 
-    let slots = u8::try_from(MAX_TEMPLATES)?;
-    let mut buf =
-        vec![0u8; 2 * HEADER_LEN + people.len() * record_size(EMBEDDING_DIM, MAX_TEMPLATES)];
-    let mut w = DbWriter::<EMBEDDING_DIM>::new(&mut buf, model, slots)?;
-    for p in &people {
-        w.push(p)?;
-    }
-    let n = w.finish();
-    // Write beside, then rename: a crash mid-write leaves the old database whole.
-    let tmp = a.db.with_extension("fgdb.tmp");
-    std::fs::write(&tmp, &buf[..n]).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &a.db).with_context(|| format!("cannot replace {}", a.db.display()))?;
+    super::db::write_people(&a.db, model, &people)?;
     println!(
         "enrolled {} ({}) with {} template(s); {} now holds {} people",
         a.name,
