@@ -196,7 +196,7 @@ pub fn run(cmd: DbCommand) -> Result<ExitCode> {
 }
 
 /// Renders the database at `file`; returns the text and the number of damaged parts.
-pub fn inspect(file: &std::path::Path) -> Result<(String, usize)> {
+pub fn inspect(file: &Path) -> Result<(String, usize)> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let db = DbReader::<EMBEDDING_DIM>::open(&bytes)
         .with_context(|| format!("{} is not a usable template database", file.display()))?;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use facegate_core::db::{MAX_TEMPLATES, PersonRecord};
 use facegate_core::{EMBEDDING_DIM, Embedding, PersonId, Template};
