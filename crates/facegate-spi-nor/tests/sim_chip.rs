@@ -191,28 +191,65 @@ fn identity_bounds_and_a_stuck_chip() {
 }
 
 #[test]
-fn the_door_store_lives_on_it_across_a_reboot() {
+fn the_door_store_and_audit_log_share_it_across_a_reboot() {
+    use std::cell::RefCell;
+
+    use facegate_core::audit::FlashAuditLog;
+    use facegate_core::door::{AuditEvent, AuditLog, Outcome};
     use facegate_core::flash_store::{FlashStore, InsecureTestKey};
     use facegate_core::protocol::device::{DoorStore, StoredPerson};
     use facegate_core::{Embedding, ModelHash, PersonId, Template};
+    use facegate_spi_nor::partition::Partition;
 
     let model = ModelHash([1; 32]);
-    let range = 0..SIZE as u32;
-    let flash = SpiNor::new(SimChip::new(), SIZE as u32).unwrap();
-    let mut store =
-        FlashStore::<_, 8>::open(flash, range.clone(), model, &InsecureTestKey).unwrap();
+    // The store in the first 12 sectors, the audit log in the last 4: one chip.
+    let store_range = 0..12 * SECTOR as u32;
+    let audit_range = 12 * SECTOR as u32..SIZE as u32;
+    let log_range = 0..4 * SECTOR as u32;
+    let chip = RefCell::new(SpiNor::new(SimChip::new(), SIZE as u32).unwrap());
+    assert!(Partition::new(&chip, 100..4096).is_none(), "unaligned");
+    let mut audit = FlashAuditLog::open(
+        Partition::new(&chip, audit_range.clone()).unwrap(),
+        log_range.clone(),
+    )
+    .unwrap();
+    let mut store = FlashStore::<_, 8>::open(
+        Partition::new(&chip, store_range.clone()).unwrap(),
+        store_range.clone(),
+        model,
+        &InsecureTestKey,
+    )
+    .unwrap();
     for id in [4u32, 9] {
         let mut p = StoredPerson::new(PersonId(id), "someone").unwrap();
         let v: [f32; 128] = core::array::from_fn(|i| ((i as u32 * 7 + id) % 13) as f32 - 6.0);
         p.push_template(Template::quantize(&Embedding::normalize(v).unwrap()))
             .unwrap();
         assert!(store.enroll(&p).unwrap());
+        audit.record(AuditEvent {
+            time_ms: u64::from(id),
+            outcome: Outcome::Rejected { best: Some(0.2) },
+        });
     }
     store.set_threshold(0.61).unwrap();
-    let chip = store.into_flash().release();
-    assert!(chip.violations.is_empty(), "{:?}", chip.violations);
+    assert_eq!(audit.lost(), 0);
+    drop((store, audit));
+
     // Reboot: a new driver on the same chip.
-    let flash = SpiNor::new(chip, SIZE as u32).unwrap();
-    let store = FlashStore::<_, 8>::open(flash, range, model, &InsecureTestKey).unwrap();
+    let chip = chip.into_inner().release();
+    assert!(chip.violations.is_empty(), "{:?}", chip.violations);
+    let chip = RefCell::new(SpiNor::new(chip, SIZE as u32).unwrap());
+    let store = FlashStore::<_, 8>::open(
+        Partition::new(&chip, store_range.clone()).unwrap(),
+        store_range,
+        model,
+        &InsecureTestKey,
+    )
+    .unwrap();
     assert_eq!((store.len(), store.threshold()), (2, 0.61));
+    let mut audit =
+        FlashAuditLog::open(Partition::new(&chip, audit_range).unwrap(), log_range).unwrap();
+    let mut events = Vec::new();
+    audit.read(&mut |e| events.push(e.time_ms)).unwrap();
+    assert_eq!(events, [4, 9]);
 }
