@@ -5,7 +5,9 @@
 //! verify / store / provision app without touching board code.
 #![no_std]
 
+pub mod clock;
 pub mod demo;
 pub mod door_check;
 pub mod engine_check;
+pub mod nb_link;
 pub mod server;

@@ -5,13 +5,14 @@
 //! - [`fpgaio::LockLed`]: the lock relay, mapped to FPGAIO LED0 and logged.
 //! - [`file_flash::FileFlash`]: NOR flash in RAM, written through to a host
 //!   file by semihosting, so state survives a restart of the emulator.
-//! - [`clock::SysTickClock`]: milliseconds since boot.
 //!
 //! It also ends every run cleanly: a panic or a hard fault exits QEMU with a
 //! status the harness reports, instead of hanging.
 #![no_std]
 
-pub mod clock;
+/// The MPS2's system clock (QEMU `hw/arm/mps2.c`: 25 MHz), for SysTick.
+pub const SYSCLK_HZ: u32 = 25_000_000;
+
 pub mod file_flash;
 pub mod fpgaio;
 pub mod uart;

@@ -12,6 +12,7 @@
 use core::convert::Infallible;
 
 use cortex_m_rt::entry;
+use door_app::clock::SysTickClock;
 use door_app::door_check::{DEVICE_ID, FLASH_LEN};
 use door_app::engine_check::MODEL;
 use door_app::server;
@@ -23,7 +24,6 @@ use facegate_core::flash_store::{FlashStore, InsecureTestKey};
 use facegate_core::lockout::LockoutPolicy;
 use facegate_core::protocol::FACE_BYTES;
 use facegate_core::protocol::device::{BoardInfo, DoorStore};
-use qemu_mps2_an500::clock::SysTickClock;
 use qemu_mps2_an500::file_flash::{FileFlash, PAGE};
 use qemu_mps2_an500::fpgaio::LockLed;
 use qemu_mps2_an500::uart::Uart0;
@@ -50,7 +50,7 @@ fn main() -> ! {
 
 fn run() -> Result<Infallible, &'static str> {
     let cp = cortex_m::Peripherals::take().ok_or("core peripherals already taken")?;
-    let clock = SysTickClock::start(cp.SYST);
+    let clock = SysTickClock::start(cp.SYST, qemu_mps2_an500::SYSCLK_HZ);
     let model = Model::parse(MODEL).map_err(
         |_| "no model blob compiled in: build with `cargo xtask` (FACEGATE_ENGINE_FIXTURE)",
     )?;

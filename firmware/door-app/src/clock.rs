@@ -1,4 +1,4 @@
-//! Milliseconds since boot from SysTick's interrupt.
+//! Milliseconds since boot from SysTick's interrupt, on any Cortex-M board.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -6,9 +6,6 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
 use facegate_core::door::Clock;
-
-/// The MPS2's system clock (QEMU `hw/arm/mps2.c`: 25 MHz).
-const SYSCLK_HZ: u32 = 25_000_000;
 
 static MILLIS: AtomicU32 = AtomicU32::new(0);
 
@@ -22,10 +19,10 @@ fn SysTick() {
 pub struct SysTickClock(());
 
 impl SysTickClock {
-    /// Starts SysTick at 1 kHz.
-    pub fn start(mut syst: SYST) -> Self {
+    /// Starts SysTick at 1 kHz from the core clock of `core_hz`.
+    pub fn start(mut syst: SYST, core_hz: u32) -> Self {
         syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(SYSCLK_HZ / 1_000 - 1);
+        syst.set_reload(core_hz / 1_000 - 1);
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
