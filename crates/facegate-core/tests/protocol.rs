@@ -410,6 +410,49 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Past the framing: a well-formed frame (valid COBS and CRC) whose
+    /// command, nonce or signature was altered after signing must be refused
+    /// and change nothing; only the untouched one is carried out.
+    #[test]
+    fn tampered_commands_in_valid_frames_change_nothing(
+        part in 0..3usize,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut s = claimed();
+        let before = s.clone();
+        let key = site();
+        let t = templates(1, 9);
+        let mut c = command_bytes(&Command::Enroll { id: 5, name: "Eve", templates: &t });
+        let mut sig = signed(&key, 0, &c);
+        let mut nonce_bytes = 0u32.to_le_bytes();
+        let target: &mut [u8] = match part {
+            0 => &mut c,
+            1 => &mut sig,
+            _ => &mut nonce_bytes,
+        };
+        let original = target.to_vec();
+        for (at, v) in &edits {
+            let i = at.index(target.len());
+            target[i] = *v;
+        }
+        let unchanged = target == original.as_slice();
+        let r = send(&mut s, &Request::Signed {
+            nonce: u32::from_le_bytes(nonce_bytes),
+            command: &c,
+            signature: &sig,
+        });
+        if unchanged {
+            prop_assert_eq!(r, Response::Ok { nonce: 1 });
+        } else {
+            prop_assert!(matches!(r, Response::Error(_)), "{r:?}");
+            prop_assert_eq!(s, before);
+        }
+    }
+}
+
 /// Whether the edits left the frame as it was.
 fn f_equal(original: &[u8], edits: &[(prop::sample::Index, u8)], n: usize) -> bool {
     let mut f = original.to_vec();
