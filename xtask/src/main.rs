@@ -149,6 +149,18 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
                 "--",
                 "-D",
                 "warnings",
+            ]))?;
+            // The edge runtime's GPIO relay is behind a feature: lint it too.
+            run(cargo(root).args([
+                "clippy",
+                "--locked",
+                "-p",
+                "facegate-edge",
+                "--features",
+                "gpio",
+                "--",
+                "-D",
+                "warnings",
             ]))
         })?;
     }

@@ -4,10 +4,20 @@
 use embedded_hal::digital::{ErrorKind, ErrorType, OutputPin};
 
 /// The relay: an optional GPIO line, each change logged.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Relay {
     #[cfg(feature = "gpio")]
     pin: Option<linux_embedded_hal::CdevPin>,
+}
+
+impl core::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        #[cfg(feature = "gpio")]
+        let gpio = self.pin.is_some();
+        #[cfg(not(feature = "gpio"))]
+        let gpio = false;
+        f.debug_struct("Relay").field("gpio", &gpio).finish()
+    }
 }
 
 impl Relay {
