@@ -17,6 +17,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod align;
 pub mod audit;
 pub mod db;
 pub mod door;
