@@ -6,9 +6,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use facegate_core::protocol::device::{BoardInfo, Diagnostics, DoorStore, handle_with};
-use facegate_core::protocol::frame::{self, Frame, FrameReader};
-use facegate_core::protocol::{ErrorCode, MAX_FRAME, Response};
+use facegate_core::protocol::MAX_FRAME;
+use facegate_core::protocol::device::{BoardInfo, Diagnostics, DoorStore, answer_byte};
+use facegate_core::protocol::frame::FrameReader;
 
 enum Port {
     Tcp {
@@ -122,16 +122,11 @@ impl LinkServer {
         };
         let mut out = [0u8; MAX_FRAME];
         for &b in &bytes[..n] {
-            let reply = match self.reader.push(b) {
-                None => continue,
-                Some(Frame::Complete(f)) => handle_with(board, store, diagnostics, f, &mut out),
-                Some(Frame::TooLong) => {
-                    frame::encode(&Response::Error(ErrorCode::Garbled), &mut out)
-                }
-            };
-            let len = reply.map_err(|e| anyhow::anyhow!("encoding a response: {e:?}"))?;
-            // A host that vanished mid-answer is dropped at the next read.
-            let _ = stream.write_all(&out[..len]);
+            let reply = answer_byte(&mut self.reader, b, board, store, diagnostics, &mut out);
+            if let Some(len) = reply {
+                // A host that vanished mid-answer is dropped at the next read.
+                let _ = stream.write_all(&out[..len]);
+            }
         }
         Ok(())
     }

@@ -4,9 +4,9 @@
 //! USB-CDC or socket driver serves it.
 
 use embedded_io::{Read, ReadReady, Write};
-use facegate_core::protocol::device::{BoardInfo, Diagnostics, DoorStore, handle_with};
-use facegate_core::protocol::frame::{Frame, FrameReader};
-use facegate_core::protocol::{ErrorCode, MAX_FRAME, Response, frame};
+use facegate_core::protocol::MAX_FRAME;
+use facegate_core::protocol::device::{BoardInfo, Diagnostics, DoorStore, answer_byte};
+use facegate_core::protocol::frame::FrameReader;
 
 /// Serves requests on `link` forever; `idle` runs whenever no byte is waiting.
 /// Returns only when the link fails.
@@ -32,21 +32,9 @@ where
         }
         let n = link.read(&mut bytes)?;
         for &b in bytes.get(..n).unwrap_or(&[]) {
-            let reply = match reader.push(b) {
-                None => continue,
-                Some(Frame::Complete(f)) => handle_with(board, store, diagnostics, f, &mut out),
-                Some(Frame::TooLong) => {
-                    frame::encode(&Response::Error(ErrorCode::Garbled), &mut out)
-                }
-            };
-            // `out` holds any response; an encoding failure would be a bug, answered as garbled.
-            let len = match reply {
-                Ok(len) => len,
-                Err(_) => {
-                    frame::encode(&Response::Error(ErrorCode::Garbled), &mut out).unwrap_or(0)
-                }
-            };
-            link.write_all(out.get(..len).unwrap_or(&[]))?;
+            if let Some(len) = answer_byte(&mut reader, b, board, store, diagnostics, &mut out) {
+                link.write_all(out.get(..len).unwrap_or(&[]))?;
+            }
         }
     }
 }

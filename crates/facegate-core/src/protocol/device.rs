@@ -2,10 +2,10 @@
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use super::frame::{self, FrameError};
+use super::frame::{self, Frame, FrameError, FrameReader};
 use super::{
-    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, MAX_MESSAGE, PersonEntry, Request,
-    Response, person_digest, signing_message,
+    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, MAX_FRAME, MAX_MESSAGE, PersonEntry,
+    Request, Response, person_digest, signing_message,
 };
 use crate::db::{MAX_TEMPLATES, PersonRecord};
 use crate::matcher::PersonId;
@@ -131,6 +131,27 @@ pub fn handle_with<S: DoorStore, D: Diagnostics<S>>(
         Err(_) => Response::Error(ErrorCode::Garbled),
     };
     frame::encode(&response, out)
+}
+
+/// Feeds one byte from the link to `reader`. When the byte ends a frame,
+/// the answer (to the request, or `Garbled` for an overlong frame) is written
+/// into `out` and its length returned: what every board's link loop sends.
+pub fn answer_byte<S: DoorStore, D: Diagnostics<S>>(
+    reader: &mut FrameReader,
+    byte: u8,
+    board: &BoardInfo<'_>,
+    store: &mut S,
+    diagnostics: &mut D,
+    out: &mut [u8; MAX_FRAME],
+) -> Option<usize> {
+    let reply = match reader.push(byte)? {
+        Frame::Complete(f) => handle_with(board, store, diagnostics, f, out),
+        Frame::TooLong => frame::encode(&Response::Error(ErrorCode::Garbled), out),
+    };
+    // Every response fits in MAX_FRAME; should one not, the host still hears back.
+    reply
+        .or_else(|_| frame::encode(&Response::Error(ErrorCode::Garbled), out))
+        .ok()
 }
 
 fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
