@@ -99,7 +99,7 @@ impl facegate_core::door::Embedder for TractEmbedder {
         }
         let v = self
             .onnx
-            .embed(&Face { rgb: face.to_vec() })
+            .embed_rgb(face)
             .map_err(|_| EngineError::Backend)?;
         if v.len() != out.len() {
             return Err(EngineError::OutputSize {

@@ -3,19 +3,13 @@
 //! ```sh
 //! facegate-edge serve --model nano.onnx --blob nano.fgm --state /var/lib/facegate \
 //!     --port tcp:0.0.0.0:4555 --faces /run/facegate/faces [--gpio-chip /dev/gpiochip0 --gpio-line 17]
-//! facegate-edge embed --model nano.onnx FACE.jpg…     # raw embeddings, one line per face
 //! ```
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use facegate_edge::door_app::{ServeConfig, serve};
-use facegate_eval::embedder::Embedder as _;
-use facegate_eval::faces::Face;
-use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
 
 /// The facegate door on a Linux board (Cortex-A).
 #[derive(Debug, Parser)]
@@ -29,15 +23,6 @@ struct Cli {
 enum Command {
     /// Run the door: provisioning link, face frames, lock relay.
     Serve(ServeArgs),
-    /// Print the raw embedding of each face (one line of floats per face).
-    Embed {
-        /// Float or QDQ ONNX model.
-        #[arg(long)]
-        model: PathBuf,
-        /// Aligned 112×112 face images.
-        #[arg(required = true)]
-        faces: Vec<PathBuf>,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -82,7 +67,6 @@ fn main() -> std::process::ExitCode {
             },
             &AtomicBool::new(false),
         ),
-        Command::Embed { model, faces } => embed(&model, &faces),
     };
     match run {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -91,15 +75,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn embed(model: &Path, faces: &[PathBuf]) -> Result<()> {
-    let onnx = OnnxEmbedder::load(model, InputNorm::ArcFace)?;
-    let mut out = std::io::stdout().lock();
-    for f in faces {
-        let v = onnx.embed(&Face::load(f)?).map_err(anyhow::Error::msg)?;
-        let line: Vec<String> = v.iter().map(|x| format!("{x:e}")).collect();
-        writeln!(out, "{}", line.join(" "))?;
-    }
-    Ok(())
 }

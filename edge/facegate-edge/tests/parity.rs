@@ -92,7 +92,11 @@ fn embeddings_match_the_host_and_decisions_match_the_engine() {
 
     // Person k enrolled from their first photo with the engine; every other
     // photo probed: the float decision equals the engine's at the deployed threshold.
-    let threshold = 0.5365_f32;
+    let deployment = std::fs::read_to_string(repo().join("models/nano.deployment.toml")).unwrap();
+    #[allow(clippy::cast_possible_truncation)]
+    let threshold = facegate_eval::deploy::DeploymentAdvice::from_toml(&deployment)
+        .unwrap()
+        .threshold as f32;
     let gallery: Vec<(usize, Template)> = (0..4).map(|k| (k, template(&int8[4 * k]))).collect();
     let decide = |probe: &Template| {
         let (who, best) = gallery

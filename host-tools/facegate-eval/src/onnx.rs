@@ -126,11 +126,26 @@ impl Embedder for OnnxEmbedder {
         self.dim
     }
     fn embed(&self, face: &Face) -> Result<Vec<f32>, String> {
+        self.embed_rgb(&face.rgb)
+    }
+}
+
+impl OnnxEmbedder {
+    /// Embeds a 112×112 RGB crop given as bytes (boards keep their frame
+    /// buffer; no [`Face`] copy per embedding).
+    pub fn embed_rgb(&self, rgb: &[u8]) -> Result<Vec<f32>, String> {
         let side = FACE_SIZE as usize;
         let plane = side * side;
+        if rgb.len() != 3 * plane {
+            return Err(format!(
+                "a face is {} bytes of RGB, not {}",
+                3 * plane,
+                rgb.len()
+            ));
+        }
         // Interleaved RGB → planar NCHW.
         let mut input = vec![0.0f32; 3 * plane];
-        for (i, px) in face.rgb.chunks_exact(3).enumerate() {
+        for (i, px) in rgb.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 input[c * plane + i] = self.norm.apply(px[c]);
             }
