@@ -195,6 +195,10 @@ pub fn encode(request: &Request<'_>) -> Result<Vec<u8>, LinkError> {
 #[derive(Debug)]
 pub struct Board {
     link: Link,
+    /// Device id and the nonce the next signed command must carry, as the
+    /// board last reported them (`Info`, or `Ok` after a command); `None`
+    /// after anything that may have changed them unseen.
+    signing: Option<([u8; DEVICE_ID_LEN], u32)>,
 }
 
 impl Board {
@@ -203,11 +207,18 @@ impl Board {
     pub fn connect(port: &str) -> Result<Self, LinkError> {
         Ok(Self {
             link: Link::open(port)?,
+            signing: None,
         })
     }
 
     /// Sends one raw frame (tests, diagnostics); returns the board's answer.
     pub fn send_frame(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
+        // A raw frame may be a signed command: the cached nonce is no longer known.
+        self.signing = None;
+        self.exchange(frame)
+    }
+
+    fn exchange(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
         let mut answer = self.link.exchange(frame)?;
         frame::decode::<Response<'_>>(&mut answer)
             .map(Reply::from)
@@ -215,7 +226,7 @@ impl Board {
     }
 
     fn ask(&mut self, request: &Request<'_>) -> Result<Reply, LinkError> {
-        match self.send_frame(&encode(request)?)? {
+        match self.exchange(&encode(request)?)? {
             Reply::Error(code) => Err(LinkError::Refused(code)),
             reply => Ok(reply),
         }
@@ -224,25 +235,39 @@ impl Board {
     /// Firmware, model, capacity, device id, nonce and claim state.
     pub fn info(&mut self) -> Result<BoardInfo, LinkError> {
         match self.ask(&Request::Info)? {
-            Reply::Info(info) => Ok(info),
+            Reply::Info(info) => {
+                self.signing = Some((info.device_id, info.nonce));
+                Ok(info)
+            }
             other => Err(unexpected(&other)),
         }
     }
 
     /// Every enrolled person.
     pub fn list(&mut self) -> Result<Vec<PersonEntry>, LinkError> {
+        self.pages(
+            |start| Request::List { start },
+            |reply| match reply {
+                Reply::List { people, more } => Ok((people, more)),
+                other => Err(unexpected(&other)),
+            },
+        )
+    }
+
+    /// Asks `request(start)` page after page until the board says no more.
+    fn pages<T>(
+        &mut self,
+        request: impl Fn(u16) -> Request<'static>,
+        page: impl Fn(Reply) -> Result<(Vec<T>, bool), LinkError>,
+    ) -> Result<Vec<T>, LinkError> {
         let mut all = Vec::new();
         loop {
             let start = u16::try_from(all.len()).map_err(|_| LinkError::TooLarge)?;
-            match self.ask(&Request::List { start })? {
-                Reply::List { people, more } => {
-                    let empty = people.is_empty();
-                    all.extend(people);
-                    if !more || empty {
-                        return Ok(all);
-                    }
-                }
-                other => return Err(unexpected(&other)),
+            let (items, more) = page(self.ask(&request(start))?)?;
+            let empty = items.is_empty();
+            all.extend(items);
+            if !more || empty {
+                return Ok(all);
             }
         }
     }
@@ -257,12 +282,23 @@ impl Board {
         }
     }
 
-    /// Signs `command` with the board's current nonce and sends it; returns the next nonce.
+    /// Signs `command` with the board's current nonce and sends it; returns
+    /// the next nonce. The nonce comes from the last `Info` or `Ok`; only
+    /// when it is unknown does this ask for `Info` first.
     pub fn signed(&mut self, key: &SigningKey, command: &Command<'_>) -> Result<u32, LinkError> {
-        let info = self.info()?;
-        let frame = signed_frame(key, &info.device_id, info.nonce, command)?;
-        match self.send_frame(&frame)? {
-            Reply::Ok { nonce } => Ok(nonce),
+        let (device_id, nonce) = match self.signing.take() {
+            Some(known) => known,
+            None => {
+                let info = self.info()?;
+                (info.device_id, info.nonce)
+            }
+        };
+        let frame = signed_frame(key, &device_id, nonce, command)?;
+        match self.exchange(&frame)? {
+            Reply::Ok { nonce } => {
+                self.signing = Some((device_id, nonce));
+                Ok(nonce)
+            }
             Reply::Error(code) => Err(LinkError::Refused(code)),
             other => Err(unexpected(&other)),
         }
@@ -292,20 +328,13 @@ impl Board {
 
     /// The whole audit log, oldest first.
     pub fn audit(&mut self) -> Result<Vec<AuditEntry>, LinkError> {
-        let mut all = Vec::new();
-        loop {
-            let start = u16::try_from(all.len()).map_err(|_| LinkError::TooLarge)?;
-            match self.ask(&Request::AuditRead { start })? {
-                Reply::Audit { events, more } => {
-                    let empty = events.is_empty();
-                    all.extend(events);
-                    if !more || empty {
-                        return Ok(all);
-                    }
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
+        self.pages(
+            |start| Request::AuditRead { start },
+            |reply| match reply {
+                Reply::Audit { events, more } => Ok((events, more)),
+                other => Err(unexpected(&other)),
+            },
+        )
     }
 }
 

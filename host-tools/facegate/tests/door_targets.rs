@@ -226,6 +226,56 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text(&o)
 }
 
+/// `facegate enroll` of `who` from LFW photos 1–3 into `dir/site.fgdb`.
+fn enroll(dir: &Path, data: &Path, id: u32, who: &str) {
+    let model = repo().join("models/nano.fgm");
+    let photos: Vec<String> = (1..=3)
+        .map(|n| photo(data, who, n).display().to_string())
+        .collect();
+    let id = id.to_string();
+    let mut args = vec![
+        "enroll",
+        "--db",
+        "site.fgdb",
+        "--model",
+        model.to_str().unwrap(),
+        "--min-agreement",
+        "-1",
+        "--id",
+        &id,
+        "--name",
+        who,
+    ];
+    args.extend(photos.iter().map(String::as_str));
+    ok(dir, &args);
+}
+
+/// `facegate provision` of `dir/site.fgdb` to `port` with `key` and `extra` flags.
+fn provision(dir: &Path, port: &str, key: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "provision",
+        "--port",
+        port,
+        "--key",
+        key,
+        "--db",
+        "site.fgdb",
+    ];
+    args.extend(extra);
+    facegate(dir, &args)
+}
+
+/// [`provision`] that must succeed; its output.
+fn provisioned(dir: &Path, port: &str, extra: &[&str]) -> String {
+    let o = provision(dir, port, "site.key", extra);
+    assert!(
+        o.status.success(),
+        "facegate provision {extra:?}:\n{}",
+        text(&o)
+    );
+    text(&o)
+}
+
 fn photo(data: &Path, who: &str, n: u32) -> PathBuf {
     data.join(format!("lfw/aligned_112/{who}/{who}_{n:04}.jpg"))
 }
@@ -329,7 +379,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let d = dir.path();
     let model = repo().join("models/nano.fgm");
     let deployment = repo().join("models/nano.deployment.toml");
-    let (model_s, deployment_s) = (model.to_str().unwrap(), deployment.to_str().unwrap());
+    let deployment_s = deployment.to_str().unwrap();
     let engine = EngineEmbedder::load(&model).unwrap();
     let threshold = facegate_eval::deploy::DeploymentAdvice::from_toml(
         &std::fs::read_to_string(&deployment).unwrap(),
@@ -341,22 +391,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     ok(d, &["keygen", "--out", "site.key"]);
     ok(d, &["keygen", "--out", "other.key"]);
     for p in &people {
-        let photos: Vec<String> = (1..=3)
-            .map(|n| photo(&data, p.who, n).display().to_string())
-            .collect();
-        let mut args = vec![
-            "enroll",
-            "--db",
-            "site.fgdb",
-            "--model",
-            model_s,
-            "--min-agreement",
-            "-1",
-        ];
-        let id = p.id.to_string();
-        args.extend(["--id", &id, "--name", p.who]);
-        args.extend(photos.iter().map(String::as_str));
-        ok(d, &args);
+        enroll(d, &data, p.id, p.who);
     }
 
     let board1 = boot(d, 1);
@@ -369,22 +404,8 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     );
 
     // Provision: claim, enroll both, threshold from the deployment file, read back.
-    let provision = |port: &str, key: &str| {
-        facegate(
-            d,
-            &[
-                "provision",
-                "--port",
-                port,
-                "--key",
-                key,
-                "--db",
-                "site.fgdb",
-                "--deployment",
-                deployment_s,
-            ],
-        )
-    };
+    let provision =
+        |port: &str, key: &str| provision(d, port, key, &["--deployment", deployment_s]);
     let first = text(&provision(&port, "site.key"));
     assert!(first.contains("claimed the board"), "{first}");
     assert!(
@@ -459,21 +480,10 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     drop(board);
     // The site database is the truth: provisioning removes the extra person
     // (and sets a shorter pulse).
-    let sync = ok(
+    let sync = provisioned(
         d,
-        &[
-            "provision",
-            "--port",
-            &port,
-            "--key",
-            "site.key",
-            "--db",
-            "site.fgdb",
-            "--deployment",
-            deployment_s,
-            "--unlock-ms",
-            "2000",
-        ],
+        &port,
+        &["--deployment", deployment_s, "--unlock-ms", "2000"],
     );
     assert!(
         sync.contains("provisioned: 0 enrolled or updated, 1 removed"),
@@ -595,101 +605,40 @@ fn a_sync_cut_midway_is_finished_by_the_next_provision() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let model = repo().join("models/nano.fgm");
     ok(d, &["keygen", "--out", "site.key"]);
     for (id, who) in [
-        ("1", "Colin_Powell"),
-        ("2", "Tony_Blair"),
-        ("3", "Donald_Rumsfeld"),
+        (1, "Colin_Powell"),
+        (2, "Tony_Blair"),
+        (3, "Donald_Rumsfeld"),
     ] {
-        let photos: Vec<String> = (1..=3)
-            .map(|n| photo(&data, who, n).display().to_string())
-            .collect();
-        let mut args = vec![
-            "enroll",
-            "--db",
-            "site.fgdb",
-            "--model",
-            model.to_str().unwrap(),
-            "--min-agreement",
-            "-1",
-            "--id",
-            id,
-            "--name",
-            who,
-        ];
-        args.extend(photos.iter().map(String::as_str));
-        ok(d, &args);
+        enroll(d, &data, id, who);
     }
     // Nobody listening: a clear error, nothing else.
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("tcp:{}", l.local_addr().unwrap())
     };
-    let o = facegate(
-        d,
-        &[
-            "provision",
-            "--port",
-            &closed,
-            "--key",
-            "site.key",
-            "--db",
-            "site.fgdb",
-        ],
-    );
+    let o = provision(d, &closed, "site.key", &[]);
     assert!(!o.status.success());
     assert!(text(&o).contains("no board at"), "{}", text(&o));
 
     let edge = Edge::boot(d);
     let port = edge.port();
-    // info, claim, list, then info + signed enroll per person: cut after the first enroll.
-    let proxy = cutting_proxy(port.clone(), 5);
-    let o = facegate(
-        d,
-        &[
-            "provision",
-            "--port",
-            &proxy,
-            "--key",
-            "site.key",
-            "--db",
-            "site.fgdb",
-        ],
-    );
+    // info, claim, list, then one signed enroll per person (the nonce is known
+    // from info and each answer): cut after the first enroll.
+    let proxy = cutting_proxy(port.clone(), 4);
+    let o = provision(d, &proxy, "site.key", &[]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("closed the link"), "{}", text(&o));
     let listed = Board::connect(&port).unwrap().list().unwrap();
     assert_eq!(listed.len(), 1, "one person made it before the cut");
     // The site database is untouched; the next run finishes the sync.
-    let o = ok(
-        d,
-        &[
-            "provision",
-            "--port",
-            &port,
-            "--key",
-            "site.key",
-            "--db",
-            "site.fgdb",
-        ],
-    );
+    let o = provisioned(d, &port, &[]);
     assert!(
         o.contains("provisioned: 2 enrolled or updated, 0 removed, 1 unchanged"),
         "{o}"
     );
-    let o = ok(
-        d,
-        &[
-            "provision",
-            "--port",
-            &port,
-            "--key",
-            "site.key",
-            "--db",
-            "site.fgdb",
-        ],
-    );
+    let o = provisioned(d, &port, &[]);
     assert!(o.contains("already in sync: 3 people"), "{o}");
     let shown = ok(d, &["db", "show", "site.fgdb"]);
     assert!(shown.contains("Donald_Rumsfeld"), "{shown}");
