@@ -246,12 +246,7 @@ fn host_demo(root: &Path) -> Result<()> {
     let photo = |who: &str, n: u32| lfw.join(who).join(format!("{who}_{n:04}.jpg"));
     let db = target_dir(root).join("demo-site.fgdb");
     let _ = std::fs::remove_file(&db);
-    let facegate = |args: &[&std::ffi::OsStr]| {
-        let mut c = cargo(root);
-        c.args(["run", "--quiet", "--locked", "-p", "facegate", "--"])
-            .args(args);
-        c
-    };
+    let facegate = |args: &[&std::ffi::OsStr]| facegate_cli(root, args);
     let os = |s: &str| std::ffi::OsString::from(s);
     println!("host demo: enroll Colin Powell from 3 LFW photos with models/nano.fgm");
     run(&mut facegate(&[
@@ -300,6 +295,14 @@ fn host_demo(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `facegate ARGS…`, built and run by cargo.
+fn facegate_cli(root: &Path, args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = cargo(root);
+    c.args(["run", "--quiet", "--locked", "-p", "facegate", "--"])
+        .args(args);
+    c
+}
+
 /// The same person and probes on the door image in QEMU: provision the site
 /// database from the host demo over the board's UART, then let the board decide.
 fn door_demo(root: &Path, elf: &Path) -> Result<()> {
@@ -324,10 +327,7 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
         let port = format!("tcp:127.0.0.1:{port}");
         let key = state.join("site.key");
         let facegate = |args: &[&std::ffi::OsStr]| -> Result<std::process::ExitStatus> {
-            let mut c = cargo(root);
-            c.args(["run", "--quiet", "--locked", "-p", "facegate", "--"])
-                .args(args);
-            Ok(c.status()?)
+            Ok(facegate_cli(root, args).status()?)
         };
         let os = std::ffi::OsStr::new;
         println!("\ndoor demo: the door image in QEMU, UART0 on {port}");

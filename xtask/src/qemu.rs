@@ -111,17 +111,22 @@ pub fn run_door(root: &Path, elf: &Path, port: u16, fresh: bool) -> Result<()> {
     println!(
         "  facegate provision --port tcp:127.0.0.1:{port} --key site.key --db site.fgdb --deployment models/nano.deployment.toml"
     );
-    crate::run(
-        Command::new("bash")
-            .arg(root.join("firmware/scripts/qemu-run.sh"))
-            .arg(elf)
-            .env(
-                "QEMU_SERIAL",
-                format!("tcp:127.0.0.1:{port},server=on,wait=off"),
-            )
-            .env("QEMU_TIMEOUT", "0")
-            .current_dir(&state),
-    )
+    // No timeout: it runs until stopped.
+    crate::run(door_command(root, elf, port, &state).env("QEMU_TIMEOUT", "0"))
+}
+
+/// `qemu-run.sh` for the door image, UART0 on `127.0.0.1:port`, QEMU's
+/// working directory (its flash files) in `dir`.
+fn door_command(root: &Path, elf: &Path, port: u16, dir: &Path) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("firmware/scripts/qemu-run.sh"))
+        .arg(elf)
+        .env(
+            "QEMU_SERIAL",
+            format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+        )
+        .current_dir(dir);
+    cmd
 }
 
 /// Starts the door image in the background (its own process group), UART0
@@ -134,15 +139,8 @@ pub fn spawn_door(
     log: &Path,
 ) -> Result<std::process::Child> {
     use std::os::unix::process::CommandExt as _;
-    Command::new("bash")
-        .arg(root.join("firmware/scripts/qemu-run.sh"))
-        .arg(elf)
-        .env(
-            "QEMU_SERIAL",
-            format!("tcp:127.0.0.1:{port},server=on,wait=off"),
-        )
+    door_command(root, elf, port, dir)
         .env("QEMU_TIMEOUT", "600")
-        .current_dir(dir)
         .stdout(std::fs::File::create(log)?)
         .process_group(0)
         .spawn()
