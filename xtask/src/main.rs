@@ -232,9 +232,16 @@ fn data_dir(root: &Path) -> PathBuf {
     std::env::var_os("FACEGATE_DATA").map_or_else(|| root.join("../shared/data"), PathBuf::from)
 }
 
+/// The demo's person (enrolled from raw LFW photos 1–3, probed with
+/// `DEMO_PROBE`) and a stranger's raw photo.
+const DEMO_PERSON: &str = "Abdullah_Gul";
+const DEMO_PROBE: u32 = 4;
+const DEMO_STRANGER: &str = "Alan_Greenspan";
+
 /// Enroll and verify on the host with the shipped reference model: a person
-/// enrolled from three LFW photos, then a fourth photo of them and a photo
-/// of someone else checked against the site database.
+/// enrolled from three raw LFW photos (faces detected, aligned and
+/// quality-checked), then another photo of them and a photo of someone else
+/// checked against the site database.
 fn host_demo(root: &Path) -> Result<()> {
     let model = root.join("models/nano.fgm");
     let deployment = root.join("models/nano.deployment.toml");
@@ -242,28 +249,31 @@ fn host_demo(root: &Path) -> Result<()> {
         println!("host demo skipped: no shipped model at {}", model.display());
         return Ok(());
     }
-    let lfw = data_dir(root).join("lfw/aligned_112");
+    let lfw = data_dir(root).join("lfw/raw_subset");
     let photo = |who: &str, n: u32| lfw.join(who).join(format!("{who}_{n:04}.jpg"));
     let db = target_dir(root).join("demo-site.fgdb");
     let _ = std::fs::remove_file(&db);
     let facegate = |args: &[&std::ffi::OsStr]| facegate_cli(root, args);
     let os = |s: &str| std::ffi::OsString::from(s);
-    println!("host demo: enroll Colin Powell from 3 LFW photos with models/nano.fgm");
+    let name = DEMO_PERSON.replace('_', " ");
+    println!("host demo: enroll {name} from 3 raw LFW photos with models/nano.fgm");
     run(&mut facegate(&[
         &os("enroll"),
         &os("--db"),
         db.as_os_str(),
         &os("--model"),
         model.as_os_str(),
+        &os("--face"),
+        &os("central"),
         &os("--id"),
         &os("1"),
         &os("--name"),
-        &os("Colin Powell"),
-        photo("Colin_Powell", 1).as_os_str(),
-        photo("Colin_Powell", 2).as_os_str(),
-        photo("Colin_Powell", 3).as_os_str(),
+        &os(&name),
+        photo(DEMO_PERSON, 1).as_os_str(),
+        photo(DEMO_PERSON, 2).as_os_str(),
+        photo(DEMO_PERSON, 3).as_os_str(),
     ]))?;
-    for (who, n, expect) in [("Colin_Powell", 10, 0), ("George_W_Bush", 1, 3)] {
+    for (who, n, expect) in [(DEMO_PERSON, DEMO_PROBE, 0), (DEMO_STRANGER, 1, 3)] {
         let p = photo(who, n);
         println!("host demo: verify {}", p.display());
         let status = facegate(&[
@@ -274,6 +284,8 @@ fn host_demo(root: &Path) -> Result<()> {
             model.as_os_str(),
             &os("--deployment"),
             deployment.as_os_str(),
+            &os("--face"),
+            &os("central"),
             p.as_os_str(),
         ])
         .status()?;
@@ -350,8 +362,8 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
             os("--deployment"),
             root.join("models/nano.deployment.toml").as_os_str(),
         ])?)?;
-        let lfw = data_dir(root).join("lfw/aligned_112");
-        for (who, n) in [("Colin_Powell", 10), ("George_W_Bush", 1)] {
+        let lfw = data_dir(root).join("lfw/raw_subset");
+        for (who, n) in [(DEMO_PERSON, DEMO_PROBE), (DEMO_STRANGER, 1)] {
             let p = lfw.join(who).join(format!("{who}_{n:04}.jpg"));
             println!("door demo: the board checks {}", p.display());
             let s = facegate(&[
@@ -359,6 +371,8 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
                 os("verify"),
                 os("--port"),
                 os(&port),
+                os("--face"),
+                os("central"),
                 p.as_os_str(),
             ])?;
             if !matches!(s.code(), Some(0 | 3)) {

@@ -1,10 +1,10 @@
 //! One end-to-end door test, two targets: the door image on QEMU's
 //! Cortex-M7 board (over its UART) and the Linux edge runtime (tract, file
 //! flash, over TCP). Each is driven exactly as an installer drives a real
-//! door: `facegate keygen`, `enroll`, `provision`, `board …` and
-//! `verify --port`, plus the protocol's refusals straight through
-//! `facegate-link`. Then the board is restarted and everything provisioned
-//! must still be there.
+//! door: `facegate keygen`, `enroll` from raw photos (detected, aligned,
+//! gated), `provision`, `board …` and `verify --port`, plus the protocol's
+//! refusals straight through `facegate-link`. Then the board is restarted
+//! and everything provisioned must still be there.
 //!
 //! The QEMU target needs the door firmware ELF (`FACEGATE_DOOR_ELF`), QEMU
 //! and defmt-print: `cargo xtask test` builds it and runs it; a plain
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use facegate_core::protocol::{Command as BoardCommand, DecisionKind, ErrorCode, Request};
 use facegate_core::{EMBEDDING_DIM, Embedding, Template};
+use facegate_detect::{Choice, FaceFinder, QualityGates};
 use facegate_e2e::shared_data;
 use facegate_eval::embedder::Embedder as _;
 use facegate_eval::faces::Face;
@@ -226,13 +227,12 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     text(&o)
 }
 
-/// `facegate enroll` of `who` from LFW photos 1–3 into `dir/site.fgdb`.
-fn enroll(dir: &Path, data: &Path, id: u32, who: &str) {
+/// `facegate enroll` of person `id` from `photos` into `dir/site.fgdb`,
+/// keeping every photo, with `how` (`--aligned`, or which face to take).
+fn enroll_photos(dir: &Path, id: u32, who: &str, how: &[&str], photos: &[PathBuf]) -> String {
     let model = repo().join("models/nano.fgm");
-    let photos: Vec<String> = (1..=3)
-        .map(|n| photo(data, who, n).display().to_string())
-        .collect();
     let id = id.to_string();
+    let photos: Vec<String> = photos.iter().map(|f| f.display().to_string()).collect();
     let mut args = vec![
         "enroll",
         "--db",
@@ -246,8 +246,22 @@ fn enroll(dir: &Path, data: &Path, id: u32, who: &str) {
         "--name",
         who,
     ];
+    args.extend(how);
     args.extend(photos.iter().map(String::as_str));
-    ok(dir, &args);
+    ok(dir, &args)
+}
+
+/// `facegate enroll` of `who` from aligned LFW photos 1–3.
+fn enroll(dir: &Path, data: &Path, id: u32, who: &str) {
+    let photos: Vec<PathBuf> = (1..=3).map(|n| photo(data, who, n)).collect();
+    enroll_photos(dir, id, who, &["--aligned"], &photos);
+}
+
+/// `facegate enroll` of `p` from its raw photos (detection picks the
+/// central face, as LFW's labels mean).
+fn enroll_raw(dir: &Path, p: &Person) {
+    let out = enroll_photos(dir, p.id, &p.who, &["--face", "central"], &p.enroll);
+    assert!(out.contains("with 3 template(s)"), "{out}");
 }
 
 /// `facegate provision` of `dir/site.fgdb` to `port` with `key` and `extra` flags.
@@ -280,74 +294,129 @@ fn photo(data: &Path, who: &str, n: u32) -> PathBuf {
     data.join(format!("lfw/aligned_112/{who}/{who}_{n:04}.jpg"))
 }
 
-fn template(engine: &EngineEmbedder, path: &Path) -> Template {
-    let raw = engine.embed(&Face::load(path).unwrap()).unwrap();
+fn embed(engine: &EngineEmbedder, rgb: &[u8]) -> Template {
+    let raw = engine.embed(&Face { rgb: rgb.to_vec() }).unwrap();
     Template::quantize(&Embedding::<EMBEDDING_DIM>::from_slice(&raw).unwrap())
 }
 
-/// A person enrolled from photos 1–3 and a later photo the host engine
-/// scores clearly above the threshold.
+/// A person enrolled from three raw photos and another raw photo of them
+/// the host engine scores clearly above the threshold (and above everyone
+/// else enrolled).
 struct Person {
     id: u32,
-    who: &'static str,
+    who: String,
+    enroll: Vec<PathBuf>,
+    templates: Vec<Template>,
     probe: PathBuf,
+    /// The probe as the CLI aligns it (what `board verify` sends).
+    probe_face: Vec<u8>,
     score: f32,
 }
 
-/// Picks the test's faces with the host engine (the board must then agree
-/// bit for bit): enrolled people with a clearly accepted probe, and a
-/// stranger clearly below the threshold against all of them.
-fn clear_cases(data: &Path, engine: &EngineEmbedder, threshold: f32) -> (Vec<Person>, PathBuf) {
-    let mut people = Vec::new();
-    let mut gallery = Vec::new();
-    for (id, who) in [
-        (1, "Colin_Powell"),
-        (2, "Tony_Blair"),
-        (3, "Donald_Rumsfeld"),
-    ] {
-        let enrolled: Vec<Template> = (1..=3)
-            .map(|n| template(engine, &photo(data, who, n)))
+/// A raw photo of someone not enrolled, scored clearly below the threshold.
+struct Stranger {
+    photo: PathBuf,
+    face: Vec<u8>,
+}
+
+const PEOPLE: usize = 5;
+
+/// Picks the test's faces from `lfw/raw_subset` with the host detector and
+/// engine (the CLI and the board must then agree): in alphabetical order,
+/// the first five people whose first three gated photos enroll them and
+/// who have a clearly accepted later photo, then five other people whose
+/// first photo is clearly rejected against all of them.
+fn raw_cases(data: &Path, engine: &EngineEmbedder, threshold: f32) -> (Vec<Person>, Vec<Stranger>) {
+    let finder = FaceFinder::load(
+        &repo().join(facegate_detect::DEFAULT_WEIGHTS),
+        Default::default(),
+    )
+    .unwrap();
+    let gates = QualityGates::default();
+    let sorted = |dir: &Path| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
             .collect();
-        let probe = (4..=40).map(|n| photo(data, who, n)).find_map(|p| {
-            let t = template(engine, &p);
-            let score = enrolled
-                .iter()
-                .map(|e| e.cosine(&t))
-                .fold(f32::MIN, f32::max);
-            (score > threshold + 0.06).then_some((p, score))
-        });
-        if let Some((probe, score)) = probe {
-            gallery.extend(enrolled);
+        v.sort();
+        v
+    };
+    let detect = |p: &Path| finder.find_in_file(p, Choice::Central).ok();
+    let folders = sorted(&data.join("lfw/raw_subset"));
+    let mut people: Vec<Person> = Vec::new();
+    let mut others = Vec::new();
+    for folder in &folders {
+        if people.len() == PEOPLE {
+            others.push(folder);
+            continue;
+        }
+        let photos = sorted(folder);
+        let (mut enroll, mut templates) = (Vec::new(), Vec::new());
+        let mut rest = photos.iter();
+        for p in rest.by_ref() {
+            if let Some(f) = detect(p).filter(|f| gates.check(&f.quality).is_ok()) {
+                enroll.push(p.clone());
+                templates.push(embed(engine, &f.aligned[..]));
+                if enroll.len() == 3 {
+                    break;
+                }
+            }
+        }
+        let best =
+            |t: &Template, of: &[Template]| of.iter().map(|e| e.cosine(t)).fold(f32::MIN, f32::max);
+        let probe = rest
+            .filter_map(|p| detect(p).map(|f| (p, f)))
+            .find_map(|(p, f)| {
+                let t = embed(engine, &f.aligned[..]);
+                let score = best(&t, &templates);
+                let rival = people
+                    .iter()
+                    .map(|o| best(&t, &o.templates))
+                    .fold(f32::MIN, f32::max);
+                (score > threshold + 0.06 && score > rival + 0.06)
+                    .then(|| (p.clone(), f.aligned.to_vec(), score))
+            });
+        if let (3, Some((probe, probe_face, score))) = (enroll.len(), probe) {
+            let who = folder.file_name().unwrap().to_str().unwrap().to_string();
             people.push(Person {
-                id,
+                id: u32::try_from(people.len()).unwrap() + 1,
                 who,
+                enroll,
+                templates,
                 probe,
+                probe_face,
                 score,
             });
-        }
-        if people.len() == 2 {
-            break;
         }
     }
     assert_eq!(
         people.len(),
-        2,
-        "no two people with a clearly accepted probe"
+        PEOPLE,
+        "fewer than {PEOPLE} raw_subset people with a clearly accepted probe"
     );
-    let stranger = [
-        "Serena_Williams",
-        "Hugo_Chavez",
-        "Jennifer_Capriati",
-        "Ariel_Sharon",
-    ]
-    .iter()
-    .map(|who| photo(data, who, 1))
-    .find(|p| {
-        let t = template(engine, p);
-        gallery.iter().all(|e| e.cosine(&t) < threshold - 0.06)
-    })
-    .expect("a stranger clearly below the threshold");
-    (people, stranger)
+    let gallery: Vec<&Template> = people.iter().flat_map(|p| &p.templates).collect();
+    let strangers: Vec<Stranger> = others
+        .iter()
+        .filter_map(|folder| {
+            let photo = sorted(folder).into_iter().next()?;
+            let f = detect(&photo)?;
+            let t = embed(engine, &f.aligned[..]);
+            gallery
+                .iter()
+                .all(|e| e.cosine(&t) < threshold - 0.06)
+                .then(|| Stranger {
+                    photo,
+                    face: f.aligned.to_vec(),
+                })
+        })
+        .take(PEOPLE)
+        .collect();
+    assert_eq!(
+        strangers.len(),
+        PEOPLE,
+        "five strangers clearly below the threshold"
+    );
+    (people, strangers)
 }
 
 fn door_elf() -> PathBuf {
@@ -386,12 +455,22 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     )
     .unwrap()
     .threshold as f32;
-    let (people, stranger) = clear_cases(&data, &engine, threshold);
+    let (people, strangers) = raw_cases(&data, &engine, threshold);
 
     ok(d, &["keygen", "--out", "site.key"]);
     ok(d, &["keygen", "--out", "other.key"]);
     for p in &people {
-        enroll(d, &data, p.id, p.who);
+        enroll_raw(d, p);
+    }
+    // The CLI stored exactly the templates the host pipeline computes.
+    let bytes = std::fs::read(d.join("site.fgdb")).unwrap();
+    let db = facegate_core::db::DbReader::<EMBEDDING_DIM>::open(&bytes).unwrap();
+    for r in db.records() {
+        let r = r.unwrap();
+        let p = people.iter().find(|p| p.id == r.id().0).unwrap();
+        let stored: Vec<Template> = r.templates().collect();
+        assert_eq!(stored.len(), 3, "{}", p.who);
+        assert!(p.templates.iter().all(|t| stored.contains(t)), "{}", p.who);
     }
 
     let board1 = boot(d, 1);
@@ -409,11 +488,11 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let first = text(&provision(&port, "site.key"));
     assert!(first.contains("claimed the board"), "{first}");
     assert!(
-        first.contains("provisioned: 2 enrolled or updated, 0 removed"),
+        first.contains("provisioned: 5 enrolled or updated, 0 removed"),
         "{first}"
     );
     assert!(
-        first.contains(&format!("people     2 of {capacity}")),
+        first.contains(&format!("people     5 of {capacity}")),
         "{first}"
     );
     assert!(
@@ -453,7 +532,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     // A recorded enroll (someone slipping in a third person) is accepted
     // once, and its replay refused.
     let site_key = facegate_key(&d.join("site.key"));
-    let mallory = encode_templates(&[template(&engine, &stranger)]);
+    let mallory = encode_templates(&[embed(&engine, &strangers[0].face)]);
     let recorded = signed_frame(
         &site_key,
         &before.device_id,
@@ -476,7 +555,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
         Reply::Error(ErrorCode::BadNonce),
         "a replayed enroll"
     );
-    assert_eq!(board.info().unwrap().enrolled, 3);
+    assert_eq!(board.info().unwrap().enrolled, 6);
     drop(board);
     // The site database is the truth: provisioning removes the extra person
     // (and sets a shorter pulse).
@@ -490,14 +569,12 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
         "{sync}"
     );
     let after = Board::connect(&port).unwrap().info().unwrap();
-    assert_eq!((after.enrolled, after.unlock_ms), (2, 2_000));
+    assert_eq!((after.enrolled, after.unlock_ms), (5, 2_000));
 
     // Faces over the UART: the board's decision and score are the host engine's.
     for p in &people {
         let mut board = Board::connect(&port).unwrap();
-        let d = board
-            .verify_face(&Face::load(&p.probe).unwrap().rgb)
-            .unwrap();
+        let d = board.verify_face(&p.probe_face).unwrap();
         assert_eq!(
             (d.kind, d.person),
             (DecisionKind::Unlocked, Some(p.id)),
@@ -511,14 +588,18 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
             p.score
         );
     }
-    let o = facegate(d, &["verify", "--port", &port, stranger.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("REJECTED"), "{}", text(&o));
-    // Two pulses, each closed after the unlock time; the stranger opened nothing.
-    board1.check_relay(2);
+    // Strangers' raw photos, detected and aligned by the CLI.
+    for s in &strangers {
+        let photo = s.photo.to_str().unwrap();
+        let o = facegate(d, &["verify", "--port", &port, "--face", "central", photo]);
+        assert_eq!(o.status.code(), Some(3), "{photo}: {}", text(&o));
+        assert!(text(&o).contains("REJECTED"), "{}", text(&o));
+    }
+    // Five pulses, each closed after the unlock time; strangers opened nothing.
+    board1.check_relay(PEOPLE);
     let audit = ok(d, &["board", "audit", "--port", &port]);
-    assert!(audit.contains("3 events"), "{audit}");
-    assert_eq!(audit.matches("UNLOCKED").count(), 2, "{audit}");
+    assert!(audit.contains("10 events"), "{audit}");
+    assert_eq!(audit.matches("UNLOCKED").count(), PEOPLE, "{audit}");
 
     // Power cut: stop the board, boot it again from the same flash files.
     drop(board1);
@@ -527,7 +608,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let info = ok(d, &["board", "info", "--port", &port]);
     assert!(info.contains("claimed    yes"), "{info}");
     assert!(
-        info.contains(&format!("people     2 of {capacity}")),
+        info.contains(&format!("people     5 of {capacity}")),
         "{info}"
     );
     assert!(
@@ -551,12 +632,15 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
             "verify",
             "--port",
             &port,
+            "--face",
+            "central",
             people[0].probe.to_str().unwrap(),
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("UNLOCKED"), "{}", text(&o));
     let audit = ok(d, &["board", "audit", "--port", &port]);
-    assert!(audit.contains("4 events"), "{audit}");
+    assert!(audit.contains("11 events"), "{audit}");
 }
 
 fn facegate_key(path: &Path) -> SigningKey {
@@ -590,6 +674,11 @@ fn cutting_proxy(board: String, answers: usize) -> String {
                 break;
             }
             seen += buf[..n].iter().filter(|&&b| b == 0).count();
+            if seen >= answers {
+                // Cut the board off before the client sees the last answer:
+                // nothing it sends in reply may reach the board.
+                let _ = upstream.shutdown(std::net::Shutdown::Both);
+            }
             c_out.write_all(&buf[..n]).unwrap();
         }
         let _ = client.shutdown(std::net::Shutdown::Both);

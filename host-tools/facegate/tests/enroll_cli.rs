@@ -56,6 +56,7 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         d,
         &[
             "enroll",
+            "--aligned",
             "--model",
             "m.fgm",
             "--id",
@@ -84,6 +85,7 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
     let z: Vec<String> = (1..=3).map(|n| lfw(&data, "Akhmed_Zakayev", n)).collect();
     let mut args = vec![
         "enroll",
+        "--aligned",
         "--model",
         "m.fgm",
         "--id",
@@ -96,17 +98,42 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
     args.extend(z.iter().map(String::as_str));
     let out = facegate(d, &args);
     assert!(out.status.success(), "{}", text(&out));
-    // Re-enrolling person 1 replaces them.
+    // Id 1 is taken: refused unless --replace, the database untouched.
+    let before = std::fs::read(d.join("site.fgdb")).unwrap();
+    let dup = facegate(
+        d,
+        &[
+            "enroll",
+            "--aligned",
+            "--model",
+            "m.fgm",
+            "--id",
+            "1",
+            "--name",
+            "Other",
+            &a2,
+        ],
+    );
+    assert_eq!(dup.status.code(), Some(1), "{}", text(&dup));
+    assert!(
+        text(&dup).contains("id 1 is already enrolled in site.fgdb as \"Abel\"; pass --replace"),
+        "{}",
+        text(&dup)
+    );
+    assert_eq!(std::fs::read(d.join("site.fgdb")).unwrap(), before);
+    // Re-enrolling person 1 with --replace replaces them.
     let out = facegate(
         d,
         &[
             "enroll",
+            "--aligned",
             "--model",
             "m.fgm",
             "--id",
             "1",
             "--name",
             "Abel P",
+            "--replace",
             "--min-agreement",
             "-1",
             &a1,
@@ -130,7 +157,15 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
     // Verify on the host: an enrolled photo is accepted, another person is not.
     let v = facegate(
         d,
-        &["verify", "--model", "m.fgm", "--threshold", "0.9999", &a1],
+        &[
+            "verify",
+            "--aligned",
+            "--model",
+            "m.fgm",
+            "--threshold",
+            "0.9999",
+            &a1,
+        ],
     );
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
     assert!(text(&v).starts_with("ACCEPT Abel P (id 1)"), "{}", text(&v));
@@ -139,6 +174,7 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         d,
         &[
             "verify",
+            "--aligned",
             "--model",
             "m.fgm",
             "--threshold",
@@ -173,6 +209,7 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         d,
         &[
             "enroll",
+            "--aligned",
             "--model",
             "other.fgm",
             "--id",

@@ -26,3 +26,8 @@ fn board_help() {
 fn db_help() {
     insta::assert_snapshot!(help(&["db", "--help"]));
 }
+
+#[test]
+fn enroll_help() {
+    insta::assert_snapshot!(help(&["enroll", "--help"]));
+}

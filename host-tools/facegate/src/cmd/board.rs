@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ed25519_dalek::SigningKey;
 use facegate_core::protocol::{AuditEntry, DecisionKind};
-use facegate_eval::faces::Face;
 use facegate_link::{Board, BoardInfo};
+
+use super::photos::PhotoArgs;
 
 /// `facegate board …`
 #[derive(Debug, Subcommand)]
@@ -20,7 +21,7 @@ pub enum BoardCommand {
     List(PortArgs),
     /// The board's audit log: every decision with time, person and score.
     Audit(PortArgs),
-    /// Present an aligned face photo to the board's door (diagnostic): the
+    /// Present a face photo to the board's door (diagnostic): the
     /// board decides and pulses its lock exactly as for a camera frame.
     /// Exit status 0 unlocked, 3 rejected, 4 locked out.
     Verify(BoardVerifyArgs),
@@ -39,7 +40,9 @@ pub struct PortArgs {
 pub struct BoardVerifyArgs {
     #[command(flatten)]
     port: PortArgs,
-    /// Aligned 112×112 face photo.
+    #[command(flatten)]
+    faces: PhotoArgs,
+    /// Face photo (detected and aligned on the host; see --aligned).
     photo: PathBuf,
 }
 
@@ -68,13 +71,18 @@ pub fn run(c: BoardCommand) -> Result<ExitCode> {
             println!("{} events", events.len());
             Ok(ExitCode::SUCCESS)
         }
-        BoardCommand::Verify(a) => verify_on_board(&a.port.port, &a.photo),
+        BoardCommand::Verify(a) => verify_on_board(&a.port.port, &a.photo, &a.faces),
     }
 }
 
-/// Sends `photo` to the board's door; exit 0 unlocked, 3 rejected, 4 locked out.
-pub fn verify_on_board(port: &str, photo: &Path) -> Result<ExitCode> {
-    let face = Face::load(photo)?;
+/// Sends the face in `photo` to the board's door; exit 0 unlocked, 3
+/// rejected, 4 locked out.
+pub fn verify_on_board(port: &str, photo: &Path, faces: &PhotoArgs) -> Result<ExitCode> {
+    let face = faces
+        .loader()?
+        .load(photo)
+        .map_err(anyhow::Error::msg)?
+        .face;
     let decision = connect(port)?
         .verify_face(&face.rgb)
         .with_context(|| format!("the board could not check {}", photo.display()))?;

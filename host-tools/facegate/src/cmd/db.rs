@@ -92,8 +92,24 @@ pub fn write_people(file: &Path, model: ModelHash, people: &[PersonRecord]) -> R
     }
     let n = w.finish();
     let tmp = file.with_extension("fgdb.tmp");
-    std::fs::write(&tmp, &buf[..n]).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&buf[..n])?;
+        // On disk before it replaces the old database, so a power cut
+        // leaves one whole database or the other.
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))?;
+    // The rename itself is durable once the folder is synced (best effort:
+    // not every platform lets a folder be opened).
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// Runs a `db` subcommand.

@@ -7,10 +7,12 @@ pub mod board;
 pub mod db;
 pub mod enroll;
 pub mod eval;
+pub mod eval_enroll;
 pub mod export;
 pub mod keygen;
 pub mod model;
 pub mod model_card;
+pub mod photos;
 pub mod provision;
 pub mod quantize;
 pub mod train;
@@ -49,8 +51,10 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Create the site's Ed25519 key pair (signs every provisioning command).
     Keygen(keygen::KeygenArgs),
-    /// Enroll a person from aligned face photos into the site database.
+    /// Enroll a person from photos (faces detected, aligned and quality-checked) into the site database.
     Enroll(enroll::EnrollArgs),
+    /// Identification quality of enrollment from raw photos: rank-1, FAR/FRR at the deployed threshold.
+    EvalEnroll(eval_enroll::EvalEnrollArgs),
     /// Check a face against the site database on the host, or on a board with --port (exit 0 accept, 3 reject).
     Verify(verify::VerifyArgs),
     /// Sync the site database to a board over its serial port (claim, enroll, remove, threshold).
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(a) => keygen::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Enroll(a) => enroll::run(a),
+        Command::EvalEnroll(a) => eval_enroll::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Provision(a) => provision::run(a),
         Command::Board(c) => board::run(c),

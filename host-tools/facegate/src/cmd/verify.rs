@@ -11,7 +11,6 @@ use facegate_core::matcher::{Decision, Matcher, MatcherConfig};
 use facegate_core::{EMBEDDING_DIM, Embedding, Template};
 use facegate_eval::deploy::DeploymentAdvice;
 use facegate_eval::embedder::Embedder;
-use facegate_eval::faces::Face;
 use facegate_quant::engine::EngineEmbedder;
 
 /// `facegate verify …`
@@ -36,7 +35,9 @@ pub struct VerifyArgs {
     /// Require the best person to lead the runner-up by this much.
     #[arg(long)]
     margin: Option<f32>,
-    /// Aligned 112×112 face photo.
+    #[command(flatten)]
+    faces: super::photos::PhotoArgs,
+    /// Face photo (detected and aligned first; see --aligned).
     photo: PathBuf,
 }
 
@@ -53,7 +54,7 @@ pub fn deployment_threshold(path: &Path) -> Result<f32> {
 /// Runs `facegate verify`; exit status 0 when accepted, 3 when rejected.
 pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     if let Some(port) = &a.port {
-        return super::board::verify_on_board(port, &a.photo);
+        return super::board::verify_on_board(port, &a.photo, &a.faces);
     }
     let threshold = match (a.threshold, &a.deployment) {
         (Some(t), _) => t,
@@ -70,7 +71,12 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     let bytes = std::fs::read(&a.db).with_context(|| format!("cannot read {}", a.db.display()))?;
     let db = DbReader::<EMBEDDING_DIM>::open_for_model(&bytes, &engine.model_hash())
         .with_context(|| format!("{} was not made with {}", a.db.display(), model.display()))?;
-    let face = Face::load(&a.photo)?;
+    let face = a
+        .faces
+        .loader()?
+        .load(&a.photo)
+        .map_err(anyhow::Error::msg)?
+        .face;
     let raw = engine.embed(&face).map_err(anyhow::Error::msg)?;
     let probe = Template::quantize(&Embedding::<EMBEDDING_DIM>::from_slice(&raw)?);
     let mut gallery = Vec::new();

