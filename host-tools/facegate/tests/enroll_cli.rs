@@ -226,3 +226,91 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         text(&out)
     );
 }
+
+/// Raw photos: each refused photo gets its reason, the good ones enroll.
+#[test]
+fn enroll_from_raw_photos_names_every_refusal() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let raw = |who: &str, n: u32| data.join(format!("lfw/raw_subset/{who}/{who}_{n:04}.jpg"));
+    let gore: Vec<PathBuf> = (1..=4).map(|n| raw("Al_Gore", n)).collect();
+    // A wall (no face), two people side by side, a blurred face, a text file.
+    image::RgbImage::from_pixel(200, 160, image::Rgb([170, 160, 150]))
+        .save(d.join("wall.png"))
+        .unwrap();
+    let a = image::open(&gore[0]).unwrap().to_rgb8();
+    let b = image::open(raw("Adrien_Brody", 1)).unwrap().to_rgb8();
+    let mut pair = image::RgbImage::new(500, 250);
+    image::imageops::overlay(&mut pair, &a, 0, 0);
+    image::imageops::overlay(&mut pair, &b, 250, 0);
+    pair.save(d.join("pair.png")).unwrap();
+    image::imageops::blur(&a, 3.0)
+        .save(d.join("blurred.png"))
+        .unwrap();
+    std::fs::write(d.join("notes.jpg"), "meeting at 10").unwrap();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/nano.fgm");
+    let mut args: Vec<String> = [
+        "enroll",
+        "--model",
+        model.to_str().unwrap(),
+        "--id",
+        "1",
+        "--name",
+        "Al Gore",
+        "--face",
+        "only",
+        "wall.png",
+        "pair.png",
+        "blurred.png",
+        "notes.jpg",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(gore.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = facegate(d, &args);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("rejected wall.png: no face found"), "{t}");
+    assert!(
+        t.contains("rejected pair.png: 2 faces")
+            && t.contains("pass --face largest or --face central"),
+        "{t}"
+    );
+    assert!(t.contains("rejected blurred.png: face too blurred"), "{t}");
+    assert!(
+        t.contains("rejected notes.jpg: not a readable image"),
+        "{t}"
+    );
+    // Al_Gore_0003 shows a second face: refused with --face only.
+    assert!(t.contains("Al_Gore_0003.jpg: 2 faces"), "{t}");
+    assert!(
+        t.contains("with 3 template(s) from 8 photo(s), 5 rejected"),
+        "{t}"
+    );
+
+    // Nothing usable: an error, and no database written.
+    let out = facegate(
+        d,
+        &[
+            "enroll",
+            "--db",
+            "empty.fgdb",
+            "--model",
+            model.to_str().unwrap(),
+            "--id",
+            "2",
+            "--name",
+            "Nobody",
+            "wall.png",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no usable photo of Nobody"),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.join("empty.fgdb").exists());
+}
