@@ -55,6 +55,9 @@ pub struct EvalEnrollArgs {
 pub struct EnrollmentReport {
     /// Engine file.
     pub model: String,
+    /// Hex SHA-256 of the engine blob (the model card only shows a report
+    /// of the very blob it describes).
+    pub model_hash: String,
     /// Threshold used.
     pub threshold: f32,
     /// People enrolled.
@@ -271,6 +274,12 @@ pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
         .count();
     let report = EnrollmentReport {
         model: a.model.display().to_string(),
+        model_hash: engine
+            .model_hash()
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
         threshold,
         people,
         photos_per_person: a.enroll,

@@ -66,6 +66,42 @@ struct ModelEntry {
     final_train: Option<String>,
     cortex_m7: Option<CortexM7Cost>,
     host_latency: Option<HostLatency>,
+    enrollment: Option<Enrollment>,
+}
+
+/// The fields of `<name>.enrollment.json` (`facegate eval-enroll --out`) the card shows.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Enrollment {
+    model_hash: String,
+    threshold: f32,
+    people: usize,
+    photos_per_person: usize,
+    genuine_probes: usize,
+    impostor_probes: usize,
+    rank1: f64,
+    frr: f64,
+    far: f64,
+    target_far: f64,
+    threshold_for_target: f32,
+    frr_at_target: f64,
+}
+
+/// The recorded enrollment report, if it was measured on this very blob.
+fn enrollment(path: &Path, hash: &str) -> Result<Option<Enrollment>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let rec: Enrollment = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an enrollment report", path.display()))?;
+    if rec.model_hash != hash {
+        eprintln!(
+            "{} was measured on another blob: rerun `facegate eval-enroll --out {}`",
+            path.display(),
+            path.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(rec))
 }
 
 /// `<name>.cortex-m7.json`, written by `cargo xtask qemu --cost-out`.
@@ -227,6 +263,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             .and_then(|t| t.lines().last().map(str::to_string));
         let cortex_m7 = cortex_m7_cost(&f(".cortex-m7.json"), &hash)?;
         let host_latency = host_latency(&f(".host-latency.json"), &hash)?;
+        let enrollment = enrollment(&f(".enrollment.json"), &hash)?;
         card.models.push(ModelEntry {
             name: name.clone(),
             preset: format!("{:?}", cfg.preset).to_lowercase(),
@@ -242,6 +279,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             final_train,
             cortex_m7,
             host_latency,
+            enrollment,
         });
     }
     card.losses = std::fs::read_to_string(a.models.join("losses.json"))
@@ -308,6 +346,24 @@ fn markdown(c: &Card) -> String {
                 h.tract_float_ms,
                 h.tract_qdq_ms
                     .map_or(String::new(), |q| format!(", tract QDQ {q:.2} ms"))
+            );
+        }
+        if let Some(e) = &m.enrollment {
+            let _ = writeln!(
+                s,
+                "| door identification from raw photos (`facegate eval-enroll --out models/{}.enrollment.json`: {} LFW people enrolled from {} detected photos each, {} genuine and {} impostor probes) | rank-1 {}; at threshold {:.4}: FRR {}, open-set FAR {}; FAR {} needs threshold {:.4} (FRR {}) |",
+                m.name,
+                e.people,
+                e.photos_per_person,
+                e.genuine_probes,
+                e.impostor_probes,
+                pct(e.rank1),
+                e.threshold,
+                pct(e.frr),
+                pct(e.far),
+                pct(e.target_far),
+                e.threshold_for_target,
+                pct(e.frr_at_target)
             );
         }
         if let Some(t) = &m.final_train {
