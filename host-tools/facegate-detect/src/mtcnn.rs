@@ -86,6 +86,9 @@ impl Detection {
     }
 }
 
+/// Longest side searched at full resolution.
+pub const MAX_SEARCH_SIDE: u32 = 1280;
+
 type Plan = Arc<TypedRunnableModel>;
 /// A net's outputs: shape and values of each.
 type Outputs = Vec<(Vec<usize>, Vec<f32>)>;
@@ -245,7 +248,8 @@ fn crop(img: &RgbImage, b: &[f32; 4], side: u32) -> Option<RgbImage> {
     #[allow(clippy::cast_possible_truncation)]
     let [x1, y1, x2, y2] = b.map(|v| v.trunc() as i64);
     let (w, h) = (x2 - x1 + 1, y2 - y1 + 1);
-    let limit = 4 * i64::from(img.width().max(img.height()));
+    // Boxes come from the image, so a sane one is at most about its size.
+    let limit = 2 * i64::from(img.width().max(img.height()));
     if w <= 0 || h <= 0 || w > limit || h > limit {
         return None;
     }
@@ -305,17 +309,55 @@ impl Mtcnn {
         Ok(p)
     }
 
-    /// All faces in `img`, best first.
+    /// All faces in `img`, best first, in `img`'s pixels. Photos longer
+    /// than [`MAX_SEARCH_SIDE`] are searched downscaled (time and memory stay
+    /// bounded for phone photos; the landmarks come back at full scale).
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, MtcnnError> {
-        let boxes = self.propose(img)?;
+        let long = img.width().max(img.height());
+        if long <= MAX_SEARCH_SIDE {
+            return self.detect_at(img, self.config.min_face);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let f = MAX_SEARCH_SIDE as f32 / long as f32;
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let side = |v: u32| ((v as f32 * f).round() as u32).max(1);
+        let (w, h) = (side(img.width()), side(img.height()));
+        let small = image::imageops::resize(img, w, h, FilterType::Triangle);
+        #[allow(clippy::cast_precision_loss)]
+        let (fx, fy) = (
+            img.width() as f32 / w as f32,
+            img.height() as f32 / h as f32,
+        );
+        let faces = self.detect_at(&small, (self.config.min_face * f).max(12.0))?;
+        Ok(faces
+            .into_iter()
+            .map(|d| Detection {
+                bbox: [
+                    d.bbox[0] * fx,
+                    d.bbox[1] * fy,
+                    d.bbox[2] * fx,
+                    d.bbox[3] * fy,
+                ],
+                score: d.score,
+                landmarks: d.landmarks.map(|[x, y]| [x * fx, y * fy]),
+            })
+            .collect())
+    }
+
+    fn detect_at(&self, img: &RgbImage, min_face: f32) -> Result<Vec<Detection>, MtcnnError> {
+        let boxes = self.propose(img, min_face)?;
         let boxes = self.refine_stage(img, &boxes)?;
         self.output_stage(img, &boxes)
     }
 
     /// Stage 1: P-Net over the pyramid.
-    fn propose(&self, img: &RgbImage) -> Result<Vec<[f32; 4]>, MtcnnError> {
+    fn propose(&self, img: &RgbImage, min_face: f32) -> Result<Vec<[f32; 4]>, MtcnnError> {
         let (w, h) = (img.width() as f32, img.height() as f32);
-        let m = 12.0 / self.config.min_face.max(12.0);
+        let m = 12.0 / min_face.max(12.0);
         let mut min_layer = w.min(h) * m;
         let mut scale = m;
         let mut all: Vec<Candidate> = Vec::new();

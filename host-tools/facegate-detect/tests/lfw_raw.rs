@@ -243,3 +243,27 @@ fn missing_weights_say_how_to_get_them() {
     let err = FaceFinder::load(Path::new("/nonexistent/mtcnn"), Default::default()).unwrap_err();
     assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
 }
+
+#[test]
+fn large_photos_are_searched_downscaled_and_answer_at_full_scale() {
+    let Some(data) = shared_data() else { return };
+    let finder = finder();
+    let path = data.join("lfw/raw_subset/Al_Gore/Al_Gore_0004.jpg");
+    let img = image::open(&path).unwrap().to_rgb8();
+    let small = finder.find(&img, Choice::Central, &path).unwrap();
+    // 2,000 px: above the search limit.
+    let big = image::imageops::resize(&img, 2000, 2000, image::imageops::FilterType::CatmullRom);
+    const { assert!(2000 > facegate_detect::mtcnn::MAX_SEARCH_SIDE) };
+    let found = finder.find(&big, Choice::Central, &path).unwrap();
+    for (p, q) in found
+        .detection
+        .landmarks
+        .iter()
+        .zip(small.detection.landmarks)
+    {
+        let (dx, dy) = (p[0] - 8.0 * q[0], p[1] - 8.0 * q[1]);
+        // A few pixels at 250 px, times eight.
+        assert!(dx.hypot(dy) < 8.0 * 3.0, "{p:?} vs 8 × {q:?}");
+    }
+    assert!((found.quality.eye_distance - 8.0 * small.quality.eye_distance).abs() < 8.0 * 2.0);
+}
