@@ -86,24 +86,6 @@ struct Enrollment {
     frr_at_target: f64,
 }
 
-/// The recorded enrollment report, if it was measured on this very blob.
-fn enrollment(path: &Path, hash: &str) -> Result<Option<Enrollment>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(None);
-    };
-    let rec: Enrollment = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an enrollment report", path.display()))?;
-    if rec.model_hash != hash {
-        eprintln!(
-            "{} was measured on another blob: rerun `facegate eval-enroll --out {}`",
-            path.display(),
-            path.display()
-        );
-        return Ok(None);
-    }
-    Ok(Some(rec))
-}
-
 /// `<name>.cortex-m7.json`, written by `cargo xtask qemu --cost-out`.
 #[derive(Debug, Serialize, serde::Deserialize)]
 struct CortexM7Cost {
@@ -112,40 +94,30 @@ struct CortexM7Cost {
     macs: u64,
 }
 
-/// The recorded host latency, if it was measured on this very blob.
-fn host_latency(path: &Path, hash: &str) -> Result<Option<HostLatency>> {
+/// A record written by a measuring command, if it was measured on this very
+/// blob (`hash`); `what` names it in errors, `rerun` is the command that
+/// writes it (the path is appended).
+fn recorded<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    hash: &str,
+    model_hash: fn(&T) -> &str,
+    what: &str,
+    rerun: &str,
+) -> Result<Option<T>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
-    let rec: HostLatency = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a latency record", path.display()))?;
-    if rec.model_hash != hash {
+    let rec: T =
+        serde_json::from_str(&text).with_context(|| format!("{} is not {what}", path.display()))?;
+    if model_hash(&rec) != hash {
         eprintln!(
-            "{} was measured on another blob: rerun `facegate bench engine … --record {}`",
+            "{} was measured on another blob: rerun `{rerun} {}`",
             path.display(),
             path.display()
         );
         return Ok(None);
     }
     Ok(Some(rec))
-}
-
-/// The recorded Cortex-M7 cost, if it was measured on this very blob.
-fn cortex_m7_cost(path: &Path, hash: &str) -> Result<Option<CortexM7Cost>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(None);
-    };
-    let cost: CortexM7Cost = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a cost record", path.display()))?;
-    if cost.model_hash != hash {
-        eprintln!(
-            "{} was measured on another blob: rerun `cargo xtask qemu --cost-out {}`",
-            path.display(),
-            path.display()
-        );
-        return Ok(None);
-    }
-    Ok(Some(cost))
 }
 
 #[derive(Debug, Serialize)]
@@ -261,9 +233,27 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
         let final_train = std::fs::read_to_string(f(".train.csv"))
             .ok()
             .and_then(|t| t.lines().last().map(str::to_string));
-        let cortex_m7 = cortex_m7_cost(&f(".cortex-m7.json"), &hash)?;
-        let host_latency = host_latency(&f(".host-latency.json"), &hash)?;
-        let enrollment = enrollment(&f(".enrollment.json"), &hash)?;
+        let cortex_m7 = recorded(
+            &f(".cortex-m7.json"),
+            &hash,
+            |r: &CortexM7Cost| &r.model_hash,
+            "a cost record",
+            "cargo xtask qemu --cost-out",
+        )?;
+        let host_latency = recorded(
+            &f(".host-latency.json"),
+            &hash,
+            |r: &HostLatency| &r.model_hash,
+            "a latency record",
+            "facegate bench engine … --record",
+        )?;
+        let enrollment = recorded(
+            &f(".enrollment.json"),
+            &hash,
+            |r: &Enrollment| &r.model_hash,
+            "an enrollment report",
+            "facegate eval-enroll --out",
+        )?;
         card.models.push(ModelEntry {
             name: name.clone(),
             preset: format!("{:?}", cfg.preset).to_lowercase(),
