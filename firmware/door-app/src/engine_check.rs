@@ -26,12 +26,12 @@ pub enum EngineCheck {
     Failed,
 }
 
-/// The DSP dot-product kernel against the portable one on pseudo-random
+/// The DSP dot-product kernels against the portable ones on pseudo-random
 /// vectors of every length up to 67 (all tail cases), including extremes.
 pub fn dsp_kernel_matches_portable() -> bool {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     {
-        use facegate_core::engine::kernels::{dot_i8_portable, dsp};
+        use facegate_core::engine::kernels::{dot_i8_2x2_portable, dot_i8_portable, dsp};
         let mut s = 0x9E37_79B9u32;
         let mut next = || {
             s ^= s << 13;
@@ -53,6 +53,10 @@ pub fn dsp_kernel_matches_portable() -> bool {
                 };
             }
             ok &= dsp::dot_i8(&x[..n], &w[..n]) == dot_i8_portable(&x[..n], &w[..n]);
+            // The 2×2 block of the pointwise kernel: the same vectors, shifted, as the other pixel and channel.
+            let m = n.saturating_sub(1);
+            ok &= dsp::dot_i8_2x2(&x[..m], &x[1..=m], &w[..m], &w[1..=m])
+                == dot_i8_2x2_portable(&x[..m], &x[1..=m], &w[..m], &w[1..=m]);
         }
         ok
     }

@@ -5,39 +5,88 @@
 //! and `|M0|` in `[2^30, 2^31)`.
 
 /// `round(a · b / 2^31)` with saturation of the one overflowing case.
+///
+/// gemmlowp writes it with a sign-dependent nudge and a division that
+/// truncates toward zero; for a negative product `trunc((ab + 1 − 2^30) / 2^31)`
+/// equals `floor((ab + 2^30) / 2^31)`, so both signs are one add and one
+/// arithmetic shift (the test keeps gemmlowp's form as the oracle).
 #[inline]
 pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
     let ab = i64::from(a) * i64::from(b);
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    // |ab + nudge| / 2^31 < 2^31: the quotient fits (the only overflow was excluded above).
+    // |ab| ≤ 2^62 − 2^31 here, so the shifted value fits i32.
     #[allow(clippy::cast_possible_truncation)]
-    let q = ((ab + nudge) / (1i64 << 31)) as i32;
+    let q = ((ab + (1 << 30)) >> 31) as i32;
     q
 }
 
 /// `x / 2^exponent`, rounded half away from zero; `exponent` in `0..=31`.
 #[inline]
 pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
-    if exponent == 0 {
-        return x;
-    }
     let exponent = exponent.min(31);
-    let mask = ((1i64 << exponent) - 1) as i32;
+    // At most 2^31 − 1: fits.
+    #[allow(clippy::cast_possible_wrap)]
+    let mask = ((1u32 << exponent) - 1) as i32;
     let remainder = x & mask;
     let threshold = (mask >> 1) + i32::from(x < 0);
     (x >> exponent) + i32::from(remainder > threshold)
 }
 
+/// A multiplier `(M0, shift)` decoded once for many values (a channel's
+/// requantisation): the left and right parts of the shift split apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Multiplier {
+    m0: i32,
+    left: u32,
+    right: u32,
+}
+
+impl Multiplier {
+    /// Decodes `(M0, shift)` as stored in a blob (any i32 is accepted).
+    #[inline]
+    pub const fn new(m0: i32, shift: i32) -> Self {
+        let left = if shift > 31 {
+            31
+        } else if shift < 0 {
+            0
+        } else {
+            shift
+        };
+        let right = if shift < -31 {
+            31
+        } else if shift > 0 {
+            0
+        } else {
+            -shift
+        };
+        Self {
+            m0,
+            left: left.unsigned_abs(),
+            right: right.unsigned_abs(),
+        }
+    }
+
+    /// `x · M0 · 2^(shift − 31)`, rounded as TFLite does.
+    #[inline]
+    pub fn apply(self, x: i32) -> i32 {
+        let x = if self.left == 0 {
+            x
+        } else {
+            x.saturating_mul(1 << self.left)
+        };
+        rounding_divide_by_pot(
+            saturating_rounding_doubling_high_mul(x, self.m0),
+            self.right,
+        )
+    }
+}
+
 /// `x · M0 · 2^(shift − 31)`, rounded as TFLite does.
 #[inline]
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
-    let left = shift.clamp(0, 31).unsigned_abs();
-    let right = (-shift).clamp(0, 31).unsigned_abs();
-    let x = x.saturating_mul(1 << left);
-    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+    Multiplier::new(multiplier, shift).apply(x)
 }
 
 /// Splits a real multiplier into `(M0, shift)`; `None` for non-finite values.
@@ -105,7 +154,59 @@ mod tests {
         assert_eq!(quantize_multiplier(f64::NAN), None);
     }
 
+    /// gemmlowp's `SaturatingRoundingDoublingHighMul` as written there.
+    fn gemmlowp_srdhm(a: i32, b: i32) -> i32 {
+        if a == i32::MIN && b == i32::MIN {
+            return i32::MAX;
+        }
+        let ab = i64::from(a) * i64::from(b);
+        let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+        i32::try_from((ab + nudge) / (1i64 << 31)).unwrap()
+    }
+
+    /// gemmlowp's `RoundingDivideByPOT` as written there.
+    fn gemmlowp_rdbp(x: i32, exponent: u32) -> i32 {
+        let mask = i32::try_from((1i64 << exponent) - 1).unwrap();
+        let remainder = x & mask;
+        let threshold = (mask >> 1) + i32::from(x < 0);
+        (x >> exponent) + i32::from(remainder > threshold)
+    }
+
+    #[test]
+    fn extremes_match_gemmlowp() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30) - 1,
+            -(1 << 30),
+            -1,
+            0,
+            1,
+            1 << 30,
+            i32::MAX,
+        ];
+        for a in edges {
+            for b in edges {
+                assert_eq!(
+                    saturating_rounding_doubling_high_mul(a, b),
+                    gemmlowp_srdhm(a, b),
+                    "{a} {b}"
+                );
+            }
+            for e in 0..=31 {
+                assert_eq!(rounding_divide_by_pot(a, e), gemmlowp_rdbp(a, e), "{a} {e}");
+            }
+        }
+    }
+
     proptest! {
+        /// The one-shift forms equal gemmlowp's bit for bit.
+        #[test]
+        fn same_bits_as_gemmlowp(a in any::<i32>(), b in any::<i32>(), e in 0u32..32) {
+            prop_assert_eq!(saturating_rounding_doubling_high_mul(a, b), gemmlowp_srdhm(a, b));
+            prop_assert_eq!(rounding_divide_by_pot(a, e), gemmlowp_rdbp(a, e));
+        }
+
         #[test]
         fn requantisation_matches_real_arithmetic(x in -(1i32 << 24)..(1 << 24), real in 1e-6f64..4.0) {
             let (m, s) = quantize_multiplier(real).unwrap();

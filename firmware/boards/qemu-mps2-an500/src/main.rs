@@ -42,7 +42,7 @@ fn main() -> ! {
 
     if engine_check::dsp_kernel_matches_portable() {
         defmt::info!(
-            "engine: DSP (SMLAD) dot product equals the portable kernel on 200 random vectors"
+            "engine: DSP (SMLAD) dot-product kernels equal the portable ones on 200 random vectors"
         );
         report.passed += 1;
     } else {
