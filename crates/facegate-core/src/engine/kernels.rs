@@ -369,9 +369,18 @@ impl Taps4 {
     }
 }
 
-/// Regular convolution (one group): a kernel row's taps are contiguous in
-/// NHWC input and OHWI weights, so each row is one dot product over
-/// `kw × in_c` bytes (clipped at the borders) with the target's best kernel.
+/// Largest patch (`kh × kw × in_c`) the regular-convolution path gathers on
+/// the stack (3×3 over 64 channels); larger ones run on the reference kernel.
+const MAX_PATCH: usize = 576;
+
+/// Output channels whose constants the regular-convolution path keeps at once.
+const CHANNEL_CHUNK: usize = 32;
+
+/// Regular convolution (one group, e.g. the stem's 3×3 over RGB): each output
+/// pixel's receptive field is gathered once into a patch (padding filled with
+/// the input zero point, so it adds nothing and every pixel shares one
+/// zero-point correction), then two pixels × two output channels at a time
+/// go through the pointwise kernel's 2×2 block.
 fn dense(c: &Conv<'_>, output: &mut [i8]) {
     let Conv {
         g,
@@ -381,37 +390,64 @@ fn dense(c: &Conv<'_>, output: &mut [i8]) {
         params,
         out_zp,
     } = *c;
-    let (cin, span, wpo) = (g.in_c, g.kw * g.in_c, g.weights_per_output());
-    for oc in 0..g.out_c {
-        let w = &weights[oc * wpo..(oc + 1) * wpo];
-        let bias = le_i32(params.bias, oc);
-        let full = bias.wrapping_sub(in_zp.wrapping_mul(weight_sum(w)));
-        let rq = ChannelRequant::of(params, oc);
-        for oy in 0..g.out_h {
-            let (ky0, ky1, iy) = window(oy, g.stride, g.pad_top, g.kh, g.in_h);
-            for ox in 0..g.out_w {
-                let (kx0, kx1, ix) = window(ox, g.stride, g.pad_left, g.kw, g.in_w);
-                let inside = ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw;
-                let (n, w_off) = ((kx1 - kx0) * cin, kx0 * cin);
-                let (mut acc, mut wsum) = (0i32, 0i32);
-                // An all-padding window (n = 0) has no input index to compute.
-                for ky in (ky0..ky1).filter(|_| n > 0) {
-                    let x0 = (at(iy, ky) * g.in_w + at(ix, kx0)) * cin;
-                    let w_row = &w[ky * span + w_off..ky * span + w_off + n];
-                    acc = acc.wrapping_add(dot_i8(&input[x0..x0 + n], w_row));
-                    if !inside {
-                        wsum = wsum.wrapping_add(weight_sum(w_row));
-                    }
-                }
-                let acc = if inside {
-                    full.wrapping_add(acc)
-                } else {
-                    bias.wrapping_add(acc)
-                        .wrapping_sub(in_zp.wrapping_mul(wsum))
-                };
-                output[(oy * g.out_w + ox) * g.out_c + oc] = rq.apply(acc, out_zp);
+    let patch_len = g.weights_per_output();
+    let Ok(pad) = i8::try_from(in_zp) else {
+        conv2d_reference(g, input, in_zp, weights, params, out_zp, output);
+        return;
+    };
+    if patch_len > MAX_PATCH {
+        conv2d_reference(g, input, in_zp, weights, params, out_zp, output);
+        return;
+    }
+    let (pixels, cout) = (g.out_h * g.out_w, g.out_c);
+    let plane = |oc: usize| &weights[oc * patch_len..(oc + 1) * patch_len];
+    let mut patches = [[0i8; MAX_PATCH]; 2];
+    for oc0 in (0..cout).step_by(CHANNEL_CHUNK) {
+        let chunk = (cout - oc0).min(CHANNEL_CHUNK);
+        let last = oc0 + chunk - 1;
+        let full: [i32; CHANNEL_CHUNK] = core::array::from_fn(|j| {
+            let oc = (oc0 + j).min(last);
+            le_i32(params.bias, oc).wrapping_sub(in_zp.wrapping_mul(weight_sum(plane(oc))))
+        });
+        let rq: [ChannelRequant; CHANNEL_CHUNK] =
+            core::array::from_fn(|j| ChannelRequant::of(params, (oc0 + j).min(last)));
+        for px in (0..pixels).step_by(2) {
+            // An odd last pixel is computed twice and stored once.
+            let px1 = (px + 1).min(pixels - 1);
+            let [p0, p1] = &mut patches;
+            gather_patch(g, input, pad, px, &mut p0[..patch_len]);
+            gather_patch(g, input, pad, px1, &mut p1[..patch_len]);
+            let (p0, p1) = (&p0[..patch_len], &p1[..patch_len]);
+            for j in (0..chunk).step_by(2) {
+                // Likewise an odd last channel.
+                let j1 = (j + 1).min(chunk - 1);
+                let a = dot_i8_2x2(p0, p1, plane(oc0 + j), plane(oc0 + j1));
+                output[px * cout + oc0 + j] = rq[j].apply(full[j].wrapping_add(a[0]), out_zp);
+                output[px * cout + oc0 + j1] = rq[j1].apply(full[j1].wrapping_add(a[1]), out_zp);
+                output[px1 * cout + oc0 + j] = rq[j].apply(full[j].wrapping_add(a[2]), out_zp);
+                output[px1 * cout + oc0 + j1] = rq[j1].apply(full[j1].wrapping_add(a[3]), out_zp);
             }
         }
+    }
+}
+
+/// The receptive field of output pixel `px` in OHWI weight order, with `pad`
+/// where the window hangs over the input's border.
+fn gather_patch(g: &ConvGeometry, input: &[i8], pad: i8, px: usize, patch: &mut [i8]) {
+    let (oy, ox) = (px / g.out_w, px % g.out_w);
+    let (ky0, ky1, iy) = window(oy, g.stride, g.pad_top, g.kh, g.in_h);
+    let (kx0, kx1, ix) = window(ox, g.stride, g.pad_left, g.kw, g.in_w);
+    let (cin, span) = (g.in_c, g.kw * g.in_c);
+    let inside = ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw;
+    if !inside {
+        patch.fill(pad);
+    }
+    let n = (kx1 - kx0) * cin;
+    // An all-padding window (n = 0) has no input index to compute.
+    for ky in (ky0..ky1).filter(|_| n > 0) {
+        let x0 = (at(iy, ky) * g.in_w + at(ix, kx0)) * cin;
+        let dst = ky * span + kx0 * cin;
+        patch[dst..dst + n].copy_from_slice(&input[x0..x0 + n]);
     }
 }
 
@@ -478,7 +514,7 @@ fn dot_i8(x: &[i8], w: &[i8]) -> i32 {
 }
 
 /// `[x0·w0, x0·w1, x1·w0, x1·w1]` over equally long slices, with the target's best kernel.
-#[inline]
+#[inline(always)]
 fn dot_i8_2x2(x0: &[i8], x1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
     {
@@ -605,32 +641,42 @@ pub mod dsp {
         acc.wrapping_add(super::dot_i8_portable(xt, wt))
     }
 
+    /// Up to four bytes as a word, zero-filled: a tail's last step.
+    #[inline(always)]
+    fn word_tail(b: &[i8]) -> u32 {
+        let mut w = [0u8; 4];
+        for (d, &s) in w.iter_mut().zip(b) {
+            *d = s as u8;
+        }
+        u32::from_le_bytes(w)
+    }
+
     /// `[x0·w0, x0·w1, x1·w0, x1·w1]`: each sign-extended word feeds two
-    /// SMLADs, 16 products per 4 loads, 8 SXTB16 and 8 SMLAD.
-    #[inline]
+    /// SMLADs, 16 products per 4 loads, 8 SXTB16 and 8 SMLAD; a tail of
+    /// 1–3 bytes is one more step on zero-filled words.
+    #[inline(always)]
     pub fn dot_i8_2x2(x0: &[i8], x1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
         let n = x0.len().min(x1.len()).min(w0.len()).min(w1.len());
         let body = n - n % 4;
         let mut acc = [0i32; 4];
-        let rows = x0[..body].chunks_exact(4).zip(x1[..body].chunks_exact(4));
-        let cols = w0[..body].chunks_exact(4).zip(w1[..body].chunks_exact(4));
-        for ((a, b), (c, d)) in rows.zip(cols) {
-            let (a, b, c, d) = (word(a), word(b), word(c), word(d));
+        let mut step = |a: u32, b: u32, c: u32, d: u32| {
             let (a02, a13, b02, b13) = (sxtb16(a), sxtb16_ror8(a), sxtb16(b), sxtb16_ror8(b));
             let (c02, c13, d02, d13) = (sxtb16(c), sxtb16_ror8(c), sxtb16(d), sxtb16_ror8(d));
             acc[0] = smlad(a13, c13, smlad(a02, c02, acc[0]));
             acc[1] = smlad(a13, d13, smlad(a02, d02, acc[1]));
             acc[2] = smlad(b13, c13, smlad(b02, c02, acc[2]));
             acc[3] = smlad(b13, d13, smlad(b02, d02, acc[3]));
+        };
+        let rows = x0[..body].chunks_exact(4).zip(x1[..body].chunks_exact(4));
+        let cols = w0[..body].chunks_exact(4).zip(w1[..body].chunks_exact(4));
+        for ((a, b), (c, d)) in rows.zip(cols) {
+            step(word(a), word(b), word(c), word(d));
         }
-        let tail =
-            super::dot_i8_2x2_portable(&x0[body..n], &x1[body..n], &w0[body..n], &w1[body..n]);
-        [
-            acc[0].wrapping_add(tail[0]),
-            acc[1].wrapping_add(tail[1]),
-            acc[2].wrapping_add(tail[2]),
-            acc[3].wrapping_add(tail[3]),
-        ]
+        if body < n {
+            let tail = |v: &[i8]| word_tail(&v[body..n]);
+            step(tail(x0), tail(x1), tail(w0), tail(w1));
+        }
+        acc
     }
 }
 
@@ -772,7 +818,7 @@ mod tests {
         /// that skip the last row), with and without PReLU.
         #[test]
         fn depthwise_and_dense_equal_reference(
-            h in 1usize..9, w in 1usize..9, cin in 1usize..7, cout in 1usize..6,
+            h in 1usize..9, w in 1usize..9, cin in 1usize..7, cout in 1usize..40,
             kh in 1usize..5, kw in 1usize..5, stride in 1usize..4,
             pads in (0usize..4, 0usize..4, 0usize..4, 0usize..4),
             depthwise in any::<bool>(),

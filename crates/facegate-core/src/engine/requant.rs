@@ -35,12 +35,15 @@ pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
 }
 
 /// A multiplier `(M0, shift)` decoded once for many values (a channel's
-/// requantisation): the left and right parts of the shift split apart.
+/// requantisation): the shift split into its left and right parts, and the
+/// right shift's rounding mask and threshold precomputed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Multiplier {
     m0: i32,
     left: u32,
     right: u32,
+    mask: i32,
+    half: i32,
 }
 
 impl Multiplier {
@@ -61,14 +64,20 @@ impl Multiplier {
         } else {
             -shift
         };
+        // At most 2^31 − 1: fits.
+        #[allow(clippy::cast_possible_wrap)]
+        let mask = ((1u32 << right) - 1) as i32;
         Self {
             m0,
             left: left.unsigned_abs(),
             right: right.unsigned_abs(),
+            mask,
+            half: mask >> 1,
         }
     }
 
-    /// `x · M0 · 2^(shift − 31)`, rounded as TFLite does.
+    /// `x · M0 · 2^(shift − 31)`, rounded as TFLite does
+    /// ([`rounding_divide_by_pot`] with the precomputed mask).
     #[inline]
     pub fn apply(self, x: i32) -> i32 {
         let x = if self.left == 0 {
@@ -76,10 +85,9 @@ impl Multiplier {
         } else {
             x.saturating_mul(1 << self.left)
         };
-        rounding_divide_by_pot(
-            saturating_rounding_doubling_high_mul(x, self.m0),
-            self.right,
-        )
+        let y = saturating_rounding_doubling_high_mul(x, self.m0);
+        let threshold = self.half + i32::from(y < 0);
+        (y >> self.right) + i32::from(y & self.mask > threshold)
     }
 }
 
@@ -205,6 +213,16 @@ mod tests {
         fn same_bits_as_gemmlowp(a in any::<i32>(), b in any::<i32>(), e in 0u32..32) {
             prop_assert_eq!(saturating_rounding_doubling_high_mul(a, b), gemmlowp_srdhm(a, b));
             prop_assert_eq!(rounding_divide_by_pot(a, e), gemmlowp_rdbp(a, e));
+        }
+
+        /// A decoded multiplier gives TFLite's `MultiplyByQuantizedMultiplier`
+        /// (written with gemmlowp's helpers) for every shift a blob can hold.
+        #[test]
+        fn decoded_multiplier_is_tflites(x in any::<i32>(), m in any::<i32>(), shift in -40i32..40) {
+            let left = shift.clamp(0, 31).unsigned_abs();
+            let right = (-shift).clamp(0, 31).unsigned_abs();
+            let want = gemmlowp_rdbp(gemmlowp_srdhm(x.saturating_mul(1 << left), m), right);
+            prop_assert_eq!(Multiplier::new(m, shift).apply(x), want);
         }
 
         #[test]
