@@ -68,21 +68,9 @@ fn main() {
         "layer", "MACs", "reference", "engine", "speed-up"
     );
     for Layer(name, side, cin, cout, k, stride, pad, groups) in layers {
-        let out = ConvGeometry::out_len(side, k, stride, pad, pad).expect("valid layer");
-        let g = ConvGeometry {
-            in_h: side,
-            in_w: side,
-            in_c: cin,
-            out_h: out,
-            out_w: out,
-            out_c: cout,
-            kh: k,
-            kw: k,
-            stride,
-            pad_top: pad,
-            pad_left: pad,
-            groups,
-        };
+        let g = ConvGeometry::square([side, side, cin, cout, k, stride, pad, groups])
+            .expect("valid layer");
+        let out = g.out_h;
         let input = bytes(side * side * cin, &mut seed);
         let weights = bytes(cout * g.weights_per_output(), &mut seed);
         let n = i32::try_from(cout).expect("few channels");

@@ -66,6 +66,99 @@ pub fn dsp_kernel_matches_portable() -> bool {
     }
 }
 
+/// Layer shapes for [`kernels_match_reference`]: side h × w, channels in and
+/// out, square kernel, stride, padding, groups. They reach every fast path
+/// and its edges: depthwise in four-lane groups with tail channels, strides
+/// and a 5×5 kernel; regular convolutions with odd pixel and channel counts;
+/// pointwise with lengths that leave tails.
+const KERNEL_SHAPES: [[usize; 8]; 6] = [
+    [9, 7, 8, 8, 3, 1, 1, 8],
+    [9, 9, 6, 6, 3, 2, 1, 6],
+    [5, 5, 12, 12, 5, 1, 2, 12],
+    [10, 10, 3, 5, 3, 2, 1, 1],
+    [7, 6, 4, 3, 3, 1, 1, 1],
+    [4, 5, 19, 7, 1, 1, 0, 1],
+];
+
+/// The engine's fast convolution paths as compiled for this target (DSP
+/// kernels on Cortex-M) against its portable reference kernel, on
+/// pseudo-random inputs, weights, zero points and multipliers, with and
+/// without PReLU — the host's property test, run on the device. Returns the
+/// number of layers compared, or `None` at the first difference.
+pub fn kernels_match_reference() -> Option<u32> {
+    use facegate_core::engine::kernels::{ChannelParams, ConvGeometry, conv2d, conv2d_reference};
+    let mut s = 0x2545_F491u32;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    };
+    let mut layers = 0;
+    for round in 0..4u32 {
+        for shape in KERNEL_SHAPES {
+            let g = ConvGeometry::square(shape)?;
+            let (h, w, cin, cout) = (g.in_h, g.in_w, g.in_c, g.out_c);
+            let (out_h, out_w) = (g.out_h, g.out_w);
+            let (mut input, mut weights) = ([0i8; 1024], [0i8; 512]);
+            let (n_in, n_w, n_out) = (
+                h * w * cin,
+                cout * g.weights_per_output(),
+                out_h * out_w * cout,
+            );
+            for v in input[..n_in].iter_mut().chain(weights[..n_w].iter_mut()) {
+                *v = next() as i8;
+            }
+            let (mut bias, mut mult, mut shift, mut neg) =
+                ([0u8; 128], [0u8; 128], [0u8; 128], [0u8; 128]);
+            for oc in 0..cout {
+                let m = (1i32 << 30) + (next() >> 2) as i32 % (1 << 30);
+                let put = |b: &mut [u8; 128], v: i32| {
+                    b[oc * 4..oc * 4 + 4].copy_from_slice(&v.to_le_bytes())
+                };
+                put(&mut bias, (next() % 20_001) as i32 - 10_000);
+                put(&mut mult, m);
+                put(&mut shift, -((next() % 8) as i32) - 2);
+                put(&mut neg, if round % 2 == 1 { m / 4 } else { m });
+            }
+            let n = cout * 4;
+            let params = ChannelParams {
+                bias: &bias[..n],
+                mult: &mult[..n],
+                shift: &shift[..n],
+                neg_mult: &neg[..n],
+                neg_shift: &shift[..n],
+            };
+            let (in_zp, out_zp) = ((next() % 256) as i32 - 128, (next() % 256) as i32 - 128);
+            let (mut fast, mut reference) = ([0i8; 1024], [0i8; 1024]);
+            type Kernel = fn(&ConvGeometry, &[i8], i32, &[i8], &ChannelParams<'_>, i32, &mut [i8]);
+            let apply = |kernel: Kernel, out: &mut [i8]| {
+                kernel(
+                    &g,
+                    &input[..n_in],
+                    in_zp,
+                    &weights[..n_w],
+                    &params,
+                    out_zp,
+                    out,
+                );
+            };
+            apply(conv2d, &mut fast[..n_out]);
+            apply(conv2d_reference, &mut reference[..n_out]);
+            if fast[..n_out] != reference[..n_out] {
+                defmt::error!(
+                    "engine: fast path differs from the reference on layer {} (h, w, in, out, k, stride, pad, groups; round {})",
+                    shape,
+                    round
+                );
+                return None;
+            }
+            layers += 1;
+        }
+    }
+    Some(layers)
+}
+
 /// Whether the data for the check was compiled in.
 pub const COMPILED_IN: bool = cfg!(engine_fixture);
 

@@ -1,4 +1,5 @@
-//! `facegate model info` and `facegate train`'s errors, as users see them.
+//! `facegate model info`, `facegate train`'s errors and the benchmarks' peer
+//! set-up hints, as users see them.
 
 use std::process::Command;
 
@@ -80,4 +81,34 @@ fn bench_train_measures_burn_and_says_how_to_set_up_the_peer() {
     assert!(stdout.contains("burn 0.22 flex"), "{stdout}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bench/setup-torch.sh"), "{err}");
+}
+
+#[test]
+fn bench_engine_times_engine_and_tract_and_says_how_to_set_up_onnxruntime() {
+    let Some(data) = facegate_e2e::shared_data() else {
+        return;
+    };
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let path = |f: &str| models.join(f).to_string_lossy().into_owned();
+    let out = facegate(&[
+        "bench",
+        "engine",
+        "--blob",
+        &path("nano.fgm"),
+        "--float",
+        &path("nano.onnx"),
+        "--faces",
+        &data.join("lfw/aligned_112").to_string_lossy(),
+        "--images",
+        "2",
+        "--onnxruntime",
+        "--python",
+        "/nonexistent/python",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("facegate int8 engine"), "{stdout}");
+    assert!(stdout.contains("engine/tract-float = "), "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bench/setup-ort.sh"), "{err}");
 }

@@ -49,6 +49,15 @@ fn main() -> ! {
         defmt::error!("engine: DSP dot product differs from the portable kernel");
         report.failed += 1;
     }
+    if let Some(layers) = engine_check::kernels_match_reference() {
+        defmt::info!(
+            "engine: every convolution fast path equals the reference kernel on {} random layers",
+            layers
+        );
+        report.passed += 1;
+    } else {
+        report.failed += 1;
+    }
     // The engine's arena: 256 KiB of the board's 4 MiB RAM (the check's model needs ~74 KiB).
     match cortex_m::singleton!(: [i8; 256 * 1024] = [0; 256 * 1024]) {
         Some(arena) => match engine_check::run(arena, &mut elapsed) {

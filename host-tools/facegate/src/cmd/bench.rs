@@ -1,8 +1,9 @@
 //! `facegate bench engine`: host latency of facegate's int8 engine against
 //! tract on the same model, batch 1, one thread, side by side.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -44,6 +45,16 @@ pub struct EngineArgs {
     /// How pixels are scaled for the ONNX models' input.
     #[arg(long, value_enum, default_value_t = super::eval::Norm::Arcface)]
     input_norm: super::eval::Norm,
+    /// Also time onnxruntime on the same ONNX files, faces and thread count
+    /// (the peer; set it up with `bench/setup-ort.sh`).
+    #[arg(long)]
+    onnxruntime: bool,
+    /// Python with onnxruntime for the peer.
+    #[arg(long, default_value = "bench/.venv-ort/bin/python")]
+    python: PathBuf,
+    /// The peer script.
+    #[arg(long, default_value = "bench/ort_latency.py")]
+    peer: PathBuf,
     /// Also write the medians, this CPU's name and the blob's model hash as
     /// JSON (`models/<name>.host-latency.json` goes into the model card).
     #[arg(long, value_name = "FILE")]
@@ -65,6 +76,67 @@ pub struct HostLatency {
     pub tract_float_ms: f64,
     /// Median ms per embedding: tract on the QDQ ONNX model.
     pub tract_qdq_ms: Option<f64>,
+    /// The onnxruntime peer on the same files, when it was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime: Option<OrtLatency>,
+}
+
+/// The onnxruntime peer's medians (`bench/ort_latency.py`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct OrtLatency {
+    /// Its version.
+    pub version: String,
+    /// Median ms per embedding on the float ONNX model.
+    pub float_ms: f64,
+    /// Median ms per embedding on the QDQ ONNX model (all graph optimisations on).
+    pub qdq_ms: Option<f64>,
+}
+
+/// Runs the onnxruntime peer on the same face files, batch 1, one thread.
+fn onnxruntime_peer(a: &EngineArgs, files: &[PathBuf]) -> Result<OrtLatency> {
+    let mut cmd = Command::new(&a.python);
+    cmd.arg(&a.peer)
+        .arg("--model")
+        .arg(format!("float={}", a.float.display()));
+    if let Some(q) = &a.qdq {
+        cmd.arg("--model").arg(format!("qdq={}", q.display()));
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "running {} (set it up with bench/setup-ort.sh)",
+                a.python.display()
+            )
+        })?;
+    let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+    child
+        .stdin
+        .take()
+        .context("no stdin for the peer")?
+        .write_all(list.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "the onnxruntime peer failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line)
+        .with_context(|| format!("reading the peer's result {line:?}"))?;
+    Ok(OrtLatency {
+        version: v["onnxruntime"].as_str().unwrap_or("?").to_string(),
+        float_ms: v["float"]
+            .as_f64()
+            .with_context(|| format!("no float time in {line:?}"))?,
+        qdq_ms: v["qdq"].as_f64(),
+    })
 }
 
 fn cpu_name() -> String {
@@ -106,11 +178,15 @@ fn engine(a: EngineArgs) -> Result<ExitCode> {
         bail!("--images must be at least 1");
     }
     let set = FaceSet::scan(&a.faces)?;
-    let faces = set
+    let files: Vec<PathBuf> = set
         .files
         .iter()
         .take(a.images)
-        .map(|f| Face::load(&set.root.join(&f.path)))
+        .map(|f| set.root.join(&f.path))
+        .collect();
+    let faces = files
+        .iter()
+        .map(|f| Face::load(f))
         .collect::<Result<Vec<_>, _>>()?;
     let norm = super::eval::input_norm(a.input_norm);
     let engine = EngineEmbedder::load(&a.blob).map_err(anyhow::Error::msg)?;
@@ -149,6 +225,25 @@ fn engine(a: EngineArgs) -> Result<ExitCode> {
             e_ms / q
         );
     }
+    let ort = if a.onnxruntime {
+        let o = onnxruntime_peer(&a, &files)?;
+        println!(
+            "  onnxruntime {} float {:8.2} ms   engine/ort-float = {:.2}x time, tract-float/ort-float = {:.2}x",
+            o.version,
+            o.float_ms,
+            e_ms / o.float_ms,
+            f_ms / o.float_ms
+        );
+        if let Some(q) = o.qdq_ms {
+            println!(
+                "  onnxruntime QDQ        {q:8.2} ms   engine/ort-QDQ = {:.2}x time",
+                e_ms / q
+            );
+        }
+        Some(o)
+    } else {
+        None
+    };
     if let Some(out) = &a.record {
         let record = HostLatency {
             model_hash: engine
@@ -162,6 +257,7 @@ fn engine(a: EngineArgs) -> Result<ExitCode> {
             engine_ms: e_ms,
             tract_float_ms: f_ms,
             tract_qdq_ms: q_ms,
+            onnxruntime: ort,
         };
         std::fs::write(out, serde_json::to_string_pretty(&record)? + "\n")
             .with_context(|| format!("writing {}", out.display()))?;

@@ -328,14 +328,26 @@ fn markdown(c: &Card) -> String {
         if let Some(h) = &m.host_latency {
             let _ = writeln!(
                 s,
-                "| host latency, batch 1, one thread (recorded on {}, median of {} faces; `facegate bench engine --record models/{}.host-latency.json`) | int8 engine {:.2} ms, tract float {:.2} ms{} |",
+                "| host latency, batch 1, one thread (recorded on {}, median of {} faces; `facegate bench engine{} --record models/{}.host-latency.json`) | int8 engine {:.2} ms, tract float {:.2} ms{}{} |",
                 h.cpu,
                 h.faces,
+                if h.onnxruntime.is_some() {
+                    " --onnxruntime"
+                } else {
+                    ""
+                },
                 m.name,
                 h.engine_ms,
                 h.tract_float_ms,
                 h.tract_qdq_ms
-                    .map_or(String::new(), |q| format!(", tract QDQ {q:.2} ms"))
+                    .map_or(String::new(), |q| format!(", tract QDQ {q:.2} ms")),
+                h.onnxruntime.as_ref().map_or(String::new(), |o| format!(
+                    "; onnxruntime {} float {:.2} ms{}",
+                    o.version,
+                    o.float_ms,
+                    o.qdq_ms
+                        .map_or(String::new(), |q| format!(", QDQ {q:.2} ms"))
+                ))
             );
         }
         if let Some(e) = &m.enrollment {
