@@ -64,7 +64,14 @@ impl Rng {
 fn engine_fixture(out: &std::path::Path) {
     println!("cargo::rerun-if-env-changed=FACEGATE_ENGINE_FIXTURE");
     println!("cargo::rustc-check-cfg=cfg(engine_fixture)");
-    let files = ["model.fgm", "faces.rgb", "expected.f32", "frames.cobs"];
+    let files = [
+        "model.fgm",
+        "faces.rgb",
+        "expected.f32",
+        "frames.cobs",
+        "mfn.fgm",
+        "mfn_expected.f32",
+    ];
     match std::env::var_os("FACEGATE_ENGINE_FIXTURE").map(PathBuf::from) {
         Some(dir) => {
             for f in files {

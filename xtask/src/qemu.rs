@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 const PASS_PREFIX: &str = "PASS:";
 /// The line the engine check logs when the board's embeddings equal the host engine's.
 const ENGINE_LINE: &str = "equal the host engine's bit for bit";
+/// The line the MobileFaceNet-size check logs when the board's embedding equals the host's.
+const MFN_LINE: &str = "mfn embedding equals the host engine's bit for bit";
 /// The start of the engine's cost line (`… N instructions per embedding …, M MACs, …`).
 const COST_LINE: &str = "engine cost: ";
 /// The line the door end-to-end check logs when it passed.
@@ -62,12 +64,14 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
     let stdout = child.stdout.take().context("no stdout from qemu-run.sh")?;
     let mut passed = false;
     let mut engine_equal = false;
+    let mut mfn_equal = false;
     let mut door_ok = false;
     let mut cost = None;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("  [qemu] {line}");
         engine_equal |= line.contains(ENGINE_LINE);
+        mfn_equal |= line.contains(MFN_LINE);
         door_ok |= line.contains(DOOR_LINE);
         cost = cost.or_else(|| parse_cost(&line));
         passed |= line
@@ -89,6 +93,11 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
     if !engine_equal {
         bail!(
             "the firmware did not report its int8 embeddings equal to the host's (`{ENGINE_LINE}`)"
+        );
+    }
+    if !mfn_equal {
+        bail!(
+            "the firmware did not report the MobileFaceNet-size embedding equal to the host's (`{MFN_LINE}`)"
         );
     }
     println!("QEMU mps2-an500: firmware self-test passed");

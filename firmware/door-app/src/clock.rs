@@ -14,6 +14,12 @@ fn SysTick() {
     MILLIS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// SysTick interrupts taken so far: milliseconds once [`SysTickClock`] has
+/// started it, reload periods where a board uses SysTick as a stopwatch.
+pub fn systick_interrupts() -> u32 {
+    MILLIS.load(Ordering::Relaxed)
+}
+
 /// A clock ticking every millisecond.
 #[derive(Debug)]
 pub struct SysTickClock(());

@@ -7,6 +7,10 @@ use facegate_core::engine::Model;
 pub static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.fgm"));
 static FACES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/faces.rgb"));
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected.f32"));
+/// The untrained MobileFaceNet-size blob and the host engine's embedding of
+/// the first face (see [`run_mfn`]).
+static MFN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mfn.fgm"));
+static MFN_EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mfn_expected.f32"));
 
 /// Outcome of the engine check.
 #[derive(Debug, defmt::Format, PartialEq, Eq)]
@@ -165,10 +169,28 @@ pub const COMPILED_IN: bool = cfg!(engine_fixture);
 /// Runs the check with the caller's arena (its size must cover the model's plan).
 /// `elapsed` times a closure in the board's timer ticks.
 pub fn run(arena: &mut [i8], elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32) -> EngineCheck {
+    run_model(MODEL, FACES, EXPECTED, arena, elapsed)
+}
+
+/// The same check with the MobileFaceNet-size blob (203 M MACs, untrained)
+/// on the first face: it needs an arena of about 600 KB.
+pub fn run_mfn(arena: &mut [i8], elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32) -> EngineCheck {
+    let face = FACES.len() / 3;
+    run_model(MFN_MODEL, &FACES[..face], MFN_EXPECTED, arena, elapsed)
+}
+
+/// Embeds each face of `faces` with `blob` and compares with `expected`.
+fn run_model(
+    blob: &[u8],
+    faces_rgb: &[u8],
+    expected_f32: &[u8],
+    arena: &mut [i8],
+    elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32,
+) -> EngineCheck {
     if !COMPILED_IN {
         return EngineCheck::NotCompiledIn;
     }
-    let model = match Model::parse(MODEL) {
+    let model = match Model::parse(blob) {
         Ok(m) => m,
         Err(e) => {
             defmt::error!("engine: blob rejected: {}", e);
@@ -196,9 +218,9 @@ pub fn run(arena: &mut [i8], elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32) -
     };
     let mut faces = 0u32;
     let mut max_ticks = 0;
-    for (face, expected) in FACES
+    for (face, expected) in faces_rgb
         .chunks_exact(face_len)
-        .zip(EXPECTED.chunks_exact(dim * 4))
+        .zip(expected_f32.chunks_exact(dim * 4))
     {
         let mut result = Ok(());
         let ticks = elapsed(&mut || result = model.embed(face, arena, out));

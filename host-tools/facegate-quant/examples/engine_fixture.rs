@@ -8,6 +8,12 @@
 //! `tests/fixtures/tiny_mfn_random.onnx` (MobileFaceNet blocks, few channels,
 //! untrained), calibrated on 32 LFW faces (or synthetic images without LFW).
 //! The faces checked are 3 LFW faces (synthetic images without LFW).
+//!
+//! Also the MobileFaceNet-size blob `tests/fixtures/mfn_random.fgm` (the
+//! untrained `mfn` of `bench/make_mfn_onnx.py`, quantized with `facegate
+//! quantize --calib ../shared/data/celeba/wild_112 --images 50`) and its
+//! embedding of the first face: the board runs it to show that a 203 M-MAC
+//! network fits its RAM and to measure what it costs.
 
 use std::path::PathBuf;
 
@@ -144,7 +150,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             signature: &sig,
         })?;
     }
+    let mfn_blob = std::fs::read(root.join("tests/fixtures/mfn_random.fgm"))?;
+    let mfn = Model::parse(&mfn_blob)?;
+    let mut mfn_emb = vec![0.0f32; mfn.embedding_dim()];
+    mfn.embed(
+        &probes[0].rgb,
+        &mut vec![0i8; mfn.arena_len()],
+        &mut mfn_emb,
+    )?;
+    let mfn_expected: Vec<u8> = mfn_emb.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("mfn.fgm"), &mfn_blob)?;
+    std::fs::write(out.join("mfn_expected.f32"), &mfn_expected)?;
     std::fs::write(out.join("model.fgm"), &blob)?;
     std::fs::write(out.join("frames.cobs"), &frames)?;
     std::fs::write(out.join("faces.rgb"), &faces)?;
