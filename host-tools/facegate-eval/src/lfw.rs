@@ -159,6 +159,10 @@ pub struct EvalReport {
     pub embed_seconds: f64,
     /// Seconds spent on the protocols.
     pub protocol_seconds: f64,
+    /// The embedding of every image of the set, in `FaceSet` order (not
+    /// serialised: reports stay small).
+    #[serde(skip)]
+    pub embeddings: Embeddings,
 }
 
 fn read(path: &Path) -> Result<String, RunError> {
@@ -287,6 +291,7 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
         advice,
         embed_seconds,
         protocol_seconds: t.elapsed().as_secs_f64(),
+        embeddings: emb,
     })
 }
 

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use facegate_eval::allpairs::Embeddings;
 use facegate_eval::embedder::Embedder;
 use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
@@ -64,9 +65,52 @@ struct ModelEntry {
     model_hash: String,
     variants: Vec<Variant>,
     final_train: Option<String>,
+    agreement: Agreement,
     cortex_m7: Option<CortexM7Cost>,
     host_latency: Option<HostLatency>,
     enrollment: Option<Enrollment>,
+}
+
+/// How closely the int8 engine's embeddings follow the QDQ model on tract
+/// and the float model, face by face over the whole set.
+#[derive(Debug, Serialize)]
+struct Agreement {
+    faces: usize,
+    engine_vs_qdq: CosineStats,
+    engine_vs_float: CosineStats,
+    qdq_vs_float: CosineStats,
+}
+
+/// Mean and minimum cosine between two embedders' embeddings of the same faces.
+#[derive(Debug, Serialize)]
+struct CosineStats {
+    mean: f64,
+    min: f64,
+}
+
+impl CosineStats {
+    fn of(a: &Embeddings, b: &Embeddings) -> Self {
+        let cos = |x: &[f32], y: &[f32]| {
+            let dot: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                .sum();
+            let norm = |v: &[f32]| v.iter().map(|p| f64::from(*p).powi(2)).sum::<f64>().sqrt();
+            dot / (norm(x) * norm(y)).max(f64::MIN_POSITIVE)
+        };
+        let n = a.rows().min(b.rows());
+        let (mut sum, mut min) = (0.0, f64::INFINITY);
+        for i in 0..n {
+            let c = cos(a.row(i), b.row(i));
+            sum += c;
+            min = min.min(c);
+        }
+        Self {
+            mean: sum / n.max(1) as f64,
+            min,
+        }
+    }
 }
 
 /// The fields of `<name>.enrollment.json` (`facegate eval-enroll --out`) the card shows.
@@ -217,6 +261,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             .map(|b| format!("{b:02x}"))
             .collect();
         let mut variants = Vec::new();
+        let mut embeddings = Vec::new();
         for (label, e, file) in [
             ("float (tract)", &float as &dyn Embedder, f(".onnx")),
             ("int8 QDQ (tract)", &qdq, f(".int8.onnx")),
@@ -229,7 +274,16 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
                 }
             }
             variants.push(v);
+            embeddings.push(report.embeddings);
         }
+        // In the order measured above: float, QDQ, engine.
+        let (float_emb, qdq_emb, engine_emb) = (&embeddings[0], &embeddings[1], &embeddings[2]);
+        let agreement = Agreement {
+            faces: engine_emb.rows(),
+            engine_vs_qdq: CosineStats::of(engine_emb, qdq_emb),
+            engine_vs_float: CosineStats::of(engine_emb, float_emb),
+            qdq_vs_float: CosineStats::of(qdq_emb, float_emb),
+        };
         let final_train = std::fs::read_to_string(f(".train.csv"))
             .ok()
             .and_then(|t| t.lines().last().map(str::to_string));
@@ -267,6 +321,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             model_hash: hash,
             variants,
             final_train,
+            agreement,
             cortex_m7,
             host_latency,
             enrollment,
@@ -325,6 +380,18 @@ fn markdown(c: &Card) -> String {
                 m.name
             );
         }
+        let ag = &m.agreement;
+        let _ = writeln!(
+            s,
+            "| int8 engine's embeddings vs QDQ on tract / vs float, cosine per face over the {} LFW faces | mean {:.5} (min {:.4}) / mean {:.5} (min {:.4}); QDQ vs float mean {:.5} (min {:.4}) |",
+            ag.faces,
+            ag.engine_vs_qdq.mean,
+            ag.engine_vs_qdq.min,
+            ag.engine_vs_float.mean,
+            ag.engine_vs_float.min,
+            ag.qdq_vs_float.mean,
+            ag.qdq_vs_float.min
+        );
         if let Some(h) = &m.host_latency {
             let _ = writeln!(
                 s,
