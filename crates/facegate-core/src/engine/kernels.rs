@@ -1,5 +1,11 @@
-//! Portable reference kernels. Arch-specific kernels (Cortex-M DSP) must
-//! produce exactly these results; the tests hold them to it.
+//! The engine's kernels: [`conv2d_reference`], the portable convolution
+//! that defines the results, and [`conv2d`], which dispatches to fast paths
+//! (pointwise 2×2 blocks, depthwise four channels per word, regular
+//! convolutions through gathered patches) with the target's inner steps
+//! (Cortex-M DSP instructions in `dsp`, SSE2 in `sse2` on x86-64, portable
+//! Rust elsewhere). Every path must give the reference's bits: property
+//! tests here hold them to it on the host, and the QEMU firmware runs the
+//! same comparison on the device.
 
 use super::requant::Multiplier;
 
