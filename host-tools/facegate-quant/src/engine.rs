@@ -68,7 +68,8 @@ impl Embedder for EngineEmbedder {
         self.dim
     }
     fn embed(&self, face: &Face) -> Result<Vec<f32>, String> {
-        let m = Model::parse(&self.blob).map_err(|e| e.to_string())?;
+        // Checked in full (CRC included) by `new`; the bytes are ours and unchanged.
+        let m = Model::parse_intact(&self.blob).map_err(|e| e.to_string())?;
         let mut arena = vec![0i8; self.arena];
         let mut out = vec![0.0; self.dim];
         m.embed(&face.rgb, &mut arena, &mut out)

@@ -148,6 +148,17 @@ fn bad_blobs_and_buffers_are_typed_errors() {
             "flip at {at}"
         );
     }
+    // `parse_intact` skips only the CRC: the damaged CRC field is ignored,
+    // structural damage is still refused.
+    let mut stale_crc = blob.clone();
+    stale_crc[facegate_core::engine::blob::CRC_AT] ^= 0x01;
+    assert_eq!(Model::parse(&stale_crc).unwrap_err(), BlobError::Crc);
+    assert_eq!(Model::parse_intact(&stale_crc).unwrap().hash(), m.hash());
+    assert_eq!(
+        Model::parse_intact(&blob[..blob.len() - 1]).unwrap_err(),
+        BlobError::Truncated
+    );
+    assert_eq!(Model::parse_intact(&bad).unwrap_err(), BlobError::BadMagic);
     let other = facegate_core::ModelHash([9; 32]);
     assert_eq!(
         Model::parse_for(&blob, &other).unwrap_err(),
@@ -168,9 +179,11 @@ mod fuzz {
         }
     }
 
-    /// Parses; if the blob is accepted, runs it. Any outcome but a panic is fine.
+    /// Parses (with and without the CRC check); if the blob is accepted,
+    /// runs it. Any outcome but a panic is fine.
     fn exercise(bytes: &[u8]) {
-        if let Ok(m) = Model::parse(bytes) {
+        let parsed = [Model::parse(bytes), Model::parse_intact(bytes)];
+        for m in parsed.into_iter().filter_map(Result::ok) {
             if m.arena_len() <= 1 << 22 && m.macs() <= 50_000_000 {
                 let (h, w) = m.input_size();
                 let mut arena = vec![0i8; m.arena_len()];
@@ -210,7 +223,10 @@ mod fuzz {
             for (at, v) in &header_edits {
                 b[*at] = *v;
             }
-            // Re-seal so that the damage reaches the structural checks, not only the CRC.
+            // Re-seal so that the damage reaches the structural checks, not
+            // only the CRC (`parse_intact` skips the CRC, so the same holds
+            // for it on the damaged bytes as they are).
+            exercise(&b);
             reseal(&mut b);
             exercise(&b);
         }

@@ -197,6 +197,18 @@ enum Op<'a> {
 impl<'a> Model<'a> {
     /// Parses and validates `bytes`; nothing in them can make a later run panic.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, BlobError> {
+        Self::parse_with(bytes, true)
+    }
+
+    /// [`Self::parse`] without the CRC over the whole blob, for bytes that
+    /// already passed [`Self::parse`] and have not changed since (a host
+    /// keeping the blob in memory and embedding many faces). Every
+    /// structural check still runs, so a run cannot panic either way.
+    pub fn parse_intact(bytes: &'a [u8]) -> Result<Self, BlobError> {
+        Self::parse_with(bytes, false)
+    }
+
+    fn parse_with(bytes: &'a [u8], check_crc: bool) -> Result<Self, BlobError> {
         let h = bytes.get(..HEADER_LEN).ok_or(BlobError::Truncated)?;
         if h[..4] != MAGIC {
             return Err(BlobError::BadMagic);
@@ -213,7 +225,7 @@ impl<'a> Model<'a> {
         if total < HEADER_LEN {
             return Err(BlobError::Truncated);
         }
-        if blob_crc(blob) != u32_at(h, CRC_AT)? {
+        if check_crc && blob_crc(blob) != u32_at(h, CRC_AT)? {
             return Err(BlobError::Crc);
         }
         let data_off = u32_at(h, 72)? as usize;

@@ -424,14 +424,10 @@ fn dense(c: &Conv<'_>, output: &mut [i8]) {
         out_zp,
     } = *c;
     let patch_len = g.weights_per_output();
-    let Ok(pad) = i8::try_from(in_zp) else {
-        conv2d_reference(g, input, in_zp, weights, params, out_zp, output);
-        return;
+    let pad = match i8::try_from(in_zp) {
+        Ok(pad) if patch_len <= MAX_PATCH => pad,
+        _ => return conv2d_reference(g, input, in_zp, weights, params, out_zp, output),
     };
-    if patch_len > MAX_PATCH {
-        conv2d_reference(g, input, in_zp, weights, params, out_zp, output);
-        return;
-    }
     let (pixels, cout) = (g.out_h * g.out_w, g.out_c);
     let plane = |oc: usize| &weights[oc * patch_len..(oc + 1) * patch_len];
     let mut patches = [[0i8; MAX_PATCH]; 2];

@@ -26,24 +26,33 @@ pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
 #[inline]
 pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
     let exponent = exponent.min(31);
-    // At most 2^31 − 1: fits.
+    divide_by_pot_masked(x, exponent, pot_mask(exponent))
+}
+
+/// `2^exponent − 1` for `exponent` in `0..=31` (at most 2^31 − 1: fits).
+#[inline]
+const fn pot_mask(exponent: u32) -> i32 {
     #[allow(clippy::cast_possible_wrap)]
     let mask = ((1u32 << exponent) - 1) as i32;
-    let remainder = x & mask;
+    mask
+}
+
+/// [`rounding_divide_by_pot`] with its mask given (decoded once per channel).
+#[inline]
+fn divide_by_pot_masked(x: i32, exponent: u32, mask: i32) -> i32 {
     let threshold = (mask >> 1) + i32::from(x < 0);
-    (x >> exponent) + i32::from(remainder > threshold)
+    (x >> exponent) + i32::from(x & mask > threshold)
 }
 
 /// A multiplier `(M0, shift)` decoded once for many values (a channel's
 /// requantisation): the shift split into its left and right parts, and the
-/// right shift's rounding mask and threshold precomputed.
+/// right shift's rounding mask precomputed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Multiplier {
     m0: i32,
     left: u32,
     right: u32,
     mask: i32,
-    half: i32,
 }
 
 impl Multiplier {
@@ -64,15 +73,12 @@ impl Multiplier {
         } else {
             -shift
         };
-        // At most 2^31 − 1: fits.
-        #[allow(clippy::cast_possible_wrap)]
-        let mask = ((1u32 << right) - 1) as i32;
+        let right = right.unsigned_abs();
         Self {
             m0,
             left: left.unsigned_abs(),
-            right: right.unsigned_abs(),
-            mask,
-            half: mask >> 1,
+            right,
+            mask: pot_mask(right),
         }
     }
 
@@ -85,9 +91,11 @@ impl Multiplier {
         } else {
             x.saturating_mul(1 << self.left)
         };
-        let y = saturating_rounding_doubling_high_mul(x, self.m0);
-        let threshold = self.half + i32::from(y < 0);
-        (y >> self.right) + i32::from(y & self.mask > threshold)
+        divide_by_pot_masked(
+            saturating_rounding_doubling_high_mul(x, self.m0),
+            self.right,
+            self.mask,
+        )
     }
 }
 

@@ -92,6 +92,50 @@ pub struct OrtLatency {
     pub qdq_ms: Option<f64>,
 }
 
+/// What `bench/ort_latency.py` prints.
+#[derive(Debug, serde::Deserialize)]
+struct OrtPeerResult {
+    onnxruntime: String,
+    float: f64,
+    qdq: Option<f64>,
+}
+
+/// Runs a Python peer benchmark (`cmd`, its script and arguments set),
+/// feeding it `stdin`, and reads the JSON object on its last output line.
+/// `name` and `setup` go into the errors (which peer, how to install it).
+pub(super) fn run_peer<T: serde::de::DeserializeOwned>(
+    mut cmd: Command,
+    stdin: &[u8],
+    name: &str,
+    setup: &str,
+) -> Result<T> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running the {name} peer ({setup})"))?;
+    // A peer that dies early closes its stdin: its exit status and stderr
+    // say more than the broken pipe, so the write error waits for them.
+    let written = child
+        .stdin
+        .take()
+        .context("no stdin for the peer")?
+        .write_all(stdin);
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "the {name} peer failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    written.with_context(|| format!("feeding the {name} peer"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("reading the {name} peer's result {line:?}"))
+}
+
 /// Runs the onnxruntime peer on the same face files, batch 1, one thread.
 fn onnxruntime_peer(a: &EngineArgs, files: &[PathBuf]) -> Result<OrtLatency> {
     let mut cmd = Command::new(&a.python);
@@ -101,41 +145,13 @@ fn onnxruntime_peer(a: &EngineArgs, files: &[PathBuf]) -> Result<OrtLatency> {
     if let Some(q) = &a.qdq {
         cmd.arg("--model").arg(format!("qdq={}", q.display()));
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "running {} (set it up with bench/setup-ort.sh)",
-                a.python.display()
-            )
-        })?;
     let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
-    child
-        .stdin
-        .take()
-        .context("no stdin for the peer")?
-        .write_all(list.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "the onnxruntime peer failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(line)
-        .with_context(|| format!("reading the peer's result {line:?}"))?;
+    let setup = format!("{}; set it up with bench/setup-ort.sh", a.python.display());
+    let r: OrtPeerResult = run_peer(cmd, list.as_bytes(), "onnxruntime", &setup)?;
     Ok(OrtLatency {
-        version: v["onnxruntime"].as_str().unwrap_or("?").to_string(),
-        float_ms: v["float"]
-            .as_f64()
-            .with_context(|| format!("no float time in {line:?}"))?,
-        qdq_ms: v["qdq"].as_f64(),
+        version: r.onnxruntime,
+        float_ms: r.float,
+        qdq_ms: r.qdq,
     })
 }
 

@@ -95,22 +95,11 @@ fn peer(a: &TrainBenchArgs, channels_last: bool) -> Result<PeerResult> {
     if channels_last {
         cmd.arg("--channels-last");
     }
-    let out = cmd.output().with_context(|| {
-        format!(
-            "running {} (set it up with bench/setup-torch.sh, or pass --no-peer)",
-            a.python.display()
-        )
-    })?;
-    if !out.status.success() {
-        bail!(
-            "the PyTorch peer failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("reading the peer's result {line:?}"))
+    let setup = format!(
+        "{}; set it up with bench/setup-torch.sh, or pass --no-peer",
+        a.python.display()
+    );
+    super::bench::run_peer(cmd, &[], "PyTorch", &setup)
 }
 
 /// Runs `facegate bench train`.

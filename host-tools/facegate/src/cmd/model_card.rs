@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use facegate_core::embedding::cosine;
 use facegate_eval::allpairs::Embeddings;
 use facegate_eval::embedder::Embedder;
 use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
@@ -89,27 +90,18 @@ struct CosineStats {
 }
 
 impl CosineStats {
-    fn of(a: &Embeddings, b: &Embeddings) -> Self {
-        let cos = |x: &[f32], y: &[f32]| {
-            let dot: f64 = x
-                .iter()
-                .zip(y)
-                .map(|(p, q)| f64::from(*p) * f64::from(*q))
-                .sum();
-            let norm = |v: &[f32]| v.iter().map(|p| f64::from(*p).powi(2)).sum::<f64>().sqrt();
-            dot / (norm(x) * norm(y)).max(f64::MIN_POSITIVE)
-        };
+    fn of(a: &Embeddings, b: &Embeddings) -> Result<Self> {
         let n = a.rows().min(b.rows());
         let (mut sum, mut min) = (0.0, f64::INFINITY);
         for i in 0..n {
-            let c = cos(a.row(i), b.row(i));
+            let c = f64::from(cosine(a.row(i), b.row(i)).with_context(|| format!("face {i}"))?);
             sum += c;
             min = min.min(c);
         }
-        Self {
+        Ok(Self {
             mean: sum / n.max(1) as f64,
             min,
-        }
+        })
     }
 }
 
@@ -251,9 +243,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
         let qdq = OnnxEmbedder::load(&f(".int8.onnx"), InputNorm::ArcFace)?;
         let engine = EngineEmbedder::load(&f(".fgm")).map_err(anyhow::Error::msg)?;
         let blob_len = engine.blob().len();
-        let arena = facegate_core::engine::Model::parse(engine.blob())
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .arena_len();
+        let arena = engine.arena_len();
         let hash: String = engine
             .model_hash()
             .0
@@ -280,9 +270,9 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
         let (float_emb, qdq_emb, engine_emb) = (&embeddings[0], &embeddings[1], &embeddings[2]);
         let agreement = Agreement {
             faces: engine_emb.rows(),
-            engine_vs_qdq: CosineStats::of(engine_emb, qdq_emb),
-            engine_vs_float: CosineStats::of(engine_emb, float_emb),
-            qdq_vs_float: CosineStats::of(qdq_emb, float_emb),
+            engine_vs_qdq: CosineStats::of(engine_emb, qdq_emb)?,
+            engine_vs_float: CosineStats::of(engine_emb, float_emb)?,
+            qdq_vs_float: CosineStats::of(qdq_emb, float_emb)?,
         };
         let final_train = std::fs::read_to_string(f(".train.csv"))
             .ok()
