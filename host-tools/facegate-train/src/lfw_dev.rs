@@ -51,11 +51,11 @@ impl LfwDev {
         })
     }
 
-    /// View 1 test accuracy of an embedder in validation mode.
-    pub fn accuracy(&self, embedder: &Embedder, _progress: bool) -> f64 {
-        let device = Device::flex();
+    /// View 1 test accuracy of an embedder in validation mode whose
+    /// weights live on `device`.
+    pub fn accuracy(&self, embedder: &Embedder, device: &Device) -> f64 {
         let refs: Vec<&[u8]> = self.faces.iter().map(Vec::as_slice).collect();
-        let emb = embed_faces(embedder, &refs, &device);
+        let emb = embed_faces(embedder, &refs, device);
         let scores = |pairs: &[Pair]| -> (Vec<f32>, Vec<bool>) {
             pairs
                 .iter()

@@ -1,6 +1,7 @@
 //! facegate-train: compact face embedders trained with the margin losses of
 //! face recognition, on burn (CPU `flex` by default).
 //!
+//! - [`device`]: flex, or LibTorch on CPU/CUDA (`tch` feature).
 //! - [`model`]: the `mfn` and `nano` MobileFaceNet presets and their cost.
 //! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
 //!   AM-Softmax, ArcFace and the combined margin.
@@ -8,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod device;
 pub mod export;
 pub mod heads;
 pub mod lfw_dev;

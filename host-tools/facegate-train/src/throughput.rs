@@ -27,7 +27,7 @@ pub struct Throughput {
 
 /// Runs `warmup` untimed and then `steps` timed SGD steps (momentum 0.9,
 /// weight decay 5e-4, lr 0.1, CosFace s = 30, m = 0.35) with batches taken in
-/// order from `faces`, wrapping around.
+/// order from `faces`, wrapping around, on `device` (without autodiff).
 pub fn measure(
     arch: &Architecture,
     faces: &DecodedFaces,
@@ -35,8 +35,9 @@ pub fn measure(
     warmup: usize,
     steps: usize,
     seed: u64,
+    device: &Device,
 ) -> Throughput {
-    let device = Device::flex().autodiff();
+    let device = device.clone().autodiff();
     device.seed(seed);
     let mut model = Trainable {
         embedder: arch.init(&device),

@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, DecodedFaces, FaceFolders, batch};
+use crate::device::{ComputeDevice, DeviceError};
 use crate::heads::{Annealing, CenterLoss, HeadKind, MarginHead, labels_tensor};
 use crate::lfw_dev::LfwDev;
 use crate::model::{Embedder, Preset};
@@ -178,6 +179,9 @@ pub enum TrainError {
     /// LFW dev pairs could not be read.
     #[error("LFW dev pairs: {0}")]
     Lfw(String),
+    /// The compute device cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -299,6 +303,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Progress bars.
     pub progress: bool,
+    /// Where to compute (flex unless LibTorch is built in and asked for).
+    pub device: ComputeDevice,
 }
 
 /// What a finished run reports.
@@ -333,6 +339,8 @@ pub fn train(
     run_dir: &Path,
     opts: RunOptions,
 ) -> Result<RunSummary, TrainError> {
+    // An unusable device is refused before any data is read.
+    let plain_device = opts.device.device(cfg.threads)?;
     let run = RunDir {
         root: run_dir.to_path_buf(),
     };
@@ -378,7 +386,7 @@ pub fn train(
         None => None,
     };
 
-    let device = Device::flex().autodiff();
+    let device = plain_device.clone().autodiff();
     let arch = cfg.preset.architecture();
     device.seed(cfg.seed);
     let mut model = Trainable {
@@ -500,7 +508,7 @@ pub fn train(
         }
         let secs = started.elapsed().as_secs_f64();
         let lfw_dev_accuracy = match &lfw {
-            Some(l) => Some(l.accuracy(&model.embedder.valid(), opts.progress)),
+            Some(l) => Some(l.accuracy(&model.embedder.valid(), &plain_device)),
             None => None,
         };
         let m = EpochMetrics {

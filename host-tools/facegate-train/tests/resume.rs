@@ -44,7 +44,7 @@ fn resuming_after_a_stop_equals_training_straight_through() {
         &stopped,
         RunOptions {
             resume: true,
-            progress: false,
+            ..RunOptions::default()
         },
     )
     .expect("resumed run");
@@ -68,7 +68,7 @@ fn resuming_after_a_stop_equals_training_straight_through() {
         &stopped,
         RunOptions {
             resume: true,
-            progress: false,
+            ..RunOptions::default()
         },
     )
     .expect_err("a different config must be refused");

@@ -52,6 +52,30 @@ fn a_broken_recipe_names_the_file() {
 }
 
 #[test]
+fn libtorch_without_the_tch_build_names_the_build_script() {
+    if cfg!(feature = "tch") {
+        return; // this binary has LibTorch: nothing to refuse
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = facegate(&[
+        "train",
+        "--data",
+        &dir.path().to_string_lossy(),
+        "--out",
+        &dir.path().join("run").to_string_lossy(),
+        "--device",
+        "tch-cuda:1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tch-cuda:1 needs LibTorch"), "{err}");
+    assert!(err.contains("scripts/build-tch.sh"), "{err}");
+    let out = facegate(&["train", "--out", "x", "--device", "gpu"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("use flex, tch-cpu or tch-cuda[:N]"), "{err}");
+}
+
+#[test]
 fn bench_train_measures_burn_and_says_how_to_set_up_the_peer() {
     let Some(data) = facegate_e2e::shared_data() else {
         return;

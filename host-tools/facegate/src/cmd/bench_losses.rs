@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use facegate_eval::lfw::{EvalConfig, evaluate};
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
+use facegate_train::device::ComputeDevice;
 use facegate_train::training::{RunDir, RunOptions, TrainConfig, train};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,9 @@ pub struct LossesArgs {
     /// Only these losses (default: all six).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Head>,
+    /// Compute device: flex, or with a LibTorch build tch-cpu, tch-cuda[:N].
+    #[arg(long, default_value_t = ComputeDevice::Flex)]
+    device: ComputeDevice,
 }
 
 /// One row of the table.
@@ -121,6 +125,7 @@ pub fn run(a: LossesArgs) -> Result<ExitCode> {
             RunOptions {
                 resume,
                 progress: true,
+                device: a.device,
             },
         )?;
         let last = summary.history.last().context("no epoch ran")?.clone();

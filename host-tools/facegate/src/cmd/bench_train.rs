@@ -1,6 +1,7 @@
-//! `facegate bench train`: training images per second of burn (flex, CPU)
-//! against PyTorch on the same network, head, optimiser, images, batch size
-//! and threads (`bench/train_peer.py`), side by side, with the ratio.
+//! `facegate bench train`: training images per second of burn (flex, CPU;
+//! or LibTorch in a `tch` build) against PyTorch on the same network, head,
+//! optimiser, images, batch size and threads (`bench/train_peer.py`), side by
+//! side, with the ratios.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -8,6 +9,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_train::data::{DecodedFaces, FaceFolders};
+use facegate_train::device::ComputeDevice;
 use facegate_train::model::Preset;
 use facegate_train::throughput;
 use serde::Deserialize;
@@ -49,6 +51,18 @@ pub struct TrainBenchArgs {
     /// Only burn (no PyTorch run).
     #[arg(long)]
     no_peer: bool,
+    /// burn's compute devices to time, comma-separated: flex, and in a
+    /// LibTorch build (scripts/build-tch.sh) tch-cpu, tch-cuda[:N].
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    device: Vec<ComputeDevice>,
+}
+
+fn burn_label(d: ComputeDevice) -> String {
+    match d {
+        ComputeDevice::Flex => "burn 0.22 flex (simd, rayon)".into(),
+        ComputeDevice::TchCpu => "burn 0.22 tch (LibTorch CPU)".into(),
+        ComputeDevice::TchCuda(n) => format!("burn 0.22 tch (LibTorch CUDA:{n})"),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,29 +149,50 @@ pub fn run(a: TrainBenchArgs) -> Result<ExitCode> {
         a.warmup,
         a.steps
     );
-    let burn = throughput::measure(&arch, &faces, a.batch, a.warmup, a.steps, 1);
-    println!(
-        "{:<36} {:>8.1} img/s  (last loss {:.3})",
-        "burn 0.22 flex (simd, rayon)", burn.images_per_second, burn.final_loss
-    );
+    // Every device is checked before the first (long) timing starts.
+    let devices = a
+        .device
+        .iter()
+        .map(|&d| Ok((d, d.device(a.threads)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut burns = Vec::new();
+    for (d, device) in &devices {
+        let t = throughput::measure(&arch, &faces, a.batch, a.warmup, a.steps, 1, device);
+        println!(
+            "{:<36} {:>8.1} img/s  (last loss {:.3})",
+            burn_label(*d),
+            t.images_per_second,
+            t.final_loss
+        );
+        burns.push((*d, t));
+    }
     if a.no_peer {
         return Ok(ExitCode::SUCCESS);
     }
     for channels_last in [false, true] {
         let p = peer(&a, channels_last)?;
-        if p.params != burn.params {
+        if let Some((_, b)) = burns.iter().find(|(_, b)| b.params != p.params) {
             bail!(
                 "the peer built a different network: {} params against burn's {}",
                 p.params,
-                burn.params
+                b.params
             );
         }
+        let ratios: Vec<String> = burns
+            .iter()
+            .map(|(d, b)| {
+                format!(
+                    "burn {d}/peer = {:.2}×",
+                    b.images_per_second / p.images_per_second
+                )
+            })
+            .collect();
         println!(
-            "{:<36} {:>8.1} img/s  (last loss {:.3})  burn/peer = {:.2}×",
+            "{:<36} {:>8.1} img/s  (last loss {:.3})  {}",
             p.framework,
             p.images_per_second,
             p.final_loss,
-            burn.images_per_second / p.images_per_second
+            ratios.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use facegate_train::device::ComputeDevice;
 use facegate_train::heads::HeadKind;
 use facegate_train::model::Preset;
 use facegate_train::training::{CenterSettings, Optimizer, RunOptions, TrainConfig, train};
@@ -135,6 +136,10 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Compute device: flex (pure Rust, CPU), or with a LibTorch build
+    /// (scripts/build-tch.sh) tch-cpu, tch-cuda[:N].
+    #[arg(long, default_value_t = ComputeDevice::Flex)]
+    device: ComputeDevice,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -196,11 +201,12 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     }
     let info = cfg.preset.architecture().info();
     eprintln!(
-        "training {:?} ({} params, {:.1} M MACs) with {} on {} → {}",
+        "training {:?} ({} params, {:.1} M MACs) with {} on {} ({}) → {}",
         cfg.preset,
         info.params,
         info.macs as f64 / 1e6,
         cfg.head.name(),
+        a.device,
         cfg.data
             .iter()
             .map(|p| p.display().to_string())
@@ -214,6 +220,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         RunOptions {
             resume: a.resume,
             progress: !a.quiet,
+            device: a.device,
         },
     )?;
     for (f, why) in &summary.skipped {
