@@ -20,6 +20,16 @@ pub enum QuantError {
     /// A value does not fit the blob's fields (too many channels, tensors …).
     #[error("model too large for the blob format: {0}")]
     TooLarge(String),
+    /// The arena does not fit the budget even with every expansion banded.
+    #[error(
+        "the arena needs {arena} B, over the budget of {max} B even with every bottleneck expansion computed in row bands"
+    )]
+    ArenaBudget {
+        /// Bytes the smallest plan needs.
+        arena: usize,
+        /// The budget.
+        max: usize,
+    },
     /// A multiplier could not be represented.
     #[error("value {value} has a multiplier out of range ({real})")]
     Multiplier {
@@ -293,8 +303,111 @@ impl Data {
     }
 }
 
+/// Bytes value `v` takes in the arena: `bands[v]` rows if banded, else all.
+fn footprint(net: &FloatNet, bands: &[u8], v: usize) -> usize {
+    let s = net.shapes[v];
+    match bands[v] {
+        0 => s.len(),
+        rows => usize::from(rows) * s.w * s.c,
+    }
+}
+
+/// Values that can be banded: a pointwise expansion (1×1, stride 1, no
+/// padding, one group) read only by the depthwise convolution right after
+/// it; with the rows that depthwise window needs.
+fn band_candidates(net: &FloatNet) -> Vec<(usize, u8)> {
+    let readers = |v: usize| {
+        net.layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| match l {
+                Layer::Conv { input, .. } => *input == v,
+                Layer::Add { a, b, .. } => *a == v || *b == v,
+            })
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    for (i, l) in net.layers.iter().enumerate() {
+        let Layer::Conv {
+            output,
+            kernel: (1, 1),
+            stride: 1,
+            pads: [0, 0, 0, 0],
+            groups: 1,
+            ..
+        } = l
+        else {
+            continue;
+        };
+        let v = *output;
+        if v == net.output || v == net.input || readers(v) != [i + 1] {
+            continue;
+        }
+        let Some(Layer::Conv {
+            input,
+            output: dw_out,
+            kernel,
+            stride,
+            pads,
+            groups,
+            ..
+        }) = net.layers.get(i + 1)
+        else {
+            continue;
+        };
+        let (c, h_in, h_out) = (net.shapes[v].c, net.shapes[v].h, net.shapes[*dw_out].h);
+        let depthwise = *input == v && *groups == c && net.shapes[*dw_out].c == c;
+        // Every output row's window must hold a real row (the engine's rule).
+        let windows_ok =
+            kernel.0 > 0 && pads[0] < kernel.0 && (h_out - 1) * stride < h_in + pads[0];
+        if let (true, true, Ok(rows)) = (depthwise, windows_ok, u8::try_from(kernel.0)) {
+            out.push((v, rows));
+        }
+    }
+    out
+}
+
+/// How the arena is planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArenaPlan {
+    /// Every value whole (blob version 1).
+    Whole,
+    /// At most this many bytes: values whole if that fits, else the largest
+    /// bottleneck expansions in row bands until it fits.
+    Fit(usize),
+    /// Every bottleneck expansion in row bands: the least RAM.
+    BandEvery,
+}
+
+/// The arena plan: offsets, arena bytes and the rows kept of each value (0: all).
+fn plan_within(
+    net: &FloatNet,
+    plan: ArenaPlan,
+) -> Result<(Vec<usize>, usize, Vec<u8>), QuantError> {
+    let mut bands = vec![0u8; net.shapes.len()];
+    let mut candidates = band_candidates(net);
+    // Largest last, to pop.
+    candidates.sort_by_key(|&(v, _)| net.shapes[v].len());
+    loop {
+        let (offsets, arena) = plan_arena(net, &bands);
+        let over = match plan {
+            ArenaPlan::Whole => None,
+            ArenaPlan::Fit(max) => Some(max).filter(|&m| arena > m),
+            ArenaPlan::BandEvery => (!candidates.is_empty()).then_some(0),
+        };
+        let Some(max) = over else {
+            return Ok((offsets, arena, bands));
+        };
+        let Some((v, rows)) = candidates.pop() else {
+            return Err(QuantError::ArenaBudget { arena, max });
+        };
+        bands[v] = rows;
+    }
+}
+
 /// Greedy first-fit arena plan over value lifetimes, largest value first; returns offsets and the arena size.
-fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
+fn plan_arena(net: &FloatNet, bands: &[u8]) -> (Vec<usize>, usize) {
     let n = net.shapes.len();
     // Value v is live from the layer that writes it (input: −1 → 0) to its last reader.
     let mut first = vec![0usize; n];
@@ -314,6 +427,15 @@ fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
         }
     }
     last[net.output] = net.layers.len() + 1;
+    // A banded expansion is computed while its depthwise reader runs, so
+    // the expansion's input lives until that reader's step.
+    for (i, l) in net.layers.iter().enumerate() {
+        if let Layer::Conv { input, output, .. } = l {
+            if bands[*output] > 0 {
+                last[*input] = last[*input].max(i + 2);
+            }
+        }
+    }
     let mut offsets = vec![0usize; n];
     let mut placed: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, value)
     let mut arena = 0;
@@ -321,9 +443,9 @@ fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
     // Largest first (TFLite's "greedy by size"): big maps claim the low
     // offsets, small ones fill the gaps, instead of big maps landing above
     // small ones placed earlier.
-    order.sort_by_key(|&v| (std::cmp::Reverse(net.shapes[v].len()), first[v]));
+    order.sort_by_key(|&v| (std::cmp::Reverse(footprint(net, bands, v)), first[v]));
     for v in order {
-        let size = net.shapes[v].len();
+        let size = footprint(net, bands, v);
         let live = |u: usize| first[u] <= last[v] && first[v] <= last[u];
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
@@ -345,11 +467,26 @@ fn plan_arena(net: &FloatNet) -> (Vec<usize>, usize) {
     (offsets, arena)
 }
 
-/// Quantises `net` with the calibration ranges into a blob.
+/// Quantises `net` with the calibration ranges into a blob whose arena plan
+/// keeps every value whole.
 pub fn quantize(
     net: &FloatNet,
     ranges: &[(f32, f32)],
     norm: InputNorm,
+) -> Result<QuantizedModel, QuantError> {
+    quantize_within(net, ranges, norm, ArenaPlan::Whole)
+}
+
+/// [`quantize`] with an arena plan: with [`ArenaPlan::Fit`], when whole
+/// values need more than the budget, bottleneck expansions are banded (the
+/// engine computes them a few rows at a time with their depthwise reader;
+/// same results to the bit) until the plan fits, or
+/// [`QuantError::ArenaBudget`] if even banding every one does not.
+pub fn quantize_within(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    norm: InputNorm,
+    plan: ArenaPlan,
 ) -> Result<QuantizedModel, QuantError> {
     let acts = activation_quants(ranges);
     let mut data = Data(Vec::new());
@@ -440,7 +577,7 @@ pub fn quantize(
         ops.push(rec);
     }
 
-    let (offsets, arena_len) = plan_arena(net);
+    let (offsets, arena_len, bands) = plan_within(net, plan)?;
     let mut tensors = Vec::new();
     for (v, s) in net.shapes.iter().enumerate() {
         let mut t = [0u8; TENSOR_LEN];
@@ -448,6 +585,7 @@ pub fn quantize(
         t[2..4].copy_from_slice(&u16_of(s.w, "width")?.to_le_bytes());
         t[4..6].copy_from_slice(&u16_of(s.c, "channels")?.to_le_bytes());
         t[6] = acts[v].zero_point.to_le_bytes()[0];
+        t[7] = bands[v];
         t[8..12].copy_from_slice(&acts[v].scale.to_bits().to_le_bytes());
         t[12..16].copy_from_slice(&u32_of(offsets[v], "arena offset")?.to_le_bytes());
         tensors.extend_from_slice(&t);
@@ -459,7 +597,12 @@ pub fn quantize(
     let total = data_off + data.0.len();
     let mut b = vec![0u8; total];
     b[0..4].copy_from_slice(&blob::MAGIC);
-    b[4..6].copy_from_slice(&blob::VERSION.to_le_bytes());
+    let version = if bands.iter().any(|&r| r > 0) {
+        blob::VERSION_BANDED
+    } else {
+        blob::VERSION
+    };
+    b[4..6].copy_from_slice(&version.to_le_bytes());
     b[6..8].copy_from_slice(&u16_of(HEADER_LEN, "header")?.to_le_bytes());
     b[8..12].copy_from_slice(&u32_of(total, "blob size")?.to_le_bytes());
     b[12..14].copy_from_slice(&u16_of(net.shapes.len(), "tensors")?.to_le_bytes());

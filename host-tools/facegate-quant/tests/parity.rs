@@ -10,7 +10,7 @@ use facegate_eval::faces::{Face, FaceSet};
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
 use facegate_quant::engine::{EngineEmbedder, FloatEmbedder};
 use facegate_quant::graph::FloatNet;
-use facegate_quant::quantize::{calibrate, quantize};
+use facegate_quant::quantize::{ArenaPlan, calibrate, quantize, quantize_within};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,18 +83,160 @@ fn int8_engine_tracks_the_float_model() {
     assert_eq!(again.blob, q.blob);
 }
 
-/// A blob of the tiny model, calibrated on synthetic faces (no data needed).
-fn tiny_blob() -> Vec<u8> {
-    let net = FloatNet::load(&fixture("tiny_mfn_random.onnx")).unwrap();
-    let synthetic: Vec<Face> = (0..4u8)
+fn synthetic_faces(n: u8) -> Vec<Face> {
+    (0..n)
         .map(|k| Face {
             rgb: (0..112 * 112 * 3)
                 .map(|i| ((i * 7 + usize::from(k) * 31) % 251) as u8)
                 .collect(),
         })
-        .collect();
-    let ranges = calibrate(&net, &synthetic, InputNorm::ArcFace).unwrap();
+        .collect()
+}
+
+/// The tiny model and its ranges, calibrated on synthetic faces (no data needed).
+fn tiny_net() -> (FloatNet, Vec<(f32, f32)>) {
+    let net = FloatNet::load(&fixture("tiny_mfn_random.onnx")).unwrap();
+    let ranges = calibrate(&net, &synthetic_faces(4), InputNorm::ArcFace).unwrap();
+    (net, ranges)
+}
+
+/// A blob of the tiny model.
+fn tiny_blob() -> Vec<u8> {
+    let (net, ranges) = tiny_net();
     quantize(&net, &ranges, InputNorm::ArcFace).unwrap().blob
+}
+
+/// The tiny model with every bottleneck expansion kept in row bands: the
+/// smallest arena the planner can reach.
+fn tiny_banded_blob() -> Vec<u8> {
+    let (net, ranges) = tiny_net();
+    quantize_within(&net, &ranges, InputNorm::ArcFace, ArenaPlan::BandEvery)
+        .unwrap()
+        .blob
+}
+
+fn embed_bits(blob: &[u8], face: &Face) -> Vec<u32> {
+    let m = Model::parse(blob).unwrap();
+    let mut out = vec![0.0f32; m.embedding_dim()];
+    m.embed(&face.rgb, &mut vec![0i8; m.arena_len()], &mut out)
+        .unwrap();
+    out.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn row_bands_shrink_the_arena_and_keep_every_bit() {
+    let (net, ranges) = tiny_net();
+    let plain = quantize(&net, &ranges, InputNorm::ArcFace).unwrap();
+    // A budget the plain plan meets changes nothing: same blob, same hash.
+    let roomy = quantize_within(
+        &net,
+        &ranges,
+        InputNorm::ArcFace,
+        ArenaPlan::Fit(plain.arena_len),
+    )
+    .unwrap();
+    assert_eq!(roomy.blob, plain.blob);
+    // One byte less: the largest expansion goes into row bands.
+    let one = quantize_within(
+        &net,
+        &ranges,
+        InputNorm::ArcFace,
+        ArenaPlan::Fit(plain.arena_len - 1),
+    )
+    .unwrap();
+    let all = tiny_banded_blob();
+    let (m1, m_all) = (
+        Model::parse(&one.blob).unwrap(),
+        Model::parse(&all).unwrap(),
+    );
+    assert_eq!(u16::from_le_bytes([one.blob[4], one.blob[5]]), 2);
+    assert_eq!(m1.banded_tensors(), 1);
+    assert!(m_all.banded_tensors() > 1, "{}", m_all.banded_tensors());
+    assert!(one.arena_len < plain.arena_len);
+    assert!(m_all.arena_len() <= one.arena_len);
+    eprintln!(
+        "tiny arena: plain {} B, one band {} B, all {} expansions banded {} B",
+        plain.arena_len,
+        one.arena_len,
+        m_all.banded_tensors(),
+        m_all.arena_len()
+    );
+    // The same faces give the same bits, banded or not.
+    let mut faces = synthetic_faces(3);
+    if let Some(data) = shared_data() {
+        faces.extend(self::faces(&data, 200, 5));
+    }
+    for f in &faces {
+        let want = embed_bits(&plain.blob, f);
+        assert_eq!(embed_bits(&one.blob, f), want);
+        assert_eq!(embed_bits(&all, f), want);
+    }
+    // The banded blob's arena is all it needs; one byte less is refused.
+    let face = &faces[0];
+    let mut out = vec![0.0; m_all.embedding_dim()];
+    assert!(matches!(
+        m_all.embed(&face.rgb, &mut vec![0i8; m_all.arena_len() - 1], &mut out),
+        Err(EngineError::ArenaTooSmall { .. })
+    ));
+    // A budget below even the fully banded plan is a clear error.
+    let err = quantize_within(&net, &ranges, InputNorm::ArcFace, ArenaPlan::Fit(1000)).unwrap_err();
+    assert!(
+        err.to_string().contains("over the budget of 1000 B"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bands_outside_their_rules_are_refused() {
+    use facegate_core::engine::blob::{CRC_AT, HEADER_LEN, TENSOR_LEN, blob_crc};
+    let plain = tiny_blob();
+    let banded = tiny_banded_blob();
+    let reseal = |b: &mut Vec<u8>| {
+        let crc = blob_crc(b);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    };
+    let m = Model::parse(&banded).unwrap();
+    let n_tensors = usize::from(u16::from_le_bytes([banded[12], banded[13]]));
+    let band_byte = |t: usize| HEADER_LEN + t * TENSOR_LEN + 7;
+    let banded_ids: Vec<usize> = (0..n_tensors)
+        .filter(|&t| banded[band_byte(t)] > 0)
+        .collect();
+    assert_eq!(banded_ids.len(), m.banded_tensors());
+    // Version 1 has no bands: a band byte there is refused.
+    let mut v1 = plain.clone();
+    v1[band_byte(3)] = 3;
+    reseal(&mut v1);
+    assert!(matches!(
+        Model::parse(&v1),
+        Err(BlobError::BadTensor { .. })
+    ));
+    // The model's input or output, or a value an Add reads, cannot be banded.
+    let id_at = |at: usize| usize::from(u16::from_le_bytes([banded[at], banded[at + 1]]));
+    let (input, output) = (id_at(20), id_at(22));
+    for t in [input, output] {
+        let mut b = banded.clone();
+        b[band_byte(t)] = 1;
+        reseal(&mut b);
+        assert!(Model::parse(&b).is_err(), "tensor {t}");
+    }
+    // A band shorter than the depthwise window is refused.
+    let mut short = banded.clone();
+    short[band_byte(banded_ids[0])] = 2;
+    reseal(&mut short);
+    assert!(matches!(Model::parse(&short), Err(BlobError::BadOp { .. })));
+    // Banding any tensor that is not an expansion read by a depthwise op is refused.
+    let mut refused = 0;
+    for t in (0..n_tensors).filter(|t| !banded_ids.contains(t) && ![input, output].contains(t)) {
+        let mut b = banded.clone();
+        b[band_byte(t)] = 3;
+        reseal(&mut b);
+        match Model::parse(&b) {
+            Err(_) => refused += 1,
+            // Only another expansion with a depthwise reader may be banded.
+            Ok(m2) => assert_eq!(m2.banded_tensors(), banded_ids.len() + 1, "tensor {t}"),
+        }
+    }
+    assert!(refused > 0);
 }
 
 #[test]
@@ -130,11 +272,11 @@ fn bad_blobs_and_buffers_are_typed_errors() {
         Model::parse(&blob[..100]).unwrap_err(),
         BlobError::Truncated
     );
-    let mut v2 = blob.clone();
-    v2[4] = 2;
+    let mut v3 = blob.clone();
+    v3[4] = 3;
     assert_eq!(
-        Model::parse(&v2).unwrap_err(),
-        BlobError::UnsupportedVersion { found: 2 }
+        Model::parse(&v3).unwrap_err(),
+        BlobError::UnsupportedVersion { found: 3 }
     );
     let mut bad = blob.clone();
     bad[0] = b'X';
@@ -197,11 +339,14 @@ mod fuzz {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
         #[test]
-        fn parser_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        fn parser_survives_arbitrary_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            version in 1u16..=2,
+        ) {
             let mut bytes = bytes;
             if bytes.len() >= 8 {
                 bytes[..4].copy_from_slice(b"FGM1");
-                bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+                bytes[4..6].copy_from_slice(&version.to_le_bytes());
             }
             reseal(&mut bytes);
             exercise(&bytes);
@@ -214,8 +359,13 @@ mod fuzz {
         fn parser_survives_damaged_blobs(
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
             header_edits in proptest::collection::vec((0usize..128, any::<u8>()), 0..3),
+            banded in any::<bool>(),
         ) {
-            let mut b = super::tiny_blob_cached().to_vec();
+            let mut b = if banded {
+                super::tiny_banded_blob_cached().to_vec()
+            } else {
+                super::tiny_blob_cached().to_vec()
+            };
             for (at, v) in &edits {
                 let i = at.index(b.len());
                 b[i] = *v;
@@ -236,6 +386,11 @@ mod fuzz {
 fn tiny_blob_cached() -> &'static [u8] {
     static BLOB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BLOB.get_or_init(tiny_blob)
+}
+
+fn tiny_banded_blob_cached() -> &'static [u8] {
+    static BLOB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BLOB.get_or_init(tiny_banded_blob)
 }
 
 #[test]

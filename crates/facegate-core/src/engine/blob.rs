@@ -8,12 +8,20 @@
 //!          | embedding_dim u16 | reserved u16 | model_hash [u8; 32] | tensors_off u32 | ops_off u32
 //!          | data_off u32 | data_len u32 | lut_off u32 (3 × 256 i8, within data) | reserved [u8; 40]
 //!          | crc32 u32 (over the whole blob except these 4 bytes)
-//! tensor:  h u16 | w u16 | c u16 | zero_point i8 | reserved u8 | scale f32 | arena_off u32
+//! tensor:  h u16 | w u16 | c u16 | zero_point i8 | band_rows u8 | scale f32 | arena_off u32
 //! op conv: kind=1 u8 | flags u8 | in u16 | out u16 | groups u16 | kh kw stride pad_t pad_l pad_b pad_r u8
 //!          | reserved u8 | weights bias mult shift neg_mult neg_shift: data offsets u32 | reserved
 //! op add:  kind=2 u8 | flags u8 | a u16 | out u16 | b u16 | a_mult a_shift b_mult b_shift
 //!          out_mult out_shift: i32 | reserved
 //! ```
+//!
+//! A tensor with `band_rows` > 0 (version 2) holds only that many rows in the
+//! arena: it is a bottleneck's 1×1 expansion, written by exactly one
+//! pointwise op and read only by the depthwise op right after it, and the
+//! engine runs the two together row band by row band (the expansion's rows
+//! are computed as the depthwise window reaches them). The result is the
+//! same to the bit; the arena no longer holds the whole expanded map. In
+//! version 1 the byte is reserved and must be 0.
 //!
 //! The model hash (what templates are bound to) is the SHA-256 of the blob
 //! with the hash and CRC fields zeroed, computed by the writer; the board
@@ -27,8 +35,10 @@ use crate::ModelHash;
 
 /// Blob magic.
 pub const MAGIC: [u8; 4] = *b"FGM1";
-/// Format version.
+/// Format version written when no tensor is banded (every reader reads it).
 pub const VERSION: u16 = 1;
+/// Format version written when some tensor is banded (`band_rows` > 0).
+pub const VERSION_BANDED: u16 = 2;
 /// Header bytes.
 pub const HEADER_LEN: usize = 128;
 /// Tensor record bytes.
@@ -94,7 +104,7 @@ impl core::fmt::Display for BlobError {
             Self::BadMagic => f.write_str("not a facegate model blob (bad magic)"),
             Self::UnsupportedVersion { found } => write!(
                 f,
-                "model blob version {found} is not supported (this build reads {VERSION})"
+                "model blob version {found} is not supported (this build reads {VERSION} and {VERSION_BANDED})"
             ),
             Self::Crc => f.write_str("model blob is damaged (CRC mismatch)"),
             Self::ModelMismatch => {
@@ -139,6 +149,8 @@ pub struct TensorInfo {
     pub c: u16,
     /// Zero point.
     pub zero_point: i8,
+    /// Rows held in the arena when the tensor is banded; 0: all `h` rows.
+    pub band_rows: u8,
     /// Scale (real = scale · (q − zero_point)).
     pub scale: f32,
     /// Offset in the arena.
@@ -146,9 +158,28 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Elements (= bytes).
+    /// Elements (= bytes) of the whole tensor.
     pub const fn len(&self) -> usize {
         self.h as usize * self.w as usize * self.c as usize
+    }
+
+    /// Bytes one row takes (`w · c`).
+    pub const fn row_len(&self) -> usize {
+        self.w as usize * self.c as usize
+    }
+
+    /// Whether only `band_rows` rows live in the arena.
+    pub const fn is_banded(&self) -> bool {
+        self.band_rows > 0
+    }
+
+    /// Bytes the tensor occupies in the arena.
+    pub const fn footprint(&self) -> usize {
+        if self.is_banded() {
+            self.band_rows as usize * self.row_len()
+        } else {
+            self.len()
+        }
     }
 
     /// Whether the tensor is empty (never, in a parsed blob).
@@ -157,7 +188,7 @@ impl TensorInfo {
     }
 
     fn range(&self) -> Range<usize> {
-        self.arena_off as usize..self.arena_off as usize + self.len()
+        self.arena_off as usize..self.arena_off as usize + self.footprint()
     }
 }
 
@@ -165,6 +196,7 @@ impl TensorInfo {
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     blob: &'a [u8],
+    version: u16,
     n_tensors: u16,
     n_ops: u16,
     arena_len: u32,
@@ -214,7 +246,7 @@ impl<'a> Model<'a> {
             return Err(BlobError::BadMagic);
         }
         let version = u16_at(h, 4)?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_BANDED {
             return Err(BlobError::UnsupportedVersion { found: version });
         }
         if usize::from(u16_at(h, 6)?) != HEADER_LEN {
@@ -242,6 +274,7 @@ impl<'a> Model<'a> {
         hash.copy_from_slice(&h[HASH_AT..HASH_AT + 32]);
         let m = Self {
             blob,
+            version,
             n_tensors: u16_at(h, 12)?,
             n_ops: u16_at(h, 14)?,
             arena_len: u32_at(h, 16)?,
@@ -271,10 +304,87 @@ impl<'a> Model<'a> {
         {
             return Err(BlobError::BadTensor { index: m.output });
         }
+        if input.is_banded() || output.is_banded() {
+            return Err(BlobError::BadTensor { index: m.input });
+        }
         for i in 0..m.n_ops {
             m.op(i)?;
         }
+        m.check_bands()?;
         Ok(m)
+    }
+
+    /// Every banded tensor is a pointwise expansion read only by the
+    /// depthwise op right after its writer, so that `embed` can run each
+    /// such pair together and never needs the whole tensor.
+    fn check_bands(&self) -> Result<(), BlobError> {
+        if self.version == VERSION {
+            return Ok(()); // no banded tensors (checked in `tensor`)
+        }
+        let banded = |t: TensorInfo| t.is_banded();
+        for i in 0..self.n_ops {
+            let bad = BlobError::BadOp { index: i };
+            match self.op(i)? {
+                Op::Add { a, b, output, .. } => {
+                    if banded(a) || banded(b) || banded(output) {
+                        return Err(bad);
+                    }
+                }
+                Op::Conv {
+                    g, input, output, ..
+                } => {
+                    if banded(input) {
+                        // Read only right after its writer: checked from the writer's side.
+                        let writer_ok = i > 0
+                            && matches!(self.op(i - 1)?, Op::Conv { output: o, .. } if o == input);
+                        if !writer_ok {
+                            return Err(bad);
+                        }
+                    }
+                    if !banded(output) {
+                        continue;
+                    }
+                    let pointwise = g.kh == 1
+                        && g.kw == 1
+                        && g.stride == 1
+                        && g.pad_top == 0
+                        && g.pad_left == 0
+                        && g.groups == 1
+                        && (g.out_h, g.out_w) == (g.in_h, g.in_w);
+                    let next = i
+                        .checked_add(1)
+                        .filter(|&n| n < self.n_ops)
+                        .ok_or(bad)
+                        .and_then(|n| self.op(n))?;
+                    let Op::Conv {
+                        g: dw,
+                        input: dw_in,
+                        output: dw_out,
+                        ..
+                    } = next
+                    else {
+                        return Err(bad);
+                    };
+                    let overlaps =
+                        |x: Range<usize>, y: Range<usize>| x.start < y.end && y.start < x.end;
+                    let fused_ok = pointwise
+                        && dw_in == output
+                        && !banded(dw_out)
+                        && dw.groups == dw.in_c
+                        && dw.out_c == dw.in_c
+                        && dw.kh <= usize::from(output.band_rows)
+                        && dw.kh > 0
+                        // Every output row's window holds at least one real row.
+                        && (dw.out_h - 1) * dw.stride < dw.in_h + dw.pad_top
+                        // The expansion's input stays live while the pair runs.
+                        && !overlaps(input.range(), dw_out.range());
+                    if !fused_ok {
+                        return Err(bad);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Parses and checks that the blob is the model templates were made with.
@@ -308,6 +418,7 @@ impl<'a> Model<'a> {
             w: 0,
             c: 0,
             zero_point: 0,
+            band_rows: 0,
             scale: 0.0,
             arena_off: 0,
         });
@@ -322,6 +433,13 @@ impl<'a> Model<'a> {
     /// Number of ops.
     pub const fn op_count(&self) -> u16 {
         self.n_ops
+    }
+
+    /// Number of tensors kept in row bands (computed with their reader).
+    pub fn banded_tensors(&self) -> usize {
+        (0..self.n_tensors)
+            .filter(|&i| self.tensor(i).is_ok_and(|t| t.is_banded()))
+            .count()
     }
 
     /// Multiply-accumulates of one embedding.
@@ -349,11 +467,13 @@ impl<'a> Model<'a> {
             w: u16_at(b, 2)?,
             c: u16_at(b, 4)?,
             zero_point: i8::from_le_bytes([b[6]]),
+            band_rows: b[7],
             scale: f32::from_bits(u32_at(b, 8)?),
             arena_off: u32_at(b, 12)?,
         };
-        let end = (t.arena_off as usize).checked_add(t.len());
+        let end = (t.arena_off as usize).checked_add(t.footprint());
         if t.is_empty()
+            || (self.version == VERSION && t.is_banded())
             || !(t.scale.is_finite() && t.scale > 0.0)
             || end.is_none_or(|e| e > self.arena_len as usize)
         {
@@ -487,10 +607,21 @@ impl<'a> Model<'a> {
         for (i, (dst, &px)) in arena[input.range()].iter_mut().zip(rgb).enumerate() {
             *dst = lut[(i % 3) * 256 + usize::from(px)];
         }
-        for i in 0..self.n_ops {
+        let mut i = 0;
+        while i < self.n_ops {
             // Validated in `parse`: cannot fail here.
-            let Ok(op) = self.op(i) else { continue };
+            let Ok(op) = self.op(i) else {
+                i += 1;
+                continue;
+            };
+            i += 1;
             match op {
+                Op::Conv { output, .. } if output.is_banded() => {
+                    // `parse` checked that the next op is its depthwise reader.
+                    let Ok(reader) = self.op(i) else { continue };
+                    i += 1;
+                    run_banded(arena, &op, &reader);
+                }
                 Op::Conv {
                     g,
                     input,
@@ -521,6 +652,116 @@ impl<'a> Model<'a> {
         }
         Ok(())
     }
+}
+
+/// A pointwise expansion and the depthwise convolution that reads it, run
+/// together: the expansion's rows are computed into its band (`band_rows`
+/// rows) as the depthwise window reaches them, and each depthwise output row
+/// is computed from the band. Every output value is computed exactly as in
+/// the unbanded run, so the results are the same to the bit.
+fn run_banded(arena: &mut [i8], expand: &Op<'_>, depthwise: &Op<'_>) {
+    let (
+        Op::Conv {
+            g: pw,
+            input,
+            output: band,
+            weights: pw_weights,
+            params: pw_params,
+        },
+        Op::Conv {
+            g: dw,
+            output,
+            weights: dw_weights,
+            params: dw_params,
+            ..
+        },
+    ) = (expand, depthwise)
+    else {
+        return;
+    };
+    let (src, window, dst) = split3(arena, input.range(), band.range(), output.range());
+    let (in_row, row, out_row) = (input.row_len(), band.row_len(), output.row_len());
+    let (in_zp, band_zp, out_zp) = (
+        i32::from(input.zero_point),
+        i32::from(band.zero_point),
+        i32::from(output.zero_point),
+    );
+    // Rows lo..hi of the expansion are held in window[0..(hi − lo)·row].
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for oy in 0..dw.out_h {
+        // Window of output row oy: input rows top..top + kh, clipped.
+        let top = oy * dw.stride; // + pad_top, to stay unsigned
+        let need_lo = top.saturating_sub(dw.pad_top);
+        let need_hi = (top + dw.kh).saturating_sub(dw.pad_top).min(dw.in_h);
+        if need_lo > lo {
+            let keep = need_lo.min(hi);
+            window.copy_within((keep - lo) * row..(hi - lo) * row, 0);
+            lo = need_lo;
+            hi = hi.max(lo);
+        }
+        if need_hi > hi {
+            let g = ConvGeometry {
+                in_h: need_hi - hi,
+                out_h: need_hi - hi,
+                ..*pw
+            };
+            conv2d(
+                &g,
+                &src[hi * in_row..need_hi * in_row],
+                in_zp,
+                pw_weights,
+                pw_params,
+                band_zp,
+                &mut window[(hi - lo) * row..(need_hi - lo) * row],
+            );
+            hi = need_hi;
+        }
+        let g = ConvGeometry {
+            in_h: hi - lo,
+            out_h: 1,
+            pad_top: (lo + dw.pad_top) - top,
+            ..*dw
+        };
+        conv2d(
+            &g,
+            &window[..(hi - lo) * row],
+            band_zp,
+            dw_weights,
+            dw_params,
+            out_zp,
+            &mut dst[oy * out_row..(oy + 1) * out_row],
+        );
+    }
+}
+
+/// Three disjoint ranges of the arena: the first shared, the others mutable
+/// (the parser checked that they do not overlap).
+fn split3(
+    arena: &mut [i8],
+    a: Range<usize>,
+    b: Range<usize>,
+    c: Range<usize>,
+) -> (&[i8], &mut [i8], &mut [i8]) {
+    // Cut the arena at the starts of the later ranges, in address order.
+    let mut order = [(a.clone(), 0usize), (b.clone(), 1), (c.clone(), 2)];
+    order.sort_unstable_by_key(|(r, _)| r.start);
+    let (first, rest) = arena.split_at_mut(order[1].0.start);
+    let (second, third) = rest.split_at_mut(order[2].0.start - order[1].0.start);
+    let mut parts: [Option<&mut [i8]>; 3] = [None, None, None];
+    for ((r, k), (part, base)) in order.iter().zip([
+        (first, 0usize),
+        (second, order[1].0.start),
+        (third, order[2].0.start),
+    ]) {
+        let (_, tail) = part.split_at_mut(r.start - base);
+        parts[*k] = Some(tail.split_at_mut(r.len()).0);
+    }
+    let [pa, pb, pc] = parts;
+    (
+        pa.map_or(&[][..], |p| &*p),
+        pb.unwrap_or_default(),
+        pc.unwrap_or_default(),
+    )
 }
 
 /// The output range mutably and two input ranges shared; the parser

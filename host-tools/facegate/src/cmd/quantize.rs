@@ -8,7 +8,7 @@ use clap::Args;
 use facegate_core::engine::Model;
 use facegate_eval::faces::{Face, FaceSet};
 use facegate_quant::graph::FloatNet;
-use facegate_quant::quantize::{Calibration, calibrate_with, quantize};
+use facegate_quant::quantize::{ArenaPlan, Calibration, calibrate_with, quantize_within};
 
 /// `facegate quantize …`
 #[derive(Debug, Args)]
@@ -38,6 +38,11 @@ pub struct QuantizeArgs {
     /// Also write the same quantisation as ONNX QDQ (runs on tract and onnxruntime).
     #[arg(long, value_name = "ONNX")]
     qdq: Option<PathBuf>,
+    /// RAM budget of the board in bytes (e.g. 524288 for `mfn`'s 512 KiB): if the
+    /// plain plan needs more, bottleneck expansions are computed a few rows at a
+    /// time (same results to the bit, a little slower).
+    #[arg(long, value_name = "BYTES")]
+    max_arena: Option<usize>,
 }
 
 /// Calibration choices.
@@ -86,7 +91,8 @@ pub fn run(a: QuantizeArgs) -> Result<ExitCode> {
         Method::Mse => Calibration::Mse,
     };
     let ranges = calibrate_with(&net, &faces, norm, method).context("calibration")?;
-    let q = quantize(&net, &ranges, norm)?;
+    let plan = a.max_arena.map_or(ArenaPlan::Whole, ArenaPlan::Fit);
+    let q = quantize_within(&net, &ranges, norm, plan)?;
     let m = Model::parse(&q.blob).context("the written blob does not parse (a quantizer bug)")?;
     std::fs::write(&a.out, &q.blob).with_context(|| format!("cannot write {}", a.out.display()))?;
     println!("quantized {} → {}", a.model.display(), a.out.display());
@@ -98,7 +104,15 @@ pub fn run(a: QuantizeArgs) -> Result<ExitCode> {
     println!("  ops           {}", m.op_count());
     println!("  MACs          {:.1} M", m.macs() as f64 / 1e6);
     println!("  flash (blob)  {} B", q.blob.len());
-    println!("  arena (RAM)   {} B", q.arena_len);
+    println!(
+        "  arena (RAM)   {} B{}",
+        q.arena_len,
+        if m.banded_tensors() > 0 {
+            format!(" ({} expansions in row bands)", m.banded_tensors())
+        } else {
+            String::new()
+        }
+    );
     println!("  model hash    {}", m.hash());
     if let Some(path) = &a.qdq {
         std::fs::write(path, facegate_quant::qdq::export_qdq(&net, &ranges))
