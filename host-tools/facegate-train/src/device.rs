@@ -69,11 +69,6 @@ impl FromStr for ComputeDevice {
 }
 
 impl ComputeDevice {
-    /// Whether this build can run on the device (LibTorch compiled in).
-    pub fn is_built(self) -> bool {
-        matches!(self, Self::Flex) || cfg!(feature = "tch")
-    }
-
     /// burn's device (without autodiff), after checking it can be used;
     /// `threads` (0: LibTorch's default) sizes LibTorch's CPU thread pool
     /// (flex uses the global rayon pool instead).

@@ -104,15 +104,11 @@ pub fn run(a: QuantizeArgs) -> Result<ExitCode> {
     println!("  ops           {}", m.op_count());
     println!("  MACs          {:.1} M", m.macs() as f64 / 1e6);
     println!("  flash (blob)  {} B", q.blob.len());
-    println!(
-        "  arena (RAM)   {} B{}",
-        q.arena_len,
-        if m.banded_tensors() > 0 {
-            format!(" ({} expansions in row bands)", m.banded_tensors())
-        } else {
-            String::new()
-        }
-    );
+    let bands = match m.banded_tensors() {
+        0 => String::new(),
+        n => format!(" ({n} expansions in row bands)"),
+    };
+    println!("  arena (RAM)   {} B{bands}", q.arena_len);
     println!("  model hash    {}", m.hash());
     if let Some(path) = &a.qdq {
         std::fs::write(path, facegate_quant::qdq::export_qdq(&net, &ranges))
