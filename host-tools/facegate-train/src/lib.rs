@@ -2,12 +2,14 @@
 //! face recognition, on burn (CPU `flex` by default).
 //!
 //! - [`device`]: flex, or LibTorch on CPU/CUDA (`tch` feature).
+//! - [`conv_ops`]: depthwise and 1×1 convolutions with fast gradients.
 //! - [`model`]: the `mfn` and `nano` MobileFaceNet presets and their cost.
 //! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
 //!   AM-Softmax, ArcFace and the combined margin.
 //! - [`throughput`]: timed training steps for the PyTorch peer benchmark.
 #![deny(missing_docs)]
 
+pub mod conv_ops;
 pub mod data;
 pub mod device;
 pub mod export;

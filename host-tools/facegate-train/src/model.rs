@@ -11,6 +11,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PRelu, PReluConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::conv_ops;
+
 /// Side of the square input face (aligned 112×112 RGB, as the shared data).
 pub const INPUT_SIZE: usize = 112;
 
@@ -217,11 +219,30 @@ impl ConvBn {
         }
     }
 
-    /// Applies the layer.
+    /// Applies the layer. Depthwise and 1×1 convolutions go through
+    /// [`conv_ops`](crate::conv_ops) (same values as `Conv2d::forward`, faster
+    /// gradients); the stem uses burn's convolution.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.bn.forward(self.conv.forward(x));
+        let c = &self.conv;
+        let [cout, cin_g, k, _] = c.weight.dims();
+        let pad = match c.padding {
+            PaddingConfig2d::Explicit(t, b, l, r) if t == b && t == l && t == r => Some(t),
+            _ => None,
+        };
+        let square = c.kernel_size[0] == c.kernel_size[1] && c.stride[0] == c.stride[1];
+        let plain = c.bias.is_none() && c.dilation == [1, 1] && square;
+        let y = match pad {
+            Some(pad) if plain && cin_g == 1 && c.groups == cout && cout > 1 => {
+                conv_ops::depthwise_conv2d(x, c.weight.val(), c.stride[0], pad)
+            }
+            Some(0) if plain && k == 1 && c.groups == 1 && c.stride[0] == 1 => {
+                conv_ops::pointwise_conv2d(x, c.weight.val())
+            }
+            _ => c.forward(x),
+        };
+        let y = self.bn.forward(y);
         match &self.act {
-            Some(a) => a.forward(y),
+            Some(a) => conv_ops::prelu_channels(y, a.alpha.val()),
             None => y,
         }
     }

@@ -1,0 +1,772 @@
+//! The separable convolutions of our embedders as a burn backend extension,
+//! with gradients that do not go through burn's generic convolution backward.
+//!
+//! burn computes a convolution's gradients with other convolutions: the
+//! weight gradient of a 1×1 conv becomes a convolution whose kernel is the
+//! whole feature map, and that of a depthwise conv one such convolution per
+//! channel. On `flex` these were 3–8× the forward's time and most of a
+//! training step (`facegate bench train`). Here the 1×1 gradients are batched
+//! matrix products (on every backend) and the depthwise ones direct loops over
+//! each channel's plane (on `flex`, in f32), with burn's generic path as the
+//! reference the tests hold them to.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
+};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+use rayon::prelude::*;
+
+fn depthwise_options(channels: usize, stride: usize, pad: usize) -> ConvOptions<2> {
+    ConvOptions::new([stride, stride], [pad, pad], [1, 1], channels)
+}
+
+fn pointwise_options() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [0, 0], [1, 1], 1)
+}
+
+/// Depthwise and pointwise convolutions with their gradients.
+///
+/// Shapes: `x` `[n, c, h, w]`; a depthwise weight `[c, 1, k, k]` (square
+/// kernel, the same stride and padding on both axes, no bias); a pointwise
+/// weight `[c_out, c_in, 1, 1]` (stride 1, no padding, no bias).
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
+pub trait SeparableConvOps: Backend {
+    /// Depthwise k×k convolution.
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let c = weight.shape()[0];
+        Self::conv2d(x, weight, None, depthwise_options(c, stride, pad))
+    }
+
+    /// Gradient of [`Self::depthwise_conv2d`] with respect to `x`.
+    fn depthwise_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let c = weight.shape()[0];
+        Self::conv2d_x_backward(x, weight, grad, depthwise_options(c, stride, pad))
+    }
+
+    /// Gradient of [`Self::depthwise_conv2d`] with respect to the weight.
+    fn depthwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let c = weight.shape()[0];
+        Self::conv2d_weight_backward(x, weight, grad, depthwise_options(c, stride, pad))
+    }
+
+    /// Pointwise (1×1) convolution.
+    fn pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, pointwise_options())
+    }
+
+    /// Gradient of [`Self::pointwise_conv2d`] with respect to `x`:
+    /// `Wᵀ · g` for each face.
+    fn pointwise_conv2d_x_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [c_out, c_in, _, _] = dims4(&weight.shape());
+        let [n, _, h, w] = dims4(&grad.shape());
+        let wt = Self::float_swap_dims(
+            Self::float_reshape(weight, Shape::new([1, c_out, c_in])),
+            1,
+            2,
+        );
+        let g = Self::float_reshape(grad, Shape::new([n, c_out, h * w]));
+        Self::float_reshape(Self::float_matmul(wt, g), Shape::new([n, c_in, h, w]))
+    }
+
+    /// Gradient of [`Self::pointwise_conv2d`] with respect to the weight:
+    /// `Σₙ gₙ · xₙᵀ`.
+    fn pointwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [n, c_in, h, w] = dims4(&x.shape());
+        let c_out = grad.shape()[1];
+        let xt = Self::float_swap_dims(Self::float_reshape(x, Shape::new([n, c_in, h * w])), 1, 2);
+        let g = Self::float_reshape(grad, Shape::new([n, c_out, h * w]));
+        let per_face = Self::float_matmul(g, xt);
+        Self::float_reshape(
+            Self::float_sum_dim(per_face, 0),
+            Shape::new([c_out, c_in, 1, 1]),
+        )
+    }
+
+    /// PReLU with one slope per channel: `x` where `x ≥ 0`, else `αᶜ·x`.
+    fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
+        generic_prelu::<Self>(x, alpha)
+    }
+
+    /// Gradients of [`Self::prelu_channels`] with respect to `x` and `alpha`.
+    fn prelu_channels_backward(
+        x: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        generic_prelu_backward::<Self>(x, alpha, grad)
+    }
+}
+
+/// burn's PReLU with the slopes broadcast over channels.
+fn generic_prelu<B: Backend>(x: FloatTensor<B>, alpha: FloatTensor<B>) -> FloatTensor<B> {
+    let c = alpha.shape()[0];
+    B::prelu(x, B::float_reshape(alpha, Shape::new([1, c, 1, 1])))
+}
+
+/// PReLU's gradients from burn's tensor operations.
+fn generic_prelu_backward<B: Backend>(
+    x: FloatTensor<B>,
+    alpha: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let c = alpha.shape()[0];
+    let bool_dtype = get_or_init_device_settings::<B>(&x.device()).bool_dtype;
+    let negative = B::float_lower_elem(x.clone(), 0f32.into(), bool_dtype);
+    let slopes = B::float_reshape(alpha, Shape::new([1, c, 1, 1]));
+    let dx = B::float_mask_where(
+        grad.clone(),
+        negative.clone(),
+        B::float_mul(grad.clone(), slopes),
+    );
+    let zeros = B::float_zeros(x.shape(), &x.device(), x.dtype().into());
+    let gx = B::float_mask_where(zeros, negative, B::float_mul(grad, x));
+    let da = B::float_sum_dim(B::float_sum_dim(B::float_sum_dim(gx, 3), 2), 0);
+    (dx, B::float_reshape(da, Shape::new([c])))
+}
+
+fn dims4(shape: &Shape) -> [usize; 4] {
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// A depthwise convolution's geometry, checked once.
+#[derive(Clone, Copy, Debug)]
+struct Depthwise {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Depthwise {
+    fn new(x: &Shape, weight: &Shape, stride: usize, pad: usize) -> Self {
+        let [n, c, h, w] = dims4(x);
+        let k = weight[2];
+        Self {
+            n,
+            c,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+            oh: (h + 2 * pad - k) / stride + 1,
+            ow: (w + 2 * pad - k) / stride + 1,
+        }
+    }
+
+    /// The output columns `o` whose input column `o·stride + tap − pad` lies
+    /// inside `0..len`.
+    fn valid(&self, tap: usize, len: usize, out: usize) -> std::ops::Range<usize> {
+        let lo = self.pad.saturating_sub(tap).div_ceil(self.stride);
+        let hi = (len + self.pad)
+            .checked_sub(tap)
+            .map_or(0, |e| e.div_ceil(self.stride))
+            .min(out);
+        lo..hi.max(lo)
+    }
+}
+
+fn f32_values(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    Some(match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>()?.to_vec()),
+    })
+}
+
+fn flex_f32(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `Σ a[j·stride] · b[j]` over `b`, with eight partial sums so the
+/// stride-1 case vectorises.
+fn strided_dot(a: &[f32], stride: usize, b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    if stride == 1 {
+        let a = &a[..b.len()];
+        let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (a8.remainder(), b8.remainder());
+        for (x, y) in a8.zip(b8) {
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+        for (x, y) in ra.iter().zip(rb) {
+            acc[0] += x * y;
+        }
+    } else {
+        for (j, y) in b.iter().enumerate() {
+            acc[j % 8] += a[j * stride] * y;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// `a[j·stride] += b[j] · s` over `b`.
+fn strided_axpy(a: &mut [f32], stride: usize, b: &[f32], s: f32) {
+    if stride == 1 {
+        for (x, y) in a[..b.len()].iter_mut().zip(b) {
+            *x += y * s;
+        }
+    } else {
+        for (j, y) in b.iter().enumerate() {
+            a[j * stride] += y * s;
+        }
+    }
+}
+
+impl SeparableConvOps for Flex {
+    fn depthwise_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let g = Depthwise::new(&x.shape(), &weight.shape(), stride, pad);
+        let (Some(wv), Some(gv)) = (f32_values(&weight), f32_values(&grad)) else {
+            let c = g.c;
+            return Self::conv2d_x_backward(x, weight, grad, depthwise_options(c, stride, pad));
+        };
+        let cols: Vec<_> = (0..g.k).map(|kw| g.valid(kw, g.w, g.ow)).collect();
+        let mut dx = vec![0.0f32; g.n * g.c * g.h * g.w];
+        dx.par_chunks_mut(g.h * g.w)
+            .enumerate()
+            .for_each(|(plane, dx)| {
+                let wk = &wv[(plane % g.c) * g.k * g.k..][..g.k * g.k];
+                let gp = &gv[plane * g.oh * g.ow..][..g.oh * g.ow];
+                for kh in 0..g.k {
+                    for oy in g.valid(kh, g.h, g.oh) {
+                        let iy = oy * g.stride + kh - g.pad;
+                        let row = &mut dx[iy * g.w..][..g.w];
+                        let grow = &gp[oy * g.ow..][..g.ow];
+                        for (kw, cols) in cols.iter().enumerate() {
+                            let first = cols.start * g.stride + kw - g.pad;
+                            let wt = wk[kh * g.k + kw];
+                            strided_axpy(&mut row[first..], g.stride, &grow[cols.clone()], wt);
+                        }
+                    }
+                }
+            });
+        flex_f32(dx, [g.n, g.c, g.h, g.w])
+    }
+
+    fn depthwise_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let g = Depthwise::new(&x.shape(), &weight.shape(), stride, pad);
+        let (Some(xv), Some(gv)) = (f32_values(&x), f32_values(&grad)) else {
+            let c = g.c;
+            return Self::conv2d_weight_backward(
+                x,
+                weight,
+                grad,
+                depthwise_options(c, stride, pad),
+            );
+        };
+        let cols: Vec<_> = (0..g.k).map(|kw| g.valid(kw, g.w, g.ow)).collect();
+        let mut dw = vec![0.0f32; g.c * g.k * g.k];
+        dw.par_chunks_mut(g.k * g.k)
+            .enumerate()
+            .for_each(|(ch, dw)| {
+                // f64 sums across rows: a tap adds n·oh·ow products.
+                let mut acc = vec![0.0f64; g.k * g.k];
+                for face in 0..g.n {
+                    let plane = face * g.c + ch;
+                    let xp = &xv[plane * g.h * g.w..][..g.h * g.w];
+                    let gp = &gv[plane * g.oh * g.ow..][..g.oh * g.ow];
+                    for kh in 0..g.k {
+                        for oy in g.valid(kh, g.h, g.oh) {
+                            let iy = oy * g.stride + kh - g.pad;
+                            let row = &xp[iy * g.w..][..g.w];
+                            let grow = &gp[oy * g.ow..][..g.ow];
+                            for (kw, cols) in cols.iter().enumerate() {
+                                let first = cols.start * g.stride + kw - g.pad;
+                                let dot = strided_dot(&row[first..], g.stride, &grow[cols.clone()]);
+                                acc[kh * g.k + kw] += f64::from(dot);
+                            }
+                        }
+                    }
+                }
+                for (d, a) in dw.iter_mut().zip(acc) {
+                    *d = a as f32;
+                }
+            });
+        flex_f32(dw, [g.c, 1, g.k, g.k])
+    }
+
+    fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = dims4(&x.shape());
+        let (Some(xv), Some(av)) = (f32_values(&x), f32_values(&alpha)) else {
+            return generic_prelu::<Self>(x, alpha);
+        };
+        let [_, c, h, w] = shape;
+        let mut y = vec![0.0f32; xv.len()];
+        y.par_chunks_mut(h * w)
+            .zip(xv.par_chunks(h * w))
+            .enumerate()
+            .for_each(|(plane, (y, x))| {
+                let a = av[plane % c];
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = if x < 0.0 { a * x } else { x };
+                }
+            });
+        flex_f32(y, shape)
+    }
+
+    fn prelu_channels_backward(
+        x: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = dims4(&x.shape());
+        let (Some(xv), Some(av), Some(gv)) =
+            (f32_values(&x), f32_values(&alpha), f32_values(&grad))
+        else {
+            return generic_prelu_backward::<Self>(x, alpha, grad);
+        };
+        let [n, c, h, w] = shape;
+        let mut dx = vec![0.0f32; xv.len()];
+        // Each plane's share of its channel's slope gradient.
+        let mut partial = vec![0.0f64; n * c];
+        dx.par_chunks_mut(h * w)
+            .zip(partial.par_iter_mut())
+            .enumerate()
+            .for_each(|(plane, (dx, part))| {
+                let a = av[plane % c];
+                let x = &xv[plane * h * w..][..h * w];
+                let g = &gv[plane * h * w..][..h * w];
+                let mut sum = 0.0f32;
+                for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                    let negative = x < 0.0;
+                    *d = if negative { a * g } else { g };
+                    sum += if negative { g * x } else { 0.0 };
+                }
+                *part = f64::from(sum);
+            });
+        let mut da = vec![0.0f64; c];
+        for (i, p) in partial.iter().enumerate() {
+            da[i % c] += p;
+        }
+        let da: Vec<f32> = da.into_iter().map(|v| v as f32).collect();
+        (
+            flex_f32(dx, shape),
+            FlexTensor::from_data(TensorData::new(da, [c])),
+        )
+    }
+}
+
+#[cfg(feature = "tch")]
+impl SeparableConvOps for burn::backend::LibTorch {}
+
+impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for Autodiff<B, C> {
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DepthwiseBackward;
+
+        impl<B: Backend + SeparableConvOps> Backward<B, 2> for DepthwiseBackward {
+            type State = (NodeId, NodeId, usize, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, w_state, stride, pad) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
+                if let Some(node) = node_x {
+                    let dx = B::depthwise_conv2d_x_backward(
+                        x.clone(),
+                        w.clone(),
+                        grad.clone(),
+                        stride,
+                        pad,
+                    );
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_w {
+                    let dw = B::depthwise_conv2d_weight_backward(x, w, grad, stride, pad);
+                    grads.register::<B>(node.id, dw);
+                }
+            }
+        }
+
+        match DepthwiseBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                let y =
+                    B::depthwise_conv2d(x.into_primitive(), weight.into_primitive(), stride, pad);
+                prep.finish((x_state, w_state, stride, pad), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                stride,
+                pad,
+            )),
+        }
+    }
+
+    fn pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct PointwiseBackward;
+
+        impl<B: Backend + SeparableConvOps> Backward<B, 2> for PointwiseBackward {
+            type State = (NodeId, NodeId);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, w_state) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
+                if let Some(node) = node_x {
+                    let dx = B::pointwise_conv2d_x_backward(w, grad.clone());
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_w {
+                    let dw = B::pointwise_conv2d_weight_backward(x, grad);
+                    grads.register::<B>(node.id, dw);
+                }
+            }
+        }
+
+        match PointwiseBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                let y = B::pointwise_conv2d(x.into_primitive(), weight.into_primitive());
+                prep.finish((x_state, w_state), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::pointwise_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+            )),
+        }
+    }
+
+    fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct PreluBackward;
+
+        impl<B: Backend + SeparableConvOps> Backward<B, 2> for PreluBackward {
+            type State = (NodeId, NodeId);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_a] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, a_state) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let a = checkpointer.retrieve_node_output::<FloatTensor<B>>(a_state);
+                let (dx, da) = B::prelu_channels_backward(x, a, grad);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_a {
+                    grads.register::<B>(node.id, da);
+                }
+            }
+        }
+
+        match PreluBackward
+            .prepare::<C>([x.node(), alpha.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let a_state = prep.checkpoint(&alpha);
+                let y = B::prelu_channels(x.into_primitive(), alpha.into_primitive());
+                prep.finish((x_state, a_state), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::prelu_channels(
+                x.into_primitive(),
+                alpha.into_primitive(),
+            )),
+        }
+    }
+}
+
+/// PReLU over `[n, c, h, w]` with one slope per channel (`alpha`: `[c]`).
+pub fn prelu_channels(x: Tensor<4>, alpha: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as SeparableConvOps>::prelu_channels(
+        x.into_dispatch(),
+        alpha.into_dispatch(),
+    ))
+}
+
+/// Depthwise k×k convolution of `[n, c, h, w]` with a `[c, 1, k, k]` weight.
+pub fn depthwise_conv2d(x: Tensor<4>, weight: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as SeparableConvOps>::depthwise_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        stride,
+        pad,
+    ))
+}
+
+/// Pointwise (1×1, stride 1) convolution of `[n, c_in, h, w]` with a
+/// `[c_out, c_in, 1, 1]` weight.
+pub fn pointwise_conv2d(x: Tensor<4>, weight: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as SeparableConvOps>::pointwise_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+    use burn::tensor::module::conv2d;
+    use rand::{Rng, SeedableRng};
+
+    fn random(shape: [usize; 4], seed: u64) -> TensorData {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        TensorData::new(v, shape)
+    }
+
+    fn values(t: FlexTensor) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    }
+
+    /// The largest difference relative to the reference's largest magnitude.
+    fn relative_error(fast: &[f32], reference: &[f32]) -> f32 {
+        assert_eq!(fast.len(), reference.len());
+        let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let worst = fast
+            .iter()
+            .zip(reference)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        worst / scale
+    }
+
+    /// (n, c, side, kernel, stride, pad): the embedders' 3×3 stride-1 and
+    /// stride-2 layers, their global 7×7 layer, and odd sizes where the last
+    /// window hangs over the border.
+    const DEPTHWISE: [(usize, usize, usize, usize, usize, usize); 5] = [
+        (2, 3, 8, 3, 1, 1),
+        (2, 4, 9, 3, 2, 1),
+        (3, 2, 7, 7, 1, 0),
+        (1, 5, 10, 3, 2, 1),
+        (2, 2, 11, 5, 2, 2),
+    ];
+
+    // Tolerance: f32 sums in another order over at most a few thousand terms.
+    const TOLERANCE: f32 = 1e-5;
+
+    #[test]
+    fn flex_depthwise_gradients_equal_burns_generic_ones() {
+        for (i, &(n, c, side, k, stride, pad)) in DEPTHWISE.iter().enumerate() {
+            let out = (side + 2 * pad - k) / stride + 1;
+            let seed = 10 * i as u64;
+            let x = FlexTensor::from_data(random([n, c, side, side], seed));
+            let w = FlexTensor::from_data(random([c, 1, k, k], seed + 1));
+            let g = FlexTensor::from_data(random([n, c, out, out], seed + 2));
+            let options = depthwise_options(c, stride, pad);
+            let fast =
+                Flex::depthwise_conv2d_x_backward(x.clone(), w.clone(), g.clone(), stride, pad);
+            let reference =
+                Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone());
+            let e = relative_error(&values(fast), &values(reference));
+            assert!(e < TOLERANCE, "x gradient, case {i}: {e}");
+            let fast = Flex::depthwise_conv2d_weight_backward(
+                x.clone(),
+                w.clone(),
+                g.clone(),
+                stride,
+                pad,
+            );
+            let reference = Flex::conv2d_weight_backward(x, w, g, options);
+            let e = relative_error(&values(fast), &values(reference));
+            assert!(e < TOLERANCE, "weight gradient, case {i}: {e}");
+        }
+    }
+
+    #[test]
+    fn pointwise_and_prelu_gradients_equal_burns_generic_ones() {
+        let (n, cin, cout, side) = (3, 5, 4, 6);
+        let x = FlexTensor::from_data(random([n, cin, side, side], 1));
+        let w = FlexTensor::from_data(random([cout, cin, 1, 1], 2));
+        let g = FlexTensor::from_data(random([n, cout, side, side], 3));
+        let options = pointwise_options();
+        let fast = Flex::pointwise_conv2d_x_backward(w.clone(), g.clone());
+        let reference = Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone());
+        assert!(relative_error(&values(fast), &values(reference)) < TOLERANCE);
+        let fast = Flex::pointwise_conv2d_weight_backward(x.clone(), g.clone());
+        let reference = Flex::conv2d_weight_backward(x, w, g, options);
+        assert!(relative_error(&values(fast), &values(reference)) < TOLERANCE);
+
+        let x = FlexTensor::from_data(random([n, cout, side, side], 4));
+        let alpha = FlexTensor::from_data(TensorData::new(vec![0.25f32, -0.5, 0.0, 1.5], [cout]));
+        let g = FlexTensor::from_data(random([n, cout, side, side], 5));
+        let fast = Flex::prelu_channels(x.clone(), alpha.clone());
+        let reference = generic_prelu::<Flex>(x.clone(), alpha.clone());
+        assert_eq!(values(fast), values(reference));
+        let (dx, da) = Flex::prelu_channels_backward(x.clone(), alpha.clone(), g.clone());
+        let (rdx, rda) = generic_prelu_backward::<Flex>(x, alpha, g);
+        assert_eq!(values(dx), values(rdx));
+        assert!(relative_error(&values(da), &values(rda)) < TOLERANCE);
+    }
+
+    /// The autodiff nodes hand each parent its own gradient: `Σ y·r` through
+    /// our ops and through burn's, on a training device.
+    #[test]
+    fn autodiff_gradients_equal_burns_layers() {
+        let device = Device::flex().autodiff();
+        let tensor = |d: TensorData| Tensor::<4>::from_data(d, &device).require_grad();
+        let grads_of = |x: &Tensor<4>, w: &Tensor<4>, y: Tensor<4>, r: &Tensor<4>| {
+            let grads = (y * r.clone()).sum().backward();
+            let v = |t: Option<Tensor<4>>| {
+                t.expect("a gradient")
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default()
+            };
+            (v(x.grad(&grads)), v(w.grad(&grads)))
+        };
+        for (i, &(n, c, side, k, stride, pad)) in DEPTHWISE.iter().enumerate() {
+            let out = (side + 2 * pad - k) / stride + 1;
+            let seed = 100 + 10 * i as u64;
+            let (xd, wd) = (
+                random([n, c, side, side], seed),
+                random([c, 1, k, k], seed + 1),
+            );
+            let r = Tensor::<4>::from_data(random([n, c, out, out], seed + 2), &device);
+            let (x, w) = (tensor(xd.clone()), tensor(wd.clone()));
+            let fast = grads_of(
+                &x,
+                &w,
+                depthwise_conv2d(x.clone(), w.clone(), stride, pad),
+                &r,
+            );
+            let (x, w) = (tensor(xd), tensor(wd));
+            let y = conv2d(
+                x.clone(),
+                w.clone(),
+                None,
+                depthwise_options(c, stride, pad),
+            );
+            let reference = grads_of(&x, &w, y, &r);
+            assert!(
+                relative_error(&fast.0, &reference.0) < TOLERANCE,
+                "case {i}"
+            );
+            assert!(
+                relative_error(&fast.1, &reference.1) < TOLERANCE,
+                "case {i}"
+            );
+        }
+
+        let (xd, wd) = (random([2, 3, 5, 5], 7), random([4, 3, 1, 1], 8));
+        let r = Tensor::<4>::from_data(random([2, 4, 5, 5], 9), &device);
+        let (x, w) = (tensor(xd.clone()), tensor(wd.clone()));
+        let fast = grads_of(&x, &w, pointwise_conv2d(x.clone(), w.clone()), &r);
+        let (x, w) = (tensor(xd), tensor(wd));
+        let reference = grads_of(
+            &x,
+            &w,
+            conv2d(x.clone(), w.clone(), None, pointwise_options()),
+            &r,
+        );
+        assert!(relative_error(&fast.0, &reference.0) < TOLERANCE);
+        assert!(relative_error(&fast.1, &reference.1) < TOLERANCE);
+
+        let xd = random([2, 3, 4, 4], 10);
+        let alpha_values = TensorData::new(vec![0.25f32, -0.5, 2.0], [3]);
+        let r = Tensor::<4>::from_data(random([2, 3, 4, 4], 11), &device);
+        let run = |fast: bool| {
+            let x = tensor(xd.clone());
+            let a = Tensor::<1>::from_data(alpha_values.clone(), &device).require_grad();
+            let y = if fast {
+                prelu_channels(x.clone(), a.clone())
+            } else {
+                burn::tensor::activation::prelu(x.clone(), a.clone())
+            };
+            let grads = (y * r.clone()).sum().backward();
+            let v = |t: TensorData| t.convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+            let gx = x.grad(&grads).expect("x gradient").into_data();
+            let ga = a.grad(&grads).expect("alpha gradient").into_data();
+            (v(gx), v(ga))
+        };
+        let (fast, reference) = (run(true), run(false));
+        assert!(relative_error(&fast.0, &reference.0) < TOLERANCE);
+        assert!(relative_error(&fast.1, &reference.1) < TOLERANCE);
+    }
+}
