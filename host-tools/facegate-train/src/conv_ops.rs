@@ -19,7 +19,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
+    AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension,
+    get_or_init_device_settings,
 };
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
@@ -111,6 +112,32 @@ pub trait SeparableConvOps: Backend {
             Self::float_sum_dim(per_face, 0),
             Shape::new([c_out, c_in, 1, 1]),
         )
+    }
+
+    /// Training-mode BatchNorm over `[n, c, h, w]`: the output and the
+    /// batch's mean and biased variance per channel.
+    fn batch_norm_channels_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
+        (r.output, r.mean, r.variance)
+    }
+
+    /// Gradients of [`Self::batch_norm_channels_train`] with respect to `x`,
+    /// `gamma` and `beta`.
+    fn batch_norm_channels_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+        (r.x_grad, r.gamma_grad, r.beta_grad)
     }
 
     /// PReLU with one slope per channel: `x` where `x ≥ 0`, else `αᶜ·x`.
@@ -337,6 +364,139 @@ impl SeparableConvOps for Flex {
         flex_f32(dw, [g.c, 1, g.k, g.k])
     }
 
+    fn batch_norm_channels_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = dims4(&x.shape());
+        let (Some(xv), Some(gv), Some(bv)) =
+            (f32_values(&x), f32_values(&gamma), f32_values(&beta))
+        else {
+            let r = Self::batch_norm_train(x, gamma, beta, epsilon);
+            return (r.output, r.mean, r.variance);
+        };
+        let [n, c, h, w] = shape;
+        let plane = h * w;
+        let count = (n * plane) as f64;
+        // Per channel: f64 sums of x and x² over every plane of that channel.
+        let stats: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut sum, mut squares) = (0.0f64, 0.0f64);
+                for face in 0..n {
+                    for &v in &xv[(face * c + ch) * plane..][..plane] {
+                        let v = f64::from(v);
+                        sum += v;
+                        squares += v * v;
+                    }
+                }
+                let mean = sum / count;
+                (mean, (squares / count - mean * mean).max(0.0))
+            })
+            .collect();
+        let mut y = vec![0.0f32; xv.len()];
+        y.par_chunks_mut(plane)
+            .zip(xv.par_chunks(plane))
+            .enumerate()
+            .for_each(|(p, (y, x))| {
+                let ch = p % c;
+                let (mean, var) = stats[ch];
+                let scale = f64::from(gv[ch]) / (var + epsilon).sqrt();
+                let shift = f64::from(bv[ch]) - mean * scale;
+                let (scale, shift) = (scale as f32, shift as f32);
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = x * scale + shift;
+                }
+            });
+        let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
+        let var: Vec<f32> = stats.iter().map(|s| s.1 as f32).collect();
+        (
+            flex_f32(y, shape),
+            FlexTensor::from_data(TensorData::new(mean, [c])),
+            FlexTensor::from_data(TensorData::new(var, [c])),
+        )
+    }
+
+    fn batch_norm_channels_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = dims4(&x.shape());
+        let values = (
+            f32_values(&x),
+            f32_values(&gamma),
+            f32_values(&mean),
+            f32_values(&variance),
+            f32_values(&grad),
+        );
+        let (Some(xv), Some(gammav), Some(mv), Some(vv), Some(gv)) = values else {
+            let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+            return (r.x_grad, r.gamma_grad, r.beta_grad);
+        };
+        let [n, c, h, w] = shape;
+        let plane = h * w;
+        let count = (n * plane) as f64;
+        let inv_std: Vec<f64> = vv
+            .iter()
+            .map(|&v| 1.0 / (f64::from(v) + epsilon).sqrt())
+            .collect();
+        // Per channel: Σ g and Σ g·(x − mean).
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let m = mv[ch];
+                let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
+                for face in 0..n {
+                    let at = (face * c + ch) * plane;
+                    let (mut sg, mut sgx) = (0.0f32, 0.0f32);
+                    for (&g, &x) in gv[at..][..plane].iter().zip(&xv[at..][..plane]) {
+                        sg += g;
+                        sgx += g * (x - m);
+                    }
+                    sum_g += f64::from(sg);
+                    sum_gx += f64::from(sgx);
+                }
+                (sum_g, sum_gx)
+            })
+            .collect();
+        // dx = γ/σ · (g − Σg/M − (x − μ)/σ² · Σg(x − μ)/M), as a·g + b·x + d.
+        let mut dx = vec![0.0f32; xv.len()];
+        dx.par_chunks_mut(plane).enumerate().for_each(|(p, dx)| {
+            let ch = p % c;
+            let (sum_g, sum_gx) = sums[ch];
+            let is = inv_std[ch];
+            let a = f64::from(gammav[ch]) * is;
+            let b = -a * is * is * sum_gx / count;
+            let d = -a * sum_g / count - b * f64::from(mv[ch]);
+            let (a, b, d) = (a as f32, b as f32, d as f32);
+            let at = p * plane;
+            for ((dx, &g), &x) in dx
+                .iter_mut()
+                .zip(&gv[at..][..plane])
+                .zip(&xv[at..][..plane])
+            {
+                *dx = a * g + b * x + d;
+            }
+        });
+        let dgamma: Vec<f32> = sums
+            .iter()
+            .zip(&inv_std)
+            .map(|(s, is)| (s.1 * is) as f32)
+            .collect();
+        let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+        (
+            flex_f32(dx, shape),
+            FlexTensor::from_data(TensorData::new(dgamma, [c])),
+            FlexTensor::from_data(TensorData::new(dbeta, [c])),
+        )
+    }
+
     fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
         let shape = dims4(&x.shape());
         let (Some(xv), Some(av)) = (f32_values(&x), f32_values(&alpha)) else {
@@ -510,6 +670,83 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
         }
     }
 
+    fn batch_norm_channels_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct BatchNormBackward;
+
+        impl<B: Backend + SeparableConvOps> Backward<B, 3> for BatchNormBackward {
+            // The batch statistics travel with the node, as in burn's own.
+            type State = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+                let (dx, dgamma, dbeta) =
+                    B::batch_norm_channels_train_backward(x, gamma, mean, variance, epsilon, grad);
+                for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (y, mean, variance) = B::batch_norm_channels_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let state = (
+                    x_state,
+                    gamma_state,
+                    mean.clone(),
+                    variance.clone(),
+                    epsilon,
+                );
+                (
+                    prep.finish(state, y),
+                    Self::from_inner(mean),
+                    Self::from_inner(variance),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, variance) = B::batch_norm_channels_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                (
+                    prep.finish(y),
+                    Self::from_inner(mean),
+                    Self::from_inner(variance),
+                )
+            }
+        }
+    }
+
     fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct PreluBackward;
@@ -555,6 +792,27 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
             )),
         }
     }
+}
+
+/// Training-mode BatchNorm over `[n, c, h, w]`: the output and the batch's
+/// mean and biased variance per channel (not differentiated).
+pub fn batch_norm_channels_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let (y, mean, variance) = <Dispatch as SeparableConvOps>::batch_norm_channels_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
 }
 
 /// PReLU over `[n, c, h, w]` with one slope per channel (`alpha`: `[c]`).
@@ -682,6 +940,43 @@ mod tests {
         let (rdx, rda) = generic_prelu_backward::<Flex>(x, alpha, g);
         assert_eq!(values(dx), values(rdx));
         assert!(relative_error(&values(da), &values(rda)) < TOLERANCE);
+    }
+
+    #[test]
+    fn flex_batch_norm_equals_burns_generic_one() {
+        let (n, c, side) = (3, 4, 5);
+        // Offsets per channel, as activations have: the variance must not
+        // come from a cancelling E[x²] − E[x]².
+        let mut xd = random([n, c, side, side], 20);
+        let v: Vec<f32> = xd
+            .iter::<f32>()
+            .enumerate()
+            .map(|(i, v)| v + ((i / (side * side)) % c) as f32 * 3.0)
+            .collect();
+        xd = TensorData::new(v, [n, c, side, side]);
+        let x = FlexTensor::from_data(xd);
+        let gamma = FlexTensor::from_data(TensorData::new(vec![1.0f32, 0.5, -2.0, 0.1], [c]));
+        let beta = FlexTensor::from_data(TensorData::new(vec![0.0f32, 1.0, -0.5, 3.0], [c]));
+        let g = FlexTensor::from_data(random([n, c, side, side], 21));
+        let eps = 1e-5;
+        let (y, mean, var) =
+            Flex::batch_norm_channels_train(x.clone(), gamma.clone(), beta.clone(), eps);
+        let r = Flex::batch_norm_train(x.clone(), gamma.clone(), beta, eps);
+        assert!(relative_error(&values(y), &values(r.output)) < TOLERANCE);
+        assert!(relative_error(&values(mean.clone()), &values(r.mean)) < TOLERANCE);
+        assert!(relative_error(&values(var.clone()), &values(r.variance)) < TOLERANCE);
+        let (dx, dgamma, dbeta) = Flex::batch_norm_channels_train_backward(
+            x.clone(),
+            gamma.clone(),
+            mean.clone(),
+            var.clone(),
+            eps,
+            g.clone(),
+        );
+        let r = Flex::batch_norm_train_backward(x, gamma, mean, var, eps, g);
+        assert!(relative_error(&values(dx), &values(r.x_grad)) < TOLERANCE);
+        assert!(relative_error(&values(dgamma), &values(r.gamma_grad)) < TOLERANCE);
+        assert!(relative_error(&values(dbeta), &values(r.beta_grad)) < TOLERANCE);
     }
 
     /// The autodiff nodes hand each parent its own gradient: `Σ y·r` through

@@ -240,12 +240,35 @@ impl ConvBn {
             }
             _ => c.forward(x),
         };
-        let y = self.bn.forward(y);
+        let y = batch_norm(&self.bn, y);
         match &self.act {
             Some(a) => conv_ops::prelu_channels(y, a.alpha.val()),
             None => y,
         }
     }
+}
+
+/// `bn.forward(y)`, with training-mode statistics and gradients from
+/// [`conv_ops`] (the running statistics kept as burn's `BatchNorm` keeps them).
+fn batch_norm(bn: &BatchNorm, y: Tensor<4>) -> Tensor<4> {
+    if !(y.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(y);
+    }
+    let (out, mean, variance) =
+        conv_ops::batch_norm_channels_train(y, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let device = out.device();
+    let blend = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - bn.momentum)
+            .add(batch.detach().mul_scalar(bn.momentum))
+            .detach()
+    };
+    bn.running_mean
+        .update(blend(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(blend(bn.running_var.value_sync(), variance));
+    out
 }
 
 /// Inverted residual: 1×1 expand → 3×3 depthwise → 1×1 project (linear), plus
@@ -407,6 +430,109 @@ mod tests {
                 info.params + 2 * info.batchnorm_channels,
                 "{p:?}"
             );
+        }
+    }
+
+    /// `ConvBn::forward` (our ops) against burn's modules in a row: outputs,
+    /// every gradient and the running statistics, for each kind of layer.
+    #[test]
+    fn conv_bn_layers_equal_burns_modules() {
+        use burn::module::Param;
+        use burn::tensor::Distribution;
+        let device = Device::flex().autodiff();
+        let as_vec = |t: Tensor<4>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+        };
+        let as_vec1 = |t: Tensor<1>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+        };
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst / scale < 1e-4, "{what}: {}", worst / scale);
+        };
+        for spec in [
+            ConvSpec::dw(6, 3, 1, 1, true),
+            ConvSpec::dw(6, 3, 2, 1, false),
+            ConvSpec::pw(4, 6, true),
+            ConvSpec::dw(6, 5, 1, 0, false),
+        ] {
+            let side = 5;
+            let layer = ConvBn::new(&device, spec);
+            // Slopes and BatchNorm affine values away from their defaults.
+            let alpha = layer
+                .act
+                .as_ref()
+                .map(|a| a.alpha.val().random_like(Distribution::Uniform(-0.5, 0.5)));
+            let layer = ConvBn {
+                act: layer.act.map(|mut a| {
+                    a.alpha = Param::from_tensor(alpha.clone().unwrap_or_else(|| unreachable!()));
+                    a
+                }),
+                ..layer
+            };
+            let x_values = Tensor::<4>::random(
+                [3, spec.cin, side, side],
+                Distribution::Normal(1.0, 2.0),
+                &device,
+            )
+            .into_data();
+            let r = Tensor::<4>::random(
+                [3, spec.cout, spec.out(side), spec.out(side)],
+                Distribution::Default,
+                &device,
+            );
+            let run = |fast: bool| {
+                // Clones share their running statistics: start each run afresh.
+                let layer = layer.clone();
+                layer
+                    .bn
+                    .running_mean
+                    .update(Tensor::zeros([spec.cout], &device));
+                layer
+                    .bn
+                    .running_var
+                    .update(Tensor::ones([spec.cout], &device));
+                let x = Tensor::<4>::from_data(x_values.clone(), &device).require_grad();
+                let y = if fast {
+                    layer.forward(x.clone())
+                } else {
+                    let y = layer.bn.forward(layer.conv.forward(x.clone()));
+                    match &layer.act {
+                        Some(a) => a.forward(y),
+                        None => y,
+                    }
+                };
+                let grads = (y.clone() * r.clone()).sum().backward();
+                let g4 = |t: &Tensor<4>| as_vec(t.grad(&grads).expect("a gradient"));
+                let g1 = |t: &Tensor<1>| as_vec1(t.grad(&grads).expect("a gradient"));
+                let mut out = vec![
+                    ("output", as_vec(y)),
+                    ("x grad", g4(&x)),
+                    ("weight grad", g4(&layer.conv.weight.val())),
+                    ("gamma grad", g1(&layer.bn.gamma.val())),
+                    ("beta grad", g1(&layer.bn.beta.val())),
+                    ("running mean", as_vec1(layer.bn.running_mean.value())),
+                    ("running var", as_vec1(layer.bn.running_var.value())),
+                ];
+                if let Some(a) = &layer.act {
+                    out.push(("alpha grad", g1(&a.alpha.val())));
+                }
+                out
+            };
+            for ((what, fast), (_, reference)) in run(true).into_iter().zip(run(false)) {
+                close(&fast, &reference, &format!("{spec:?} {what}"));
+            }
         }
     }
 

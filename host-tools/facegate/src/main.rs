@@ -1,8 +1,6 @@
 //! `facegate`: the host command line.
 //!
-//! One subcommand per file under `cmd/`, each with a `run()`. Today it
-//! inspects template databases; training, evaluation, quantization,
-//! enrollment and provisioning join as they land.
+//! One subcommand per file under `cmd/`, each with a `run()`.
 
 mod cmd;
 
