@@ -10,6 +10,9 @@
 //! each channel's plane (on `flex`, in f32), with burn's generic path as the
 //! reference the tests hold them to.
 
+// burn 0.22 marks its LibTorch backend deprecated; it is our opt-in one.
+#![cfg_attr(feature = "tch", allow(deprecated))]
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
