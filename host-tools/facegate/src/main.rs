@@ -3,12 +3,14 @@
 //! One subcommand per file under `cmd/`, each with a `run()`.
 
 mod cmd;
+mod memory;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    memory::keep_freed_memory();
     let cli = cmd::Cli::parse();
     match cmd::run(cli) {
         Ok(code) => code,
