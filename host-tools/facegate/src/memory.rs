@@ -8,6 +8,10 @@
 //! these settings). Served from the heap and never trimmed, the pages stay
 //! mapped and are reused; the cost is that the process keeps its peak size.
 
+/// The same policy for a glibc child process (`facegate bench train` runs its
+/// PyTorch peer under it, so both frameworks allocate alike).
+pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
+
 /// Serves large allocations from the heap and never returns freed heap to
 /// the system. Call once at start-up, before other threads exist.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

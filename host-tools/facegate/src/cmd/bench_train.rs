@@ -105,7 +105,8 @@ fn peer(a: &TrainBenchArgs, channels_last: bool) -> Result<PeerResult> {
         .args(["--batch", &a.batch.to_string()])
         .args(["--threads", &a.threads.to_string()])
         .args(["--warmup", &a.warmup.to_string()])
-        .args(["--steps", &a.steps.to_string()]);
+        .args(["--steps", &a.steps.to_string()])
+        .env("GLIBC_TUNABLES", crate::memory::GLIBC_TUNABLES);
     if channels_last {
         cmd.arg("--channels-last");
     }
