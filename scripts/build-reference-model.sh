@@ -4,8 +4,9 @@
 #   scripts/build-reference-model.sh [nano|mfn] [RUN_DIR]
 #
 # Trains (or resumes) models/recipes/<name>-cosface.toml in RUN_DIR (default
-# runs/<name>-cosface; nano about half an hour on 2 cores, mfn about 6
-# minutes an epoch), then: float ONNX, int8 quantization calibrated on 200
+# runs/<name>-cosface; on 2 cores mfn took about 6 minutes an epoch, nano
+# should take about 1.5 (from its `facegate bench train` rate, not timed end
+# to end)), then: float ONNX, int8 quantization calibrated on 200
 # CelebA faces (never LFW) within the preset's RAM budget (DESIGN: 160 KiB
 # nano, 512 KiB mfn) → .fgm blob and QDQ ONNX, the training config and
 # history beside them in models/, for nano the Cortex-M7 cost from QEMU and
