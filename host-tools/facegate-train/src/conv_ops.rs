@@ -1,5 +1,5 @@
-//! The separable convolutions of our embedders as a burn backend extension,
-//! with gradients that do not go through burn's generic convolution backward.
+//! The separable convolutions, PReLU and training-mode BatchNorm of our
+//! embedders as a burn backend extension, with their own gradients.
 //!
 //! burn computes a convolution's gradients with other convolutions: the
 //! weight gradient of a 1×1 conv becomes a convolution whose kernel is the
@@ -7,8 +7,10 @@
 //! channel. On `flex` these were 3–8× the forward's time and most of a
 //! training step (`facegate bench train`). Here the 1×1 gradients are batched
 //! matrix products (on every backend) and the depthwise ones direct loops over
-//! each channel's plane (on `flex`, in f32), with burn's generic path as the
-//! reference the tests hold them to.
+//! each channel's plane (on `flex`, in f32). PReLU (burn: a mask, a product
+//! and a masked select, each with its gradient) and BatchNorm (burn:
+//! transposed copies for its statistics) are one pass each on `flex`. burn's
+//! generic path is the reference the tests hold every kernel to.
 
 // burn 0.22 marks its LibTorch backend deprecated; it is our opt-in one.
 #![cfg_attr(feature = "tch", allow(deprecated))]
