@@ -566,6 +566,104 @@ impl SeparableConvOps for Flex {
 #[cfg(feature = "tch")]
 impl SeparableConvOps for burn::backend::LibTorch {}
 
+/// The extension's ops of two differentiable inputs (`x` and a weight).
+#[derive(Clone, Copy, Debug)]
+enum PairOp {
+    Depthwise { stride: usize, pad: usize },
+    Pointwise,
+    Prelu,
+}
+
+impl PairOp {
+    fn forward<B: SeparableConvOps>(self, x: FloatTensor<B>, w: FloatTensor<B>) -> FloatTensor<B> {
+        match self {
+            Self::Depthwise { stride, pad } => B::depthwise_conv2d(x, w, stride, pad),
+            Self::Pointwise => B::pointwise_conv2d(x, w),
+            Self::Prelu => B::prelu_channels(x, w),
+        }
+    }
+
+    /// The gradients of `x` and of the weight; each only when `want`ed,
+    /// except PReLU's, which come from one pass.
+    fn backward<B: SeparableConvOps>(
+        self,
+        x: FloatTensor<B>,
+        w: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        want: [bool; 2],
+    ) -> [Option<FloatTensor<B>>; 2] {
+        match self {
+            Self::Depthwise { stride, pad } => [
+                want[0].then(|| {
+                    B::depthwise_conv2d_x_backward(x.clone(), w.clone(), grad.clone(), stride, pad)
+                }),
+                want[1].then(|| B::depthwise_conv2d_weight_backward(x, w, grad, stride, pad)),
+            ],
+            Self::Pointwise => [
+                want[0].then(|| B::pointwise_conv2d_x_backward(w, grad.clone())),
+                want[1].then(|| B::pointwise_conv2d_weight_backward(x, grad)),
+            ],
+            Self::Prelu => {
+                let (dx, dw) = B::prelu_channels_backward(x, w, grad);
+                [Some(dx), Some(dw)]
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PairBackward;
+
+impl<B: Backend + SeparableConvOps> Backward<B, 2> for PairBackward {
+    type State = (NodeId, NodeId, PairOp);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, w_state, op) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
+        let want = ops.parents.each_ref().map(Option::is_some);
+        for (node, g) in ops
+            .parents
+            .into_iter()
+            .zip(op.backward::<B>(x, w, grad, want))
+        {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+/// Runs `op` on the inner backend and, when either input is tracked,
+/// records a [`PairBackward`] node with both inputs checkpointed.
+fn tracked_pair<B: Backend + SeparableConvOps, C: CheckpointStrategy>(
+    op: PairOp,
+    x: FloatTensor<Autodiff<B, C>>,
+    w: FloatTensor<Autodiff<B, C>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match PairBackward
+        .prepare::<C>([x.node(), w.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let w_state = prep.checkpoint(&w);
+            let y = op.forward::<B>(x.into_primitive(), w.into_primitive());
+            prep.finish((x_state, w_state, op), y)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(op.forward::<B>(x.into_primitive(), w.into_primitive()))
+        }
+    }
+}
+
 impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for Autodiff<B, C> {
     fn depthwise_conv2d(
         x: FloatTensor<Self>,
@@ -573,106 +671,11 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
         stride: usize,
         pad: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct DepthwiseBackward;
-
-        impl<B: Backend + SeparableConvOps> Backward<B, 2> for DepthwiseBackward {
-            type State = (NodeId, NodeId, usize, usize);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_w] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, w_state, stride, pad) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
-                if let Some(node) = node_x {
-                    let dx = B::depthwise_conv2d_x_backward(
-                        x.clone(),
-                        w.clone(),
-                        grad.clone(),
-                        stride,
-                        pad,
-                    );
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_w {
-                    let dw = B::depthwise_conv2d_weight_backward(x, w, grad, stride, pad);
-                    grads.register::<B>(node.id, dw);
-                }
-            }
-        }
-
-        match DepthwiseBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let w_state = prep.checkpoint(&weight);
-                let y =
-                    B::depthwise_conv2d(x.into_primitive(), weight.into_primitive(), stride, pad);
-                prep.finish((x_state, w_state, stride, pad), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                stride,
-                pad,
-            )),
-        }
+        tracked_pair::<B, C>(PairOp::Depthwise { stride, pad }, x, weight)
     }
 
     fn pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct PointwiseBackward;
-
-        impl<B: Backend + SeparableConvOps> Backward<B, 2> for PointwiseBackward {
-            type State = (NodeId, NodeId);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_w] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, w_state) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(w_state);
-                if let Some(node) = node_x {
-                    let dx = B::pointwise_conv2d_x_backward(w, grad.clone());
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_w {
-                    let dw = B::pointwise_conv2d_weight_backward(x, grad);
-                    grads.register::<B>(node.id, dw);
-                }
-            }
-        }
-
-        match PointwiseBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let w_state = prep.checkpoint(&weight);
-                let y = B::pointwise_conv2d(x.into_primitive(), weight.into_primitive());
-                prep.finish((x_state, w_state), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::pointwise_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-            )),
-        }
+        tracked_pair::<B, C>(PairOp::Pointwise, x, weight)
     }
 
     fn batch_norm_channels_train(
@@ -753,49 +756,7 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
     }
 
     fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct PreluBackward;
-
-        impl<B: Backend + SeparableConvOps> Backward<B, 2> for PreluBackward {
-            type State = (NodeId, NodeId);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 2>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_a] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, a_state) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let a = checkpointer.retrieve_node_output::<FloatTensor<B>>(a_state);
-                let (dx, da) = B::prelu_channels_backward(x, a, grad);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_a {
-                    grads.register::<B>(node.id, da);
-                }
-            }
-        }
-
-        match PreluBackward
-            .prepare::<C>([x.node(), alpha.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let a_state = prep.checkpoint(&alpha);
-                let y = B::prelu_channels(x.into_primitive(), alpha.into_primitive());
-                prep.finish((x_state, a_state), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::prelu_channels(
-                x.into_primitive(),
-                alpha.into_primitive(),
-            )),
-        }
+        tracked_pair::<B, C>(PairOp::Prelu, x, alpha)
     }
 }
 
