@@ -230,7 +230,20 @@ pub struct Augment {
     pub contrast: f32,
     /// Probability of turning a face grey.
     pub grey: f32,
+    /// Probability of softening a face: shrunk to a random side in
+    /// [`LOW_RES_SIDES`] and scaled back up. CelebA's `align10k` faces are
+    /// upsampled from ~89 px while LFW's are sharp; this teaches the net to
+    /// ignore the difference.
+    #[serde(default)]
+    pub low_res: f32,
+    /// Probability of hiding a random rectangle (2–15 % of the face) behind a
+    /// flat patch: robustness to glasses, hands and scarves.
+    #[serde(default)]
+    pub erase: f32,
 }
+
+/// The sides a softened face is shrunk to (see [`Augment::low_res`]).
+pub const LOW_RES_SIDES: std::ops::RangeInclusive<usize> = 40..=96;
 
 impl Default for Augment {
     fn default() -> Self {
@@ -241,6 +254,8 @@ impl Default for Augment {
             brightness: 20.0,
             contrast: 0.2,
             grey: 0.1,
+            low_res: 0.0,
+            erase: 0.0,
         }
     }
 }
@@ -254,6 +269,8 @@ impl Augment {
         brightness: 0.0,
         contrast: 0.0,
         grey: 0.0,
+        low_res: 0.0,
+        erase: 0.0,
     };
 }
 
@@ -297,6 +314,27 @@ pub fn augment(rgb: &[u8], a: &Augment, rng: &mut impl Rng, out: &mut [f32]) {
             0.0
         };
     let grey = a.grey > 0.0 && rng.random_bool(f64::from(a.grey));
+    // Drawn after the older settings, and only when enabled, so a recipe
+    // without them augments exactly as before (resumed runs stay reproducible).
+    let softened;
+    let rgb = if a.low_res > 0.0 && rng.random_bool(f64::from(a.low_res)) {
+        softened = soften(rgb, rng.random_range(LOW_RES_SIDES));
+        &softened[..]
+    } else {
+        rgb
+    };
+    let erase = (a.erase > 0.0 && rng.random_bool(f64::from(a.erase))).then(|| {
+        let area = rng.random_range(0.02f32..=0.15) * (SIDE * SIDE) as f32;
+        let aspect = rng.random_range(0.5f32..=2.0);
+        let w = ((area * aspect).sqrt() as usize).clamp(1, SIDE);
+        let h = ((area / aspect).sqrt() as usize).clamp(1, SIDE);
+        let (x, y) = (
+            rng.random_range(0..=SIDE - w),
+            rng.random_range(0..=SIDE - h),
+        );
+        let fill = rng.random_range(-1.0f32..=1.0);
+        (x..x + w, y..y + h, fill)
+    });
     let plane = SIDE * SIDE;
     let centre = (SIDE as f32 - 1.0) / 2.0;
     let max = SIDE as f32 - 1.0;
@@ -325,6 +363,63 @@ pub fn augment(rgb: &[u8], a: &Augment, rng: &mut impl Rng, out: &mut [f32]) {
             }
         }
     }
+    if let Some((xs, ys, fill)) = erase {
+        for c in 0..3 {
+            for v in ys.clone() {
+                out[c * plane + v * SIDE + xs.start..c * plane + v * SIDE + xs.end].fill(fill);
+            }
+        }
+    }
+}
+
+/// A face shrunk to `side` × `side` by averaging boxes of pixels, then scaled
+/// back to 112 × 112 bilinearly: the detail of a `side`-pixel photo.
+fn soften(rgb: &[u8], side: usize) -> Vec<u8> {
+    let side = side.clamp(1, SIDE);
+    let bounds = |i: usize| {
+        (
+            i * SIDE / side,
+            ((i + 1) * SIDE / side).max(i * SIDE / side + 1),
+        )
+    };
+    let mut small = vec![0.0f32; side * side * 3];
+    for y in 0..side {
+        let (y0, y1) = bounds(y);
+        for x in 0..side {
+            let (x0, x1) = bounds(x);
+            let n = ((y1 - y0) * (x1 - x0)) as f32;
+            for c in 0..3 {
+                let mut sum = 0.0;
+                for sy in y0..y1 {
+                    for sx in x0..x1 {
+                        sum += f32::from(rgb[(sy * SIDE + sx) * 3 + c]);
+                    }
+                }
+                small[(y * side + x) * 3 + c] = sum / n;
+            }
+        }
+    }
+    // Pixel centres line up: output centre u maps to (u + ½)·side/112 − ½.
+    let scale = side as f32 / SIDE as f32;
+    let max = (side - 1) as f32;
+    let mut out = vec![0u8; FACE_BYTES];
+    for v in 0..SIDE {
+        let sy = ((v as f32 + 0.5) * scale - 0.5).clamp(0.0, max);
+        let (y0, fy) = (sy.floor() as usize, sy - sy.floor());
+        let y1 = (y0 + 1).min(side - 1);
+        for u in 0..SIDE {
+            let sx = ((u as f32 + 0.5) * scale - 0.5).clamp(0.0, max);
+            let (x0, fx) = (sx.floor() as usize, sx - sx.floor());
+            let x1 = (x0 + 1).min(side - 1);
+            for c in 0..3 {
+                let at = |x: usize, y: usize| small[(y * side + x) * 3 + c];
+                let p = (at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx) * (1.0 - fy)
+                    + (at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx) * fy;
+                out[(v * SIDE + u) * 3 + c] = p.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
 }
 
 /// The random stream of one sample in one epoch: the same whatever the
@@ -409,6 +504,83 @@ mod tests {
         assert_eq!(run(7, 1, 3), run(7, 1, 3));
         assert_ne!(run(7, 1, 3), run(7, 2, 3));
         assert_ne!(run(7, 1, 3), run(8, 1, 3));
+    }
+
+    #[test]
+    fn softening_keeps_flat_faces_and_removes_fine_detail() {
+        let flat = vec![90u8; FACE_BYTES];
+        assert_eq!(soften(&flat, 40), flat);
+        // Full size is the identity: boxes of one pixel, centres on pixels.
+        let f = face();
+        assert_eq!(soften(&f, SIDE), f);
+        // A one-pixel checkerboard cannot survive 40 px: its contrast collapses.
+        let board: Vec<u8> = (0..FACE_BYTES)
+            .map(|i| {
+                if ((i / 3) % SIDE + (i / 3) / SIDE) % 2 == 0 {
+                    0
+                } else {
+                    255
+                }
+            })
+            .collect();
+        let soft = soften(&board, 40);
+        let spread = |v: &[u8]| {
+            let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+            (v.iter()
+                .map(|&x| (f64::from(x) - mean).powi(2))
+                .sum::<f64>()
+                / v.len() as f64)
+                .sqrt()
+        };
+        assert!(spread(&board) > 127.0);
+        assert!(spread(&soft) < 20.0, "{}", spread(&soft));
+    }
+
+    #[test]
+    fn erasing_hides_one_flat_rectangle_of_bounded_size() {
+        let f = face();
+        let only_erase = Augment {
+            erase: 1.0,
+            ..Augment::NONE
+        };
+        let mut plain = vec![0.0; 3 * SIDE * SIDE];
+        normalise_chw(&f, &mut plain);
+        for i in 0..20 {
+            let mut out = vec![0.0; 3 * SIDE * SIDE];
+            augment(&f, &only_erase, &mut sample_rng(5, 0, i), &mut out);
+            let changed: Vec<usize> = (0..out.len()).filter(|&k| out[k] != plain[k]).collect();
+            let (first, last) = (changed[0], changed[changed.len() - 1]);
+            // All changed values are one fill value, and they lie in one box per channel.
+            assert!(changed.iter().all(|&k| out[k] == out[first]));
+            let per_channel = changed.len() / 3;
+            let area = (SIDE * SIDE) as f32;
+            assert!(per_channel as f32 >= 0.01 * area, "{per_channel}");
+            assert!(per_channel as f32 <= 0.16 * area, "{per_channel}");
+            let (x0, y0) = (
+                (first % (SIDE * SIDE)) % SIDE,
+                (first % (SIDE * SIDE)) / SIDE,
+            );
+            let (x1, y1) = ((last % (SIDE * SIDE)) % SIDE, (last % (SIDE * SIDE)) / SIDE);
+            assert!(per_channel <= (x1 - x0 + 1) * (y1 - y0 + 1), "not one box");
+        }
+    }
+
+    #[test]
+    fn softening_changes_only_sharpness() {
+        let f = face();
+        let only_soft = Augment {
+            low_res: 1.0,
+            ..Augment::NONE
+        };
+        let (mut plain, mut soft) = (vec![0.0; 3 * SIDE * SIDE], vec![0.0; 3 * SIDE * SIDE]);
+        normalise_chw(&f, &mut plain);
+        augment(&f, &only_soft, &mut sample_rng(2, 0, 0), &mut soft);
+        assert_ne!(plain, soft);
+        let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        assert!(
+            (mean(&plain) - mean(&soft)).abs() < 0.02,
+            "brightness moved"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PRelu, PReluConfig, PaddingConfig2d};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::conv_ops;
@@ -390,11 +390,24 @@ pub struct ModelInfo {
 impl Embedder {
     /// Embeds a batch of normalised faces.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_train(x, 0.0)
+    }
+
+    /// Embeds a batch while training: the pooled features are dropped with
+    /// probability `dropout` (and the kept ones scaled by 1 / (1 − p)) before
+    /// the embedding layer. Only on an autodiff device; elsewhere as [`forward`](Self::forward).
+    pub fn forward_train(&self, x: Tensor<4>, dropout: f64) -> Tensor<2> {
         let mut x = self.stem_dw.forward(self.stem.forward(x));
         for b in &self.blocks {
             x = b.forward(x);
         }
-        let x = self.embed.forward(self.gdc.forward(self.head.forward(x)));
+        let mut pooled = self.gdc.forward(self.head.forward(x));
+        if dropout > 0.0 && pooled.device().is_autodiff() {
+            let keep = 1.0 - dropout;
+            let mask = pooled.random_like(Distribution::Bernoulli(keep));
+            pooled = pooled * mask * (1.0 / keep);
+        }
+        let x = self.embed.forward(pooled);
         let [n, c, _, _] = x.dims();
         x.reshape([n, c])
     }
@@ -438,7 +451,6 @@ mod tests {
     #[test]
     fn conv_bn_layers_equal_burns_modules() {
         use burn::module::Param;
-        use burn::tensor::Distribution;
         let device = Device::flex().autodiff();
         let as_vec = |t: Tensor<4>| {
             t.into_data()
@@ -543,5 +555,32 @@ mod tests {
         let net = arch.init(&device);
         let y = net.forward(Tensor::zeros([2, 3, INPUT_SIZE, INPUT_SIZE], &device));
         assert_eq!(y.dims(), [2, arch.embedding]);
+    }
+
+    #[test]
+    fn dropout_acts_only_while_training() {
+        let values = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+        };
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            device.seed(3);
+            let net = Preset::Tiny.architecture().init(&device);
+            let x = Tensor::<4>::random(
+                [4, 3, INPUT_SIZE, INPUT_SIZE],
+                Distribution::Default,
+                &device,
+            );
+            let plain = values(net.forward(x.clone()));
+            assert_eq!(values(net.forward_train(x.clone(), 0.0)), plain);
+            let dropped = values(net.forward_train(x, 0.5));
+            if device.is_autodiff() {
+                assert_ne!(dropped, plain, "no dropout while training");
+            } else {
+                assert_eq!(dropped, plain, "dropout outside training");
+            }
+        }
     }
 }

@@ -98,6 +98,10 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Augmentation.
     pub augment: Augment,
+    /// Dropout on the pooled features before the embedding layer while
+    /// training (0: none); inference and export never drop.
+    #[serde(default)]
+    pub dropout: f64,
     /// LFW folder (with `aligned_112` and `pairsDev*.txt`) for the per-epoch
     /// dev accuracy; `None` skips it.
     pub lfw: Option<PathBuf>,
@@ -127,9 +131,40 @@ impl TrainConfig {
             max_images_per_identity: None,
             val_fraction: 0.0,
             augment: Augment::default(),
+            dropout: 0.0,
             lfw: None,
             threads: 0,
         }
+    }
+
+    /// Refuses settings the loop cannot use (probabilities outside [0, 1],
+    /// an empty batch…) with the name of the setting.
+    pub fn check(&self) -> Result<(), TrainError> {
+        let a = &self.augment;
+        let probabilities = [
+            ("augment.grey", f64::from(a.grey)),
+            ("augment.low_res", f64::from(a.low_res)),
+            ("augment.erase", f64::from(a.erase)),
+        ];
+        for (name, p) in probabilities {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(TrainError::Setting(format!(
+                    "{name} is a probability in [0, 1], got {p}"
+                )));
+            }
+        }
+        if !(0.0..0.95).contains(&self.dropout) {
+            return Err(TrainError::Setting(format!(
+                "dropout must be in [0, 0.95), got {}",
+                self.dropout
+            )));
+        }
+        if self.batch_size == 0 || self.epochs == 0 {
+            return Err(TrainError::Setting(
+                "batch_size and epochs must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Learning rate at a (fractional) epoch.
@@ -182,6 +217,9 @@ pub enum TrainError {
     /// The compute device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// A setting of the config is out of its range.
+    #[error("{0}")]
+    Setting(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -339,7 +377,8 @@ pub fn train(
     run_dir: &Path,
     opts: RunOptions,
 ) -> Result<RunSummary, TrainError> {
-    // An unusable device is refused before any data is read.
+    // A bad setting or an unusable device is refused before any data is read.
+    cfg.check()?;
     let plain_device = opts.device.device(cfg.threads)?;
     let run = RunDir {
         root: run_dir.to_path_buf(),
@@ -467,7 +506,7 @@ pub fn train(
             lr = cfg.lr_at(epoch as f64 + step as f64 / steps_per_epoch as f64);
             let lambda = cfg.annealing.lambda(state.iteration);
             let (x, labels) = batch(&set, idx, Some((&cfg.augment, cfg.seed, epoch)), &device);
-            let emb = model.embedder.forward(x);
+            let emb = model.embedder.forward_train(x, cfg.dropout);
             let lt = labels_tensor(&labels, &device);
             let mut loss = model.head.loss(emb.clone(), lt.clone(), lambda);
             if let Some(c) = &state.center {
@@ -653,4 +692,37 @@ pub fn embed_faces(embedder: &Embedder, faces: &[&[u8]], device: &Device) -> Vec
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let ok = TrainConfig::new(Preset::Tiny, vec![PathBuf::from("faces")]);
+        assert!(ok.check().is_ok());
+        let refused = |edit: fn(&mut TrainConfig), name: &str| {
+            let mut cfg = ok.clone();
+            edit(&mut cfg);
+            let e = cfg.check().expect_err(name).to_string();
+            assert!(e.contains(name), "{e}");
+        };
+        refused(|c| c.augment.grey = 1.5, "augment.grey");
+        refused(|c| c.augment.low_res = -0.1, "augment.low_res");
+        refused(|c| c.augment.erase = f32::NAN, "augment.erase");
+        refused(|c| c.dropout = 0.95, "dropout");
+        refused(|c| c.batch_size = 0, "batch_size");
+    }
+
+    #[test]
+    fn recipes_written_before_the_new_settings_still_read() {
+        let mut text = toml::to_string(&TrainConfig::new(Preset::Nano, vec![])).unwrap_or_default();
+        for line in ["dropout = 0.0\n", "low_res = 0.0\n", "erase = 0.0\n"] {
+            assert!(text.contains(line), "{text}");
+            text = text.replace(line, "");
+        }
+        let cfg: TrainConfig = toml::from_str(&text).expect("old recipe");
+        assert_eq!(cfg, TrainConfig::new(Preset::Nano, vec![]));
+    }
 }

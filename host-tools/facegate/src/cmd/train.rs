@@ -127,6 +127,9 @@ pub struct TrainArgs {
     /// Leave out identities with fewer images.
     #[arg(long)]
     min_images: Option<usize>,
+    /// Dropout on the pooled features before the embedding layer (training only).
+    #[arg(long)]
+    dropout: Option<f64>,
     /// At most this many identities (a quick run).
     #[arg(long)]
     max_identities: Option<usize>,
@@ -173,7 +176,7 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig> {
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = a.$field.clone() { cfg.$field = v; } )* };
     }
-    set!(epochs, batch_size, lr, seed, min_images, threads);
+    set!(epochs, batch_size, lr, seed, min_images, dropout, threads);
     if a.adamw {
         cfg.optimizer = Optimizer::AdamW;
     }
