@@ -9,8 +9,10 @@
 //! matrix products (on every backend) and the depthwise ones direct loops over
 //! each channel's plane (on `flex`, in f32). PReLU (burn: a mask, a product
 //! and a masked select, each with its gradient) and BatchNorm (burn:
-//! transposed copies for its statistics) are one pass each on `flex`. burn's
-//! generic path is the reference the tests hold every kernel to.
+//! transposed copies for its statistics) are one pass each on `flex`, and a
+//! BatchNorm followed by a PReLU is one fused op that does not keep the
+//! normalised values (the backward recomputes them). burn's generic path is
+//! the reference the tests hold every kernel to.
 
 // burn 0.22 marks its LibTorch backend deprecated; it is our opt-in one.
 #![cfg_attr(feature = "tch", allow(deprecated))]
@@ -158,6 +160,89 @@ pub trait SeparableConvOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         generic_prelu_backward::<Self>(x, alpha, grad)
     }
+
+    /// Training-mode BatchNorm followed by PReLU (`alpha`: one slope per
+    /// channel) in one pass: the output and the batch's mean and biased
+    /// variance per channel. The normalised values are not kept; the
+    /// backward recomputes them.
+    fn batch_norm_prelu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        generic_batch_norm_prelu::<Self>(x, gamma, beta, alpha, epsilon)
+    }
+
+    /// Gradients of [`Self::batch_norm_prelu_train`] with respect to `x`,
+    /// `gamma`, `beta` and `alpha` (`affine`: `[gamma, beta, alpha]`).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_prelu_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        generic_batch_norm_prelu_backward::<Self>(
+            x,
+            [gamma, beta, alpha],
+            mean,
+            variance,
+            epsilon,
+            grad,
+        )
+    }
+}
+
+/// BatchNorm then PReLU from the extension's separate ops.
+fn generic_batch_norm_prelu<B: SeparableConvOps>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    alpha: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let (y, mean, variance) = B::batch_norm_channels_train(x, gamma, beta, epsilon);
+    (B::prelu_channels(y, alpha), mean, variance)
+}
+
+/// The fused op's gradients from the separate ops, the normalised values
+/// recomputed from the batch statistics.
+fn generic_batch_norm_prelu_backward<B: SeparableConvOps>(
+    x: FloatTensor<B>,
+    [gamma, beta, alpha]: [FloatTensor<B>; 3],
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    grad: FloatTensor<B>,
+) -> (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+) {
+    let c = gamma.shape()[0];
+    let column = |t: FloatTensor<B>| B::float_reshape(t, Shape::new([1, c, 1, 1]));
+    let std = B::float_sqrt(B::float_add_scalar(variance.clone(), epsilon.into()));
+    let normalised = B::float_div(B::float_sub(x.clone(), column(mean.clone())), column(std));
+    let y = B::float_add(
+        B::float_mul(normalised, column(gamma.clone())),
+        column(beta),
+    );
+    let (dy, dalpha) = B::prelu_channels_backward(y, alpha, grad);
+    let (dx, dgamma, dbeta) =
+        B::batch_norm_channels_train_backward(x, gamma, mean, variance, epsilon, dy);
+    (dx, dgamma, dbeta, dalpha)
 }
 
 /// burn's PReLU with the slopes broadcast over channels.
@@ -297,24 +382,229 @@ fn sum_and_squares(v: &[f32]) -> (f64, f64) {
     (s.iter().sum(), q.iter().sum())
 }
 
-/// `(Σ g, Σ g·(x − m))` in f64.
+/// Lanes of the f32 gradient sums over one plane (≤ 3,136 values, so ≤ 196
+/// per lane: f32 is exact enough, and twice as wide as f64).
+const GRAD_LANES: usize = 16;
+
+/// `(Σ g, Σ g·(x − m))` over one plane.
 fn sum_and_centred_dot(g: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     let x = &x[..g.len()];
-    let (mut s, mut d) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (mut s, mut d) = ([0.0f32; GRAD_LANES], [0.0f32; GRAD_LANES]);
+    let (gc, xc) = (g.chunks_exact(GRAD_LANES), x.chunks_exact(GRAD_LANES));
     let (gr, xr) = (gc.remainder(), xc.remainder());
     for (gc, xc) in gc.zip(xc) {
-        for l in 0..LANES {
-            let g = f64::from(gc[l]);
-            s[l] += g;
-            d[l] += g * f64::from(xc[l] - m);
+        for l in 0..GRAD_LANES {
+            s[l] += gc[l];
+            d[l] += gc[l] * (xc[l] - m);
         }
     }
     for (&g, &x) in gr.iter().zip(xr) {
-        s[0] += f64::from(g);
-        d[0] += f64::from(g) * f64::from(x - m);
+        s[0] += g;
+        d[0] += g * (x - m);
     }
-    (s.iter().sum(), d.iter().sum())
+    (lane_total(&s), lane_total(&d))
+}
+
+fn lane_total(lanes: &[f32]) -> f64 {
+    lanes.iter().map(|&v| f64::from(v)).sum()
+}
+
+/// A batch's per-channel statistics as the forward returns them.
+struct BatchStats<'a> {
+    mean: &'a [f32],
+    variance: &'a [f32],
+    epsilon: f64,
+}
+
+impl BatchStats<'_> {
+    fn inv_std(&self, ch: usize) -> f64 {
+        1.0 / (f64::from(self.variance[ch]) + self.epsilon).sqrt()
+    }
+
+    /// Channel `ch`'s normalisation as `y = x·scale + shift`: computed the
+    /// same way forward and backward, so a fused backward recomputes the
+    /// forward's `y` exactly (PReLU's kink sees the same signs).
+    fn affine(&self, ch: usize, gamma: &[f32], beta: &[f32]) -> (f32, f32) {
+        let scale = f64::from(gamma[ch]) * self.inv_std(ch);
+        let shift = f64::from(beta[ch]) - f64::from(self.mean[ch]) * scale;
+        (scale as f32, shift as f32)
+    }
+}
+
+/// Training-mode BatchNorm over `[n, c, h, w]`, followed by PReLU when
+/// `alpha` is given: the output, the batch mean and the biased variance.
+fn flex_batch_norm(
+    xv: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    alpha: Option<&[f32]>,
+    shape: [usize; 4],
+    epsilon: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let [n, c, h, w] = shape;
+    let plane = h * w;
+    let count = (n * plane) as f64;
+    // Per channel: f64 sums of x and x² over every plane of that channel.
+    let (mean, variance): (Vec<f32>, Vec<f32>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut sum, mut squares) = (0.0f64, 0.0f64);
+            for face in 0..n {
+                let (s, q) = sum_and_squares(&xv[(face * c + ch) * plane..][..plane]);
+                sum += s;
+                squares += q;
+            }
+            let mean = sum / count;
+            (mean as f32, (squares / count - mean * mean).max(0.0) as f32)
+        })
+        .unzip();
+    let stats = BatchStats {
+        mean: &mean,
+        variance: &variance,
+        epsilon,
+    };
+    let mut y = vec![0.0f32; xv.len()];
+    y.par_chunks_mut(plane)
+        .zip(xv.par_chunks(plane))
+        .enumerate()
+        .for_each(|(p, (y, x))| {
+            let ch = p % c;
+            let (scale, shift) = stats.affine(ch, gamma, beta);
+            match alpha {
+                None => y
+                    .iter_mut()
+                    .zip(x)
+                    .for_each(|(y, &x)| *y = x * scale + shift),
+                Some(alpha) => {
+                    let a = alpha[ch];
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        let v = x * scale + shift;
+                        *y = if v < 0.0 { a * v } else { v };
+                    }
+                }
+            }
+        });
+    (
+        flex_f32(y, shape),
+        FlexTensor::from_data(TensorData::new(mean, [c])),
+        FlexTensor::from_data(TensorData::new(variance, [c])),
+    )
+}
+
+/// Gradients of [`flex_batch_norm`] with respect to `x`, `gamma`, `beta` and
+/// (with `prelu`: `(beta, alpha)`) the PReLU slopes; zeros for the slopes
+/// without it.
+fn flex_batch_norm_backward(
+    xv: &[f32],
+    gamma: &[f32],
+    prelu: Option<(&[f32], &[f32])>,
+    stats: &BatchStats<'_>,
+    gv: &[f32],
+    shape: [usize; 4],
+) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+    let [n, c, h, w] = shape;
+    let plane = h * w;
+    let count = (n * plane) as f64;
+    // The gradient at BatchNorm's output: `g`, or PReLU's input gradient.
+    let act = |ch: usize| prelu.map(|(beta, alpha)| (stats.affine(ch, gamma, beta), alpha[ch]));
+    // Per channel: Σ dy, Σ dy·(x − μ) and PReLU's Σ g·y over y < 0.
+    let sums: Vec<[f64; 3]> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let m = stats.mean[ch];
+            let mut total = [0.0f64; 3];
+            for face in 0..n {
+                let at = (face * c + ch) * plane;
+                let (g, x) = (&gv[at..][..plane], &xv[at..][..plane]);
+                let part = match act(ch) {
+                    None => {
+                        let (sg, sgx) = sum_and_centred_dot(g, x, m);
+                        [sg, sgx, 0.0]
+                    }
+                    Some((affine, a)) => prelu_batch_norm_sums(g, x, m, affine, a),
+                };
+                for (t, p) in total.iter_mut().zip(part) {
+                    *t += p;
+                }
+            }
+            total
+        })
+        .collect();
+    // dx = γ/σ · (dy − Σdy/M − (x − μ)/σ² · Σdy(x − μ)/M), as a·dy + b·x + d.
+    let mut dx = vec![0.0f32; xv.len()];
+    dx.par_chunks_mut(plane).enumerate().for_each(|(p, dx)| {
+        let ch = p % c;
+        let [sum_g, sum_gx, _] = sums[ch];
+        let is = stats.inv_std(ch);
+        let a = f64::from(gamma[ch]) * is;
+        let b = -a * is * is * sum_gx / count;
+        let d = -a * sum_g / count - b * f64::from(stats.mean[ch]);
+        let (a, b, d) = (a as f32, b as f32, d as f32);
+        let (g, x) = (&gv[p * plane..][..plane], &xv[p * plane..][..plane]);
+        match act(ch) {
+            None => {
+                for ((dx, &g), &x) in dx.iter_mut().zip(g).zip(x) {
+                    *dx = a * g + b * x + d;
+                }
+            }
+            Some(((scale, shift), slope)) => {
+                for ((dx, &g), &x) in dx.iter_mut().zip(g).zip(x) {
+                    let dy = if x * scale + shift < 0.0 {
+                        slope * g
+                    } else {
+                        g
+                    };
+                    *dx = a * dy + b * x + d;
+                }
+            }
+        }
+    });
+    let per_channel = |f: &dyn Fn(usize, &[f64; 3]) -> f64| {
+        let v: Vec<f32> = sums
+            .iter()
+            .enumerate()
+            .map(|(ch, s)| f(ch, s) as f32)
+            .collect();
+        FlexTensor::from_data(TensorData::new(v, [c]))
+    };
+    (
+        flex_f32(dx, shape),
+        per_channel(&|ch, s| s[1] * stats.inv_std(ch)),
+        per_channel(&|_, s| s[0]),
+        per_channel(&|_, s| s[2]),
+    )
+}
+
+/// Over one plane of BatchNorm → PReLU with `y = x·scale + shift`:
+/// `(Σ dy, Σ dy·(x − m), Σ g·y over y < 0)`, `dy` PReLU's input gradient.
+fn prelu_batch_norm_sums(
+    g: &[f32],
+    x: &[f32],
+    m: f32,
+    (scale, shift): (f32, f32),
+    slope: f32,
+) -> [f64; 3] {
+    let x = &x[..g.len()];
+    let mut acc = [[0.0f32; GRAD_LANES]; 3];
+    let mut add = |l: usize, g: f32, x: f32| {
+        let y = x * scale + shift;
+        let negative = y < 0.0;
+        let dy = if negative { slope * g } else { g };
+        acc[0][l] += dy;
+        acc[1][l] += dy * (x - m);
+        acc[2][l] += if negative { g * y } else { 0.0 };
+    };
+    let (gc, xc) = (g.chunks_exact(GRAD_LANES), x.chunks_exact(GRAD_LANES));
+    let (gr, xr) = (gc.remainder(), xc.remainder());
+    for (gc, xc) in gc.zip(xc) {
+        for l in 0..GRAD_LANES {
+            add(l, gc[l], xc[l]);
+        }
+    }
+    for (&g, &x) in gr.iter().zip(xr) {
+        add(0, g, x);
+    }
+    acc.map(|lanes| lane_total(&lanes))
 }
 
 /// `a[j·stride] += b[j] · s` over `b`.
@@ -427,44 +717,7 @@ impl SeparableConvOps for Flex {
             let r = Self::batch_norm_train(x, gamma, beta, epsilon);
             return (r.output, r.mean, r.variance);
         };
-        let [n, c, h, w] = shape;
-        let plane = h * w;
-        let count = (n * plane) as f64;
-        // Per channel: f64 sums of x and x² over every plane of that channel.
-        let stats: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mut sum, mut squares) = (0.0f64, 0.0f64);
-                for face in 0..n {
-                    let (s, q) = sum_and_squares(&xv[(face * c + ch) * plane..][..plane]);
-                    sum += s;
-                    squares += q;
-                }
-                let mean = sum / count;
-                (mean, (squares / count - mean * mean).max(0.0))
-            })
-            .collect();
-        let mut y = vec![0.0f32; xv.len()];
-        y.par_chunks_mut(plane)
-            .zip(xv.par_chunks(plane))
-            .enumerate()
-            .for_each(|(p, (y, x))| {
-                let ch = p % c;
-                let (mean, var) = stats[ch];
-                let scale = f64::from(gv[ch]) / (var + epsilon).sqrt();
-                let shift = f64::from(bv[ch]) - mean * scale;
-                let (scale, shift) = (scale as f32, shift as f32);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * scale + shift;
-                }
-            });
-        let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
-        let var: Vec<f32> = stats.iter().map(|s| s.1 as f32).collect();
-        (
-            flex_f32(y, shape),
-            FlexTensor::from_data(TensorData::new(mean, [c])),
-            FlexTensor::from_data(TensorData::new(var, [c])),
-        )
+        flex_batch_norm(&xv, &gv, &bv, None, shape, epsilon)
     }
 
     fn batch_norm_channels_train_backward(
@@ -487,58 +740,76 @@ impl SeparableConvOps for Flex {
             let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
             return (r.x_grad, r.gamma_grad, r.beta_grad);
         };
-        let [n, c, h, w] = shape;
-        let plane = h * w;
-        let count = (n * plane) as f64;
-        let inv_std: Vec<f64> = vv
-            .iter()
-            .map(|&v| 1.0 / (f64::from(v) + epsilon).sqrt())
-            .collect();
-        // Per channel: Σ g and Σ g·(x − mean).
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let m = mv[ch];
-                let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-                for face in 0..n {
-                    let at = (face * c + ch) * plane;
-                    let (sg, sgx) = sum_and_centred_dot(&gv[at..][..plane], &xv[at..][..plane], m);
-                    sum_g += sg;
-                    sum_gx += sgx;
-                }
-                (sum_g, sum_gx)
-            })
-            .collect();
-        // dx = γ/σ · (g − Σg/M − (x − μ)/σ² · Σg(x − μ)/M), as a·g + b·x + d.
-        let mut dx = vec![0.0f32; xv.len()];
-        dx.par_chunks_mut(plane).enumerate().for_each(|(p, dx)| {
-            let ch = p % c;
-            let (sum_g, sum_gx) = sums[ch];
-            let is = inv_std[ch];
-            let a = f64::from(gammav[ch]) * is;
-            let b = -a * is * is * sum_gx / count;
-            let d = -a * sum_g / count - b * f64::from(mv[ch]);
-            let (a, b, d) = (a as f32, b as f32, d as f32);
-            let at = p * plane;
-            for ((dx, &g), &x) in dx
-                .iter_mut()
-                .zip(&gv[at..][..plane])
-                .zip(&xv[at..][..plane])
-            {
-                *dx = a * g + b * x + d;
-            }
-        });
-        let dgamma: Vec<f32> = sums
-            .iter()
-            .zip(&inv_std)
-            .map(|(s, is)| (s.1 * is) as f32)
-            .collect();
-        let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
-        (
-            flex_f32(dx, shape),
-            FlexTensor::from_data(TensorData::new(dgamma, [c])),
-            FlexTensor::from_data(TensorData::new(dbeta, [c])),
-        )
+        let stats = BatchStats {
+            mean: &mv,
+            variance: &vv,
+            epsilon,
+        };
+        let (dx, dgamma, dbeta, _) =
+            flex_batch_norm_backward(&xv, &gammav, None, &stats, &gv, shape);
+        (dx, dgamma, dbeta)
+    }
+
+    fn batch_norm_prelu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = dims4(&x.shape());
+        let values = (
+            f32_values(&x),
+            f32_values(&gamma),
+            f32_values(&beta),
+            f32_values(&alpha),
+        );
+        let (Some(xv), Some(gv), Some(bv), Some(av)) = values else {
+            return generic_batch_norm_prelu::<Self>(x, gamma, beta, alpha, epsilon);
+        };
+        flex_batch_norm(&xv, &gv, &bv, Some(&av), shape, epsilon)
+    }
+
+    fn batch_norm_prelu_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let shape = dims4(&x.shape());
+        let values = (
+            f32_values(&x),
+            f32_values(&gamma),
+            f32_values(&beta),
+            f32_values(&alpha),
+            f32_values(&mean),
+            f32_values(&variance),
+            f32_values(&grad),
+        );
+        let (Some(xv), Some(gammav), Some(bv), Some(av), Some(mv), Some(vv), Some(gv)) = values
+        else {
+            let affine = [gamma.clone(), beta.clone(), alpha.clone()];
+            return generic_batch_norm_prelu_backward::<Self>(
+                x, affine, mean, variance, epsilon, grad,
+            );
+        };
+        let stats = BatchStats {
+            mean: &mv,
+            variance: &vv,
+            epsilon,
+        };
+        let (dx, dgamma, dbeta, dalpha) =
+            flex_batch_norm_backward(&xv, &gammav, Some((&bv, &av)), &stats, &gv, shape);
+        (dx, dgamma, dbeta, dalpha)
     }
 
     fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -797,6 +1068,85 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
     fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
         tracked_pair::<B, C>(PairOp::Prelu, x, alpha)
     }
+
+    fn batch_norm_prelu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        alpha: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct BatchNormPreluBackward;
+
+        impl<B: Backend + SeparableConvOps> Backward<B, 4> for BatchNormPreluBackward {
+            // x, γ, β, α are retrieved; the batch statistics travel with the node.
+            type State = ([NodeId; 4], FloatTensor<B>, FloatTensor<B>, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (inputs, mean, variance, epsilon) = ops.state;
+                let [x, gamma, beta, alpha] =
+                    inputs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+                let (dx, dgamma, dbeta, dalpha) = B::batch_norm_prelu_train_backward(
+                    x, gamma, beta, alpha, mean, variance, epsilon, grad,
+                );
+                for (node, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta, dalpha]) {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        let parents = [x.node(), gamma.node(), beta.node(), alpha.node()];
+        match BatchNormPreluBackward
+            .prepare::<C>(parents)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let inputs = [
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&gamma),
+                    prep.checkpoint(&beta),
+                    prep.checkpoint(&alpha),
+                ];
+                let (z, mean, variance) = B::batch_norm_prelu_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    alpha.into_primitive(),
+                    epsilon,
+                );
+                let state = (inputs, mean.clone(), variance.clone(), epsilon);
+                (
+                    prep.finish(state, z),
+                    Self::from_inner(mean),
+                    Self::from_inner(variance),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (z, mean, variance) = B::batch_norm_prelu_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    alpha.into_primitive(),
+                    epsilon,
+                );
+                (
+                    prep.finish(z),
+                    Self::from_inner(mean),
+                    Self::from_inner(variance),
+                )
+            }
+        }
+    }
 }
 
 /// Training-mode BatchNorm over `[n, c, h, w]`: the output and the batch's
@@ -815,6 +1165,31 @@ pub fn batch_norm_channels_train(
     );
     (
         Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
+}
+
+/// Training-mode BatchNorm then PReLU over `[n, c, h, w]` in one pass: the
+/// output and the batch's mean and biased variance per channel (not
+/// differentiated). Equal to [`batch_norm_channels_train`] followed by
+/// [`prelu_channels`], without keeping the normalised values.
+pub fn batch_norm_prelu_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    alpha: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let (z, mean, variance) = <Dispatch as SeparableConvOps>::batch_norm_prelu_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        alpha.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(z),
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(variance),
     )
@@ -982,6 +1357,59 @@ mod tests {
         assert!(relative_error(&values(dx), &values(r.x_grad)) < TOLERANCE);
         assert!(relative_error(&values(dgamma), &values(r.gamma_grad)) < TOLERANCE);
         assert!(relative_error(&values(dbeta), &values(r.beta_grad)) < TOLERANCE);
+    }
+
+    /// The fused BatchNorm → PReLU kernels against the two ops in a row.
+    #[test]
+    fn flex_fused_batch_norm_prelu_equals_the_two_ops() {
+        let (n, c, side) = (3, 4, 5);
+        let tensor = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, [c]));
+        let x = FlexTensor::from_data(random([n, c, side, side], 30));
+        // β near zero: every channel has outputs on both sides of the kink.
+        let gamma = tensor(vec![1.0, 0.5, -2.0, 0.1]);
+        let beta = tensor(vec![0.0, 0.1, -0.2, 0.05]);
+        let alpha = tensor(vec![0.25, -0.1, 0.5, 0.0]);
+        let g = FlexTensor::from_data(random([n, c, side, side], 31));
+        let eps = 1e-5;
+        let (z, mean, var) = Flex::batch_norm_prelu_train(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            alpha.clone(),
+            eps,
+        );
+        let (rz, rmean, rvar) = generic_batch_norm_prelu::<Flex>(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            alpha.clone(),
+            eps,
+        );
+        assert!(relative_error(&values(z), &values(rz)) < TOLERANCE);
+        assert_eq!(values(mean.clone()), values(rmean));
+        assert_eq!(values(var.clone()), values(rvar));
+        let fused = Flex::batch_norm_prelu_train_backward(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            alpha.clone(),
+            mean.clone(),
+            var.clone(),
+            eps,
+            g.clone(),
+        );
+        let reference =
+            generic_batch_norm_prelu_backward::<Flex>(x, [gamma, beta, alpha], mean, var, eps, g);
+        let pairs = [
+            (fused.0, reference.0, "x"),
+            (fused.1, reference.1, "gamma"),
+            (fused.2, reference.2, "beta"),
+            (fused.3, reference.3, "alpha"),
+        ];
+        for (a, b, what) in pairs {
+            let (a, b) = (values(a), values(b));
+            assert!(relative_error(&a, &b) < TOLERANCE, "{what}: {a:?} vs {b:?}");
+        }
     }
 
     /// The autodiff nodes hand each parent its own gradient: `Σ y·r` through

@@ -240,22 +240,26 @@ impl ConvBn {
             }
             _ => c.forward(x),
         };
-        let y = batch_norm(&self.bn, y);
-        match &self.act {
-            Some(a) => conv_ops::prelu_channels(y, a.alpha.val()),
-            None => y,
-        }
+        batch_norm_prelu(&self.bn, self.act.as_ref(), y)
     }
 }
 
-/// `bn.forward(y)`, with training-mode statistics and gradients from
-/// [`conv_ops`] (the running statistics kept as burn's `BatchNorm` keeps them).
-fn batch_norm(bn: &BatchNorm, y: Tensor<4>) -> Tensor<4> {
+/// `bn.forward(y)` then the PReLU if any. While training, the statistics,
+/// the activation and their gradients come from [`conv_ops`] in one fused
+/// op (the running statistics kept as burn's `BatchNorm` keeps them).
+fn batch_norm_prelu(bn: &BatchNorm, act: Option<&PRelu>, y: Tensor<4>) -> Tensor<4> {
     if !(y.device().is_autodiff() && bn.training.is_enabled()) {
-        return bn.forward(y);
+        let y = bn.forward(y);
+        return match act {
+            Some(a) => conv_ops::prelu_channels(y, a.alpha.val()),
+            None => y,
+        };
     }
-    let (out, mean, variance) =
-        conv_ops::batch_norm_channels_train(y, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+    let (out, mean, variance) = match act {
+        Some(a) => conv_ops::batch_norm_prelu_train(y, gamma, beta, a.alpha.val(), bn.epsilon),
+        None => conv_ops::batch_norm_channels_train(y, gamma, beta, bn.epsilon),
+    };
     let device = out.device();
     let blend = |running: Tensor<1>, batch: Tensor<1>| {
         running
