@@ -176,7 +176,7 @@ pub trait SeparableConvOps: Backend {
     }
 
     /// Gradients of [`Self::batch_norm_prelu_train`] with respect to `x`,
-    /// `gamma`, `beta` and `alpha` (`affine`: `[gamma, beta, alpha]`).
+    /// `gamma`, `beta` and `alpha`, from the forward's batch statistics.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_prelu_train_backward(
         x: FloatTensor<Self>,
@@ -382,8 +382,9 @@ fn sum_and_squares(v: &[f32]) -> (f64, f64) {
     (s.iter().sum(), q.iter().sum())
 }
 
-/// Lanes of the f32 gradient sums over one plane (≤ 3,136 values, so ≤ 196
-/// per lane: f32 is exact enough, and twice as wide as f64).
+/// Lanes of the f32 gradient sums over one plane: our largest plane, 56×56,
+/// leaves 196 terms a lane, where f32 is exact enough (and twice as wide as
+/// f64); the planes' sums are then added in f64.
 const GRAD_LANES: usize = 16;
 
 /// `(Σ g, Σ g·(x − m))` over one plane.
