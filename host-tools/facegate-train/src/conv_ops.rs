@@ -975,6 +975,90 @@ fn tracked_pair<B: Backend + SeparableConvOps, C: CheckpointStrategy>(
     }
 }
 
+/// The autodiff node of training-mode BatchNorm (three inputs: x, γ, β) and
+/// of BatchNorm → PReLU (four: x, γ, β, α). The inputs are checkpointed; the
+/// batch statistics travel with the node, as in burn's own.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: Backend + SeparableConvOps, const N: usize> Backward<B, N> for BatchNormBackward {
+    type State = ([NodeId; N], FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (inputs, mean, variance, epsilon) = ops.state;
+        let inputs =
+            Vec::from(inputs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id)));
+        let input_grads = match <[FloatTensor<B>; 4]>::try_from(inputs) {
+            Ok([x, gamma, beta, alpha]) => {
+                let (dx, dgamma, dbeta, dalpha) = B::batch_norm_prelu_train_backward(
+                    x, gamma, beta, alpha, mean, variance, epsilon, grad,
+                );
+                vec![dx, dgamma, dbeta, dalpha]
+            }
+            Err(inputs) => match <[FloatTensor<B>; 3]>::try_from(inputs) {
+                Ok([x, gamma, _beta]) => {
+                    let (dx, dgamma, dbeta) = B::batch_norm_channels_train_backward(
+                        x, gamma, mean, variance, epsilon, grad,
+                    );
+                    vec![dx, dgamma, dbeta]
+                }
+                // `tracked_batch_norm` builds the node with three or four inputs only.
+                Err(_) => Vec::new(),
+            },
+        };
+        for (node, g) in ops.parents.into_iter().zip(input_grads) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+/// A training-mode BatchNorm's output, batch mean and batch variance.
+type Normalised<T> = (T, T, T);
+
+/// Runs `forward` (BatchNorm, or BatchNorm → PReLU when `N` is 4) on the
+/// inner backend and, when an input is tracked, records a
+/// [`BatchNormBackward`] node. Returns the output and the batch's mean and
+/// variance (not differentiated).
+fn tracked_batch_norm<B: Backend + SeparableConvOps, C: CheckpointStrategy, const N: usize>(
+    inputs: [FloatTensor<Autodiff<B, C>>; N],
+    epsilon: f64,
+    forward: impl FnOnce([FloatTensor<B>; N]) -> Normalised<FloatTensor<B>>,
+) -> Normalised<FloatTensor<Autodiff<B, C>>> {
+    let parents = inputs.each_ref().map(|t| t.node());
+    match BatchNormBackward
+        .prepare::<C>(parents)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let ids = inputs.each_ref().map(|t| prep.checkpoint(t));
+            let (y, mean, variance) = forward(inputs.map(|t| t.into_primitive()));
+            let state = (ids, mean.clone(), variance.clone(), epsilon);
+            (
+                prep.finish(state, y),
+                Autodiff::<B, C>::from_inner(mean),
+                Autodiff::<B, C>::from_inner(variance),
+            )
+        }
+        OpsKind::UnTracked(prep) => {
+            let (y, mean, variance) = forward(inputs.map(|t| t.into_primitive()));
+            (
+                prep.finish(y),
+                Autodiff::<B, C>::from_inner(mean),
+                Autodiff::<B, C>::from_inner(variance),
+            )
+        }
+    }
+}
+
 impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for Autodiff<B, C> {
     fn depthwise_conv2d(
         x: FloatTensor<Self>,
@@ -995,75 +1079,9 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct BatchNormBackward;
-
-        impl<B: Backend + SeparableConvOps> Backward<B, 3> for BatchNormBackward {
-            // The batch statistics travel with the node, as in burn's own.
-            type State = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_gamma, node_beta] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
-                let (dx, dgamma, dbeta) =
-                    B::batch_norm_channels_train_backward(x, gamma, mean, variance, epsilon, grad);
-                for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
-            }
-        }
-
-        match BatchNormBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let gamma_state = prep.checkpoint(&gamma);
-                let (y, mean, variance) = B::batch_norm_channels_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                );
-                let state = (
-                    x_state,
-                    gamma_state,
-                    mean.clone(),
-                    variance.clone(),
-                    epsilon,
-                );
-                (
-                    prep.finish(state, y),
-                    Self::from_inner(mean),
-                    Self::from_inner(variance),
-                )
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, variance) = B::batch_norm_channels_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                );
-                (
-                    prep.finish(y),
-                    Self::from_inner(mean),
-                    Self::from_inner(variance),
-                )
-            }
-        }
+        tracked_batch_norm::<B, C, 3>([x, gamma, beta], epsilon, |[x, gamma, beta]| {
+            B::batch_norm_channels_train(x, gamma, beta, epsilon)
+        })
     }
 
     fn prelu_channels(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -1077,76 +1095,11 @@ impl<B: Backend + SeparableConvOps, C: CheckpointStrategy> SeparableConvOps for 
         alpha: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct BatchNormPreluBackward;
-
-        impl<B: Backend + SeparableConvOps> Backward<B, 4> for BatchNormPreluBackward {
-            // x, γ, β, α are retrieved; the batch statistics travel with the node.
-            type State = ([NodeId; 4], FloatTensor<B>, FloatTensor<B>, f64);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 4>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (inputs, mean, variance, epsilon) = ops.state;
-                let [x, gamma, beta, alpha] =
-                    inputs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
-                let (dx, dgamma, dbeta, dalpha) = B::batch_norm_prelu_train_backward(
-                    x, gamma, beta, alpha, mean, variance, epsilon, grad,
-                );
-                for (node, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta, dalpha]) {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, g);
-                    }
-                }
-            }
-        }
-
-        let parents = [x.node(), gamma.node(), beta.node(), alpha.node()];
-        match BatchNormPreluBackward
-            .prepare::<C>(parents)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let inputs = [
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&gamma),
-                    prep.checkpoint(&beta),
-                    prep.checkpoint(&alpha),
-                ];
-                let (z, mean, variance) = B::batch_norm_prelu_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    alpha.into_primitive(),
-                    epsilon,
-                );
-                let state = (inputs, mean.clone(), variance.clone(), epsilon);
-                (
-                    prep.finish(state, z),
-                    Self::from_inner(mean),
-                    Self::from_inner(variance),
-                )
-            }
-            OpsKind::UnTracked(prep) => {
-                let (z, mean, variance) = B::batch_norm_prelu_train(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    alpha.into_primitive(),
-                    epsilon,
-                );
-                (
-                    prep.finish(z),
-                    Self::from_inner(mean),
-                    Self::from_inner(variance),
-                )
-            }
-        }
+        tracked_batch_norm::<B, C, 4>(
+            [x, gamma, beta, alpha],
+            epsilon,
+            |[x, gamma, beta, alpha]| B::batch_norm_prelu_train(x, gamma, beta, alpha, epsilon),
+        )
     }
 }
 
