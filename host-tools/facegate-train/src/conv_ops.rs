@@ -6,10 +6,12 @@
 //! whole feature map, and that of a depthwise conv one such convolution per
 //! channel. On `flex` these were 3–8× the forward's time and most of a
 //! training step (`facegate bench train`). Here the 1×1 gradients are batched
-//! matrix products (on every backend) and the depthwise ones direct loops over
-//! each channel's plane (on `flex`, in f32). PReLU (burn: a mask, a product
-//! and a masked select, each with its gradient) and BatchNorm (burn:
-//! transposed copies for its statistics) are one pass each on `flex`, and a
+//! matrix products (on every backend) and the depthwise ones (on `flex`) long
+//! runs over zero-padded planes, split into the stride's phases and
+//! vectorised at the CPU's SIMD width (pulp's run-time dispatch). PReLU
+//! (burn: a mask, a product and a masked select, each with its gradient) and
+//! BatchNorm (burn: transposed copies for its statistics) are one pass each
+//! on `flex`, and a
 //! BatchNorm followed by a PReLU is one fused op that does not keep the
 //! normalised values (the backward recomputes them). burn's generic path is
 //! the reference the tests hold every kernel to.
@@ -307,16 +309,140 @@ impl Depthwise {
         }
     }
 
-    /// The output columns `o` whose input column `o·stride + tap − pad` lies
-    /// inside `0..len`.
-    fn valid(&self, tap: usize, len: usize, out: usize) -> std::ops::Range<usize> {
-        let lo = self.pad.saturating_sub(tap).div_ceil(self.stride);
-        let hi = (len + self.pad)
-            .checked_sub(tap)
-            .map_or(0, |e| e.div_ceil(self.stride))
-            .min(out);
-        lo..hi.max(lo)
+    /// Calls `f(tap, i)` for each tap of output `(oy, ox)`'s window that
+    /// lies inside the input plane, `i` the input's index in the plane.
+    fn for_each_tap(&self, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
+        for kh in 0..self.k {
+            let Some(iy) = (oy * self.stride + kh).checked_sub(self.pad) else {
+                continue;
+            };
+            if iy >= self.h {
+                continue;
+            }
+            for kw in 0..self.k {
+                let Some(ix) = (ox * self.stride + kw).checked_sub(self.pad) else {
+                    continue;
+                };
+                if ix < self.w {
+                    f(kh * self.k + kw, iy * self.w + ix);
+                }
+            }
+        }
     }
+}
+
+/// A depthwise convolution seen phase by phase: input rows `s·a + r`
+/// (`s` the stride) meet output rows `a + d` through the taps `kh` with
+/// `s·(a + d) + kh − pad = s·a + r`, and likewise for columns. Each phase is
+/// then a stride-1 correlation, so both gradients become a few long,
+/// contiguous runs over zero-padded row-major planes instead of one short
+/// strided row per tap (mfn's planes are 7 to 56 values wide).
+#[derive(Clone, Debug)]
+struct Phases {
+    /// Per tap `kh`: the input phase `r` it reads and the shift `d`.
+    taps: Vec<(usize, isize)>,
+    /// Smallest and largest shift.
+    lo: isize,
+    hi: isize,
+}
+
+impl Phases {
+    fn new(g: &Depthwise) -> Self {
+        let (s, p) = (signed(g.stride), signed(g.pad));
+        let taps: Vec<(usize, isize)> = (0..signed(g.k))
+            .map(|kh| {
+                let e = kh - p;
+                (e.rem_euclid(s) as usize, -e.div_euclid(s))
+            })
+            .collect();
+        let lo = taps.iter().map(|t| t.1).min().unwrap_or(0);
+        let hi = taps.iter().map(|t| t.1).max().unwrap_or(0);
+        Self { taps, lo, hi }
+    }
+}
+
+/// A size as a signed offset (sizes of allocated planes are below
+/// `isize::MAX`).
+fn signed(v: usize) -> isize {
+    isize::try_from(v).unwrap_or(isize::MAX)
+}
+
+/// A zero-padded, row-major plane: `pad` zero rows and columns before the
+/// data, `width` values a row, and a spare row so that a run of
+/// `rows·width` values shifted by any tap stays inside.
+#[derive(Clone, Copy, Debug)]
+struct Padded {
+    pad: usize,
+    width: usize,
+    rows: usize,
+}
+
+impl Padded {
+    /// A layout whose data spans `0..data[i]` and whose reads span
+    /// `reads[i]` along rows (`i = 0`) and columns (`i = 1`).
+    fn new(data: [usize; 2], reads: [std::ops::Range<isize>; 2]) -> Self {
+        let pad = reads.iter().map(|r| (-r.start).max(0)).max().unwrap_or(0) as usize;
+        let extent = |i: usize| (signed(pad) + reads[i].end.max(signed(data[i]))).unsigned_abs();
+        Self {
+            pad,
+            width: extent(1),
+            rows: extent(0) + 1,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows * self.width
+    }
+
+    /// Offset of value `(y, x)` (which may lie in the padding).
+    fn at(&self, y: isize, x: isize) -> usize {
+        let pad = signed(self.pad);
+        (y + pad).unsigned_abs() * self.width + (x + pad).unsigned_abs()
+    }
+
+    /// Copies `rows` rows of `cols` values at `step` apart (from `src` at
+    /// `start`, rows `row_step` apart) to the data area; the rest stays zero.
+    fn fill(&self, dst: &mut [f32], src: &[f32], rows: usize, cols: usize, starts: [usize; 3]) {
+        let [start, row_step, step] = starts;
+        dst.fill(0.0);
+        for y in 0..rows {
+            let to = &mut dst[self.at(signed(y), 0)..][..cols];
+            let from = &src[start + y * row_step..];
+            if step == 1 {
+                to.copy_from_slice(&from[..cols]);
+            } else {
+                for (i, v) in to.iter_mut().enumerate() {
+                    *v = from[i * step];
+                }
+            }
+        }
+    }
+}
+
+/// `a += b · s`.
+#[inline(always)]
+fn axpy(a: &mut [f32], b: &[f32], s: f32) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y * s;
+    }
+}
+
+/// `Σ a·b` with sixteen partial sums, so the loop vectorises (mfn's largest
+/// run, 56×58 values, leaves ≤ 203 terms a lane: f32 is exact enough).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (a16.remainder(), b16.remainder());
+    for (x, y) in a16.zip(b16) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (x, y) in ra.iter().zip(rb) {
+        acc[0] += x * y;
+    }
+    acc.iter().sum()
 }
 
 fn f32_values(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
@@ -331,30 +457,6 @@ fn f32_values(t: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
 
 fn flex_f32(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-/// `Σ a[j·stride] · b[j]` over `b`, with eight partial sums so the
-/// stride-1 case vectorises.
-fn strided_dot(a: &[f32], stride: usize, b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    if stride == 1 {
-        let a = &a[..b.len()];
-        let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-        let (ra, rb) = (a8.remainder(), b8.remainder());
-        for (x, y) in a8.zip(b8) {
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
-        }
-        for (x, y) in ra.iter().zip(rb) {
-            acc[0] += x * y;
-        }
-    } else {
-        for (j, y) in b.iter().enumerate() {
-            acc[j % 8] += a[j * stride] * y;
-        }
-    }
-    acc.iter().sum()
 }
 
 /// Lanes of the f64 reductions below: independent partial sums, so the loop
@@ -608,15 +710,239 @@ fn prelu_batch_norm_sums(
     acc.map(|lanes| lane_total(&lanes))
 }
 
-/// `a[j·stride] += b[j] · s` over `b`.
-fn strided_axpy(a: &mut [f32], stride: usize, b: &[f32], s: f32) {
-    if stride == 1 {
-        for (x, y) in a[..b.len()].iter_mut().zip(b) {
-            *x += y * s;
+/// The input gradient of a depthwise convolution. Phase by phase (see
+/// [`Phases`]) where the output is at least as large as the kernel; for a
+/// global convolution (output smaller than the kernel) the phases would mostly
+/// read padding, so each output value is spread over its window directly.
+fn flex_depthwise_x_backward(g: &Depthwise, wv: &[f32], gv: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0.0f32; g.n * g.c * g.h * g.w];
+    let plane_of = |plane: usize| {
+        (
+            &wv[(plane % g.c) * g.k * g.k..][..g.k * g.k],
+            &gv[plane * g.oh * g.ow..][..g.oh * g.ow],
+        )
+    };
+    if g.oh < g.k || g.ow < g.k {
+        dx.par_chunks_mut(g.h * g.w)
+            .enumerate()
+            .for_each(|(plane, dx)| {
+                let (wk, gp) = plane_of(plane);
+                for (o, &v) in gp.iter().enumerate() {
+                    let (oy, ox) = (o / g.ow, o % g.ow);
+                    g.for_each_tap(oy, ox, |tap, i| dx[i] += wk[tap] * v);
+                }
+            });
+        return dx;
+    }
+    let ph = Phases::new(g);
+    let s = g.stride;
+    // Reads of the output gradient: a + d for input phase rows a < ⌈h/s⌉.
+    let layout = Padded::new(
+        [g.oh, g.ow],
+        [
+            ph.lo..signed(g.h.div_ceil(s)) + ph.hi,
+            ph.lo..signed(g.w.div_ceil(s)) + ph.hi,
+        ],
+    );
+    let arch = pulp::Arch::new();
+    dx.par_chunks_mut(g.h * g.w).enumerate().for_each_init(
+        || {
+            let run = g.h.div_ceil(s) * layout.width;
+            (vec![0.0f32; layout.len()], vec![0.0f32; run])
+        },
+        |(padded, out), (plane, dx)| {
+            let (wk, gp) = plane_of(plane);
+            arch.dispatch(XBackwardPlane {
+                g,
+                ph: &ph,
+                layout: &layout,
+                wk,
+                gp,
+                padded,
+                out,
+                dx,
+            });
+        },
+    );
+    dx
+}
+
+/// One plane of [`flex_depthwise_x_backward`]'s phased form: the weights
+/// and output gradient in, scratch for the padded gradient and a phase's
+/// output, and the plane's input gradient out.
+struct XBackwardPlane<'a> {
+    g: &'a Depthwise,
+    ph: &'a Phases,
+    layout: &'a Padded,
+    wk: &'a [f32],
+    gp: &'a [f32],
+    padded: &'a mut [f32],
+    out: &'a mut [f32],
+    dx: &'a mut [f32],
+}
+
+// A `WithSimd` op rather than a closure: pulp runs `with_simd` inside a
+// function compiled for the CPU's SIMD level, and only an `inline(always)`
+// body (with the `inline(always)` runs it calls) is vectorised at that width.
+impl pulp::WithSimd for XBackwardPlane<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            g,
+            ph,
+            layout,
+            wk,
+            gp,
+            padded,
+            out,
+            dx,
+        } = self;
+        let s = g.stride;
+        layout.fill(padded, gp, g.oh, g.ow, [0, g.ow, 1]);
+        for r in 0..s {
+            let rows = g.h.saturating_sub(r).div_ceil(s);
+            for t in 0..s {
+                let cols = g.w.saturating_sub(t).div_ceil(s);
+                let out = &mut out[..rows * layout.width];
+                out.fill(0.0);
+                for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
+                    for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
+                        if (rh, rw) == (r, t) {
+                            let from = &padded[layout.at(dy, dxs)..][..out.len()];
+                            axpy(out, from, wk[kh * g.k + kw]);
+                        }
+                    }
+                }
+                for a in 0..rows {
+                    let src = &out[a * layout.width..][..cols];
+                    let row = &mut dx[(s * a + r) * g.w..][..g.w];
+                    if s == 1 {
+                        row.copy_from_slice(src);
+                    } else {
+                        for (b, &v) in src.iter().enumerate() {
+                            row[s * b + t] = v;
+                        }
+                    }
+                }
+            }
         }
-    } else {
-        for (j, y) in b.iter().enumerate() {
-            a[j * stride] += y * s;
+    }
+}
+
+/// The weight gradient of a depthwise convolution: phase by phase (each
+/// face's input plane split into its `s²` zero-padded phases, then a tap is
+/// one dot product of the output gradient, laid out at the phases' width,
+/// with its phase, shifted), or directly for a global convolution.
+fn flex_depthwise_weight_backward(g: &Depthwise, xv: &[f32], gv: &[f32]) -> Vec<f32> {
+    let mut dw = vec![0.0f32; g.c * g.k * g.k];
+    let planes = |face: usize, ch: usize| {
+        let plane = face * g.c + ch;
+        (
+            &xv[plane * g.h * g.w..][..g.h * g.w],
+            &gv[plane * g.oh * g.ow..][..g.oh * g.ow],
+        )
+    };
+    if g.oh < g.k || g.ow < g.k {
+        dw.par_chunks_mut(g.k * g.k)
+            .enumerate()
+            .for_each(|(ch, dw)| {
+                let mut acc = vec![0.0f64; g.k * g.k];
+                for face in 0..g.n {
+                    let (xp, gp) = planes(face, ch);
+                    for (o, &v) in gp.iter().enumerate() {
+                        let (oy, ox) = (o / g.ow, o % g.ow);
+                        g.for_each_tap(oy, ox, |tap, i| acc[tap] += f64::from(xp[i] * v));
+                    }
+                }
+                for (d, a) in dw.iter_mut().zip(acc) {
+                    *d = a as f32;
+                }
+            });
+        return dw;
+    }
+    let ph = Phases::new(g);
+    let s = g.stride;
+    // Reads of an input phase: oy − d for output rows oy < oh.
+    let layout = Padded::new(
+        [g.h.div_ceil(s), g.w.div_ceil(s)],
+        [-ph.hi..signed(g.oh) - ph.lo, -ph.hi..signed(g.ow) - ph.lo],
+    );
+    let arch = pulp::Arch::new();
+    dw.par_chunks_mut(g.k * g.k).enumerate().for_each_init(
+        || {
+            let wide = vec![0.0f32; g.oh * layout.width];
+            (vec![0.0f32; s * s * layout.len()], wide)
+        },
+        |(phases, wide), (ch, dw)| {
+            // f64 sums across faces: a tap adds n·oh·ow products.
+            let mut acc = vec![0.0f64; g.k * g.k];
+            for face in 0..g.n {
+                let (xp, gp) = planes(face, ch);
+                arch.dispatch(WeightBackwardPlane {
+                    g,
+                    ph: &ph,
+                    layout: &layout,
+                    xp,
+                    gp,
+                    phases,
+                    wide,
+                    acc: &mut acc,
+                });
+            }
+            for (d, a) in dw.iter_mut().zip(acc) {
+                *d = a as f32;
+            }
+        },
+    );
+    dw
+}
+
+/// One face's plane of [`flex_depthwise_weight_backward`]'s phased form:
+/// input and output gradient planes in, scratch for the input's phases and
+/// the widened gradient, the taps' sums added to `acc`.
+struct WeightBackwardPlane<'a> {
+    g: &'a Depthwise,
+    ph: &'a Phases,
+    layout: &'a Padded,
+    xp: &'a [f32],
+    gp: &'a [f32],
+    phases: &'a mut [f32],
+    wide: &'a mut [f32],
+    acc: &'a mut [f64],
+}
+
+impl pulp::WithSimd for WeightBackwardPlane<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            g,
+            ph,
+            layout,
+            xp,
+            gp,
+            phases,
+            wide,
+            acc,
+        } = self;
+        let s = g.stride;
+        for (i, phase) in phases.chunks_exact_mut(layout.len()).enumerate() {
+            let (r, t) = (i / s, i % s);
+            let rows = g.h.saturating_sub(r).div_ceil(s);
+            let cols = g.w.saturating_sub(t).div_ceil(s);
+            layout.fill(phase, xp, rows, cols, [r * g.w + t, s * g.w, s]);
+        }
+        for (oy, row) in wide.chunks_exact_mut(layout.width).enumerate() {
+            row[..g.ow].copy_from_slice(&gp[oy * g.ow..][..g.ow]);
+            row[g.ow..].fill(0.0);
+        }
+        for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
+            for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
+                let phase = &phases[(rh * s + rw) * layout.len()..][..layout.len()];
+                let from = &phase[layout.at(-dy, -dxs)..][..wide.len()];
+                acc[kh * g.k + kw] += f64::from(dot(from, wide));
+            }
         }
     }
 }
@@ -634,27 +960,10 @@ impl SeparableConvOps for Flex {
             let c = g.c;
             return Self::conv2d_x_backward(x, weight, grad, depthwise_options(c, stride, pad));
         };
-        let cols: Vec<_> = (0..g.k).map(|kw| g.valid(kw, g.w, g.ow)).collect();
-        let mut dx = vec![0.0f32; g.n * g.c * g.h * g.w];
-        dx.par_chunks_mut(g.h * g.w)
-            .enumerate()
-            .for_each(|(plane, dx)| {
-                let wk = &wv[(plane % g.c) * g.k * g.k..][..g.k * g.k];
-                let gp = &gv[plane * g.oh * g.ow..][..g.oh * g.ow];
-                for kh in 0..g.k {
-                    for oy in g.valid(kh, g.h, g.oh) {
-                        let iy = oy * g.stride + kh - g.pad;
-                        let row = &mut dx[iy * g.w..][..g.w];
-                        let grow = &gp[oy * g.ow..][..g.ow];
-                        for (kw, cols) in cols.iter().enumerate() {
-                            let first = cols.start * g.stride + kw - g.pad;
-                            let wt = wk[kh * g.k + kw];
-                            strided_axpy(&mut row[first..], g.stride, &grow[cols.clone()], wt);
-                        }
-                    }
-                }
-            });
-        flex_f32(dx, [g.n, g.c, g.h, g.w])
+        flex_f32(
+            flex_depthwise_x_backward(&g, &wv, &gv),
+            [g.n, g.c, g.h, g.w],
+        )
     }
 
     fn depthwise_conv2d_weight_backward(
@@ -674,35 +983,10 @@ impl SeparableConvOps for Flex {
                 depthwise_options(c, stride, pad),
             );
         };
-        let cols: Vec<_> = (0..g.k).map(|kw| g.valid(kw, g.w, g.ow)).collect();
-        let mut dw = vec![0.0f32; g.c * g.k * g.k];
-        dw.par_chunks_mut(g.k * g.k)
-            .enumerate()
-            .for_each(|(ch, dw)| {
-                // f64 sums across rows: a tap adds n·oh·ow products.
-                let mut acc = vec![0.0f64; g.k * g.k];
-                for face in 0..g.n {
-                    let plane = face * g.c + ch;
-                    let xp = &xv[plane * g.h * g.w..][..g.h * g.w];
-                    let gp = &gv[plane * g.oh * g.ow..][..g.oh * g.ow];
-                    for kh in 0..g.k {
-                        for oy in g.valid(kh, g.h, g.oh) {
-                            let iy = oy * g.stride + kh - g.pad;
-                            let row = &xp[iy * g.w..][..g.w];
-                            let grow = &gp[oy * g.ow..][..g.ow];
-                            for (kw, cols) in cols.iter().enumerate() {
-                                let first = cols.start * g.stride + kw - g.pad;
-                                let dot = strided_dot(&row[first..], g.stride, &grow[cols.clone()]);
-                                acc[kh * g.k + kw] += f64::from(dot);
-                            }
-                        }
-                    }
-                }
-                for (d, a) in dw.iter_mut().zip(acc) {
-                    *d = a as f32;
-                }
-            });
-        flex_f32(dw, [g.c, 1, g.k, g.k])
+        flex_f32(
+            flex_depthwise_weight_backward(&g, &xv, &gv),
+            [g.c, 1, g.k, g.k],
+        )
     }
 
     fn batch_norm_channels_train(
@@ -1211,12 +1495,13 @@ mod tests {
     /// (n, c, side, kernel, stride, pad): the embedders' 3×3 stride-1 and
     /// stride-2 layers, their global 7×7 layer, and odd sizes where the last
     /// window hangs over the border.
-    const DEPTHWISE: [(usize, usize, usize, usize, usize, usize); 5] = [
+    const DEPTHWISE: [(usize, usize, usize, usize, usize, usize); 6] = [
         (2, 3, 8, 3, 1, 1),
         (2, 4, 9, 3, 2, 1),
         (3, 2, 7, 7, 1, 0),
         (1, 5, 10, 3, 2, 1),
         (2, 2, 11, 5, 2, 2),
+        (2, 3, 10, 3, 3, 1),
     ];
 
     // Tolerance: f32 sums in another order over at most a few thousand terms.

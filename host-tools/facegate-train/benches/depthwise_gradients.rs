@@ -1,0 +1,75 @@
+//! Depthwise-convolution gradients on `flex` at the shapes of one `mfn`
+//! training step (batch 64): the best of five runs per layer shape and the
+//! step's total. A measurement, not a test. `facegate` keeps freed memory in
+//! the process (no fresh, page-faulting 50 MB buffers per op); to measure the
+//! same here, give glibc that policy:
+//!
+//! ```text
+//! GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295 \
+//!     cargo bench -p facegate-train --bench depthwise_gradients
+//! ```
+use std::time::Instant;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
+use facegate_train::conv_ops::SeparableConvOps;
+
+/// Deterministic values in [−0.5, 0.5) (xorshift).
+fn values(shape: [usize; 4], seed: u32) -> FlexTensor {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    let v: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect();
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+fn best_ms(mut f: impl FnMut()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn main() {
+    // (channels, side, stride, kernel, pad, layers of this shape in mfn)
+    let layers = [
+        (64, 56, 1, 3, 1, 1),
+        (128, 56, 2, 3, 1, 1),
+        (128, 28, 1, 3, 1, 4),
+        (256, 28, 2, 3, 1, 1),
+        (256, 14, 1, 3, 1, 6),
+        (256, 14, 2, 3, 1, 1),
+        (256, 7, 1, 3, 1, 2),
+        (512, 7, 1, 7, 0, 1),
+    ];
+    let batch = 64;
+    let (mut total_x, mut total_w) = (0.0, 0.0);
+    println!("depthwise gradients on flex, batch {batch} (best of 5)");
+    for (c, side, stride, k, pad, count) in layers {
+        let out = (side + 2 * pad - k) / stride + 1;
+        let x = values([batch, c, side, side], 1);
+        let w = values([c, 1, k, k], 2);
+        let g = values([batch, c, out, out], 3);
+        let dx = best_ms(|| {
+            Flex::depthwise_conv2d_x_backward(x.clone(), w.clone(), g.clone(), stride, pad);
+        });
+        let dw = best_ms(|| {
+            Flex::depthwise_conv2d_weight_backward(x.clone(), w.clone(), g.clone(), stride, pad);
+        });
+        println!(
+            "{c:4} ch {side:2}×{side:<2} {k}×{k} stride {stride} (×{count}): input {dx:6.2} ms, weight {dw:6.2} ms"
+        );
+        total_x += dx * count as f64;
+        total_w += dw * count as f64;
+    }
+    println!("one mfn step: input gradients {total_x:.1} ms, weight gradients {total_w:.1} ms");
+}
