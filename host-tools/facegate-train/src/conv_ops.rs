@@ -34,6 +34,30 @@ use burn::backend::{
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
+/// Defines a pulp op: a struct of the named fields whose body pulp runs
+/// inside a function compiled for the CPU's SIMD level (AVX2 where there is
+/// one). A closure would be called from there, not inlined, and stay at the
+/// SSE2 baseline; this body and the `inline(always)` helpers it calls are
+/// vectorised at the dispatched width.
+macro_rules! simd_op {
+    ($(#[$meta:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? } -> $out:ty $body:block) => {
+        $(#[$meta])*
+        struct $name<'a> {
+            $($field: $ty,)*
+            _borrow: std::marker::PhantomData<&'a ()>,
+        }
+
+        impl pulp::WithSimd for $name<'_> {
+            type Output = $out;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> $out {
+                let Self { $($field,)* _borrow } = self;
+                $body
+            }
+        }
+    };
+}
+
 fn depthwise_options(channels: usize, stride: usize, pad: usize) -> ConvOptions<2> {
     ConvOptions::new([stride, stride], [pad, pad], [1, 1], channels)
 }
@@ -465,6 +489,7 @@ fn flex_f32(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
 const LANES: usize = 8;
 
 /// `(Σ v, Σ v²)` in f64.
+#[inline(always)]
 fn sum_and_squares(v: &[f32]) -> (f64, f64) {
     let (mut s, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
     let chunks = v.chunks_exact(LANES);
@@ -490,6 +515,7 @@ fn sum_and_squares(v: &[f32]) -> (f64, f64) {
 const GRAD_LANES: usize = 16;
 
 /// `(Σ g, Σ g·(x − m))` over one plane.
+#[inline(always)]
 fn sum_and_centred_dot(g: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     let x = &x[..g.len()];
     let (mut s, mut d) = ([0.0f32; GRAD_LANES], [0.0f32; GRAD_LANES]);
@@ -508,6 +534,7 @@ fn sum_and_centred_dot(g: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     (lane_total(&s), lane_total(&d))
 }
 
+#[inline(always)]
 fn lane_total(lanes: &[f32]) -> f64 {
     lanes.iter().map(|&v| f64::from(v)).sum()
 }
@@ -548,15 +575,17 @@ fn flex_batch_norm(
     let plane = h * w;
     let count = (n * plane) as f64;
     // Per channel: f64 sums of x and x² over every plane of that channel.
+    let arch = pulp::Arch::new();
     let (mean, variance): (Vec<f32>, Vec<f32>) = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (mut sum, mut squares) = (0.0f64, 0.0f64);
-            for face in 0..n {
-                let (s, q) = sum_and_squares(&xv[(face * c + ch) * plane..][..plane]);
-                sum += s;
-                squares += q;
-            }
+            let (sum, squares) = arch.dispatch(ChannelMoments {
+                xv,
+                channels: c,
+                ch,
+                plane,
+                _borrow: std::marker::PhantomData,
+            });
             let mean = sum / count;
             (mean as f32, (squares / count - mean * mean).max(0.0) as f32)
         })
@@ -572,20 +601,13 @@ fn flex_batch_norm(
         .enumerate()
         .for_each(|(p, (y, x))| {
             let ch = p % c;
-            let (scale, shift) = stats.affine(ch, gamma, beta);
-            match alpha {
-                None => y
-                    .iter_mut()
-                    .zip(x)
-                    .for_each(|(y, &x)| *y = x * scale + shift),
-                Some(alpha) => {
-                    let a = alpha[ch];
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        let v = x * scale + shift;
-                        *y = if v < 0.0 { a * v } else { v };
-                    }
-                }
-            }
+            arch.dispatch(NormalisePlane {
+                y,
+                x,
+                affine: stats.affine(ch, gamma, beta),
+                slope: alpha.map(|a| a[ch]),
+                _borrow: std::marker::PhantomData,
+            });
         });
     (
         flex_f32(y, shape),
@@ -593,6 +615,97 @@ fn flex_batch_norm(
         FlexTensor::from_data(TensorData::new(variance, [c])),
     )
 }
+
+simd_op!(
+    /// Channel `ch`'s `(Σ x, Σ x²)` over every face of `[n, c, h, w]` values.
+    ChannelMoments { xv: &'a [f32], channels: usize, ch: usize, plane: usize } -> (f64, f64) {
+        let (mut sum, mut squares) = (0.0f64, 0.0f64);
+        for x in xv.chunks_exact(plane).skip(ch).step_by(channels) {
+            let (s, q) = sum_and_squares(x);
+            sum += s;
+            squares += q;
+        }
+        (sum, squares)
+    }
+);
+
+simd_op!(
+    /// One plane normalised, `y = x·scale + shift`, then PReLU's `slope`.
+    NormalisePlane {
+        y: &'a mut [f32],
+        x: &'a [f32],
+        affine: (f32, f32),
+        slope: Option<f32>,
+    } -> () {
+        let (scale, shift) = affine;
+        match slope {
+            None => y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * scale + shift),
+            Some(a) => {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let v = x * scale + shift;
+                    *y = if v < 0.0 { a * v } else { v };
+                }
+            }
+        }
+    }
+);
+
+simd_op!(
+    /// Channel `ch`'s `Σ dy`, `Σ dy·(x − μ)` and PReLU's `Σ g·y` over `y < 0`
+    /// (with `act`: the forward's affine map and slope) over every face.
+    ChannelGradSums {
+        gv: &'a [f32],
+        xv: &'a [f32],
+        channels: usize,
+        ch: usize,
+        plane: usize,
+        mean: f32,
+        act: Option<((f32, f32), f32)>,
+    } -> [f64; 3] {
+        let mut total = [0.0f64; 3];
+        let planes = gv.chunks_exact(plane).zip(xv.chunks_exact(plane));
+        for (g, x) in planes.skip(ch).step_by(channels) {
+            let part = match act {
+                None => {
+                    let (sg, sgx) = sum_and_centred_dot(g, x, mean);
+                    [sg, sgx, 0.0]
+                }
+                Some((affine, a)) => prelu_batch_norm_sums(g, x, mean, affine, a),
+            };
+            for (t, p) in total.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+        total
+    }
+);
+
+simd_op!(
+    /// One plane's input gradient `a·dy + b·x + d`, `dy` the output gradient
+    /// or (with `act`) PReLU's input gradient.
+    GradPlane {
+        dx: &'a mut [f32],
+        g: &'a [f32],
+        x: &'a [f32],
+        coefficients: (f32, f32, f32),
+        act: Option<((f32, f32), f32)>,
+    } -> () {
+        let (a, b, d) = coefficients;
+        match act {
+            None => {
+                for ((dx, &g), &x) in dx.iter_mut().zip(g).zip(x) {
+                    *dx = a * g + b * x + d;
+                }
+            }
+            Some(((scale, shift), slope)) => {
+                for ((dx, &g), &x) in dx.iter_mut().zip(g).zip(x) {
+                    let dy = if x * scale + shift < 0.0 { slope * g } else { g };
+                    *dx = a * dy + b * x + d;
+                }
+            }
+        }
+    }
+);
 
 /// Gradients of [`flex_batch_norm`] with respect to `x`, `gamma`, `beta` and
 /// (with `prelu`: `(beta, alpha)`) the PReLU slopes; zeros for the slopes
@@ -611,26 +724,20 @@ fn flex_batch_norm_backward(
     // The gradient at BatchNorm's output: `g`, or PReLU's input gradient.
     let act = |ch: usize| prelu.map(|(beta, alpha)| (stats.affine(ch, gamma, beta), alpha[ch]));
     // Per channel: Σ dy, Σ dy·(x − μ) and PReLU's Σ g·y over y < 0.
+    let arch = pulp::Arch::new();
     let sums: Vec<[f64; 3]> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let m = stats.mean[ch];
-            let mut total = [0.0f64; 3];
-            for face in 0..n {
-                let at = (face * c + ch) * plane;
-                let (g, x) = (&gv[at..][..plane], &xv[at..][..plane]);
-                let part = match act(ch) {
-                    None => {
-                        let (sg, sgx) = sum_and_centred_dot(g, x, m);
-                        [sg, sgx, 0.0]
-                    }
-                    Some((affine, a)) => prelu_batch_norm_sums(g, x, m, affine, a),
-                };
-                for (t, p) in total.iter_mut().zip(part) {
-                    *t += p;
-                }
-            }
-            total
+            arch.dispatch(ChannelGradSums {
+                gv,
+                xv,
+                channels: c,
+                ch,
+                plane,
+                mean: stats.mean[ch],
+                act: act(ch),
+                _borrow: std::marker::PhantomData,
+            })
         })
         .collect();
     // dx = γ/σ · (dy − Σdy/M − (x − μ)/σ² · Σdy(x − μ)/M), as a·dy + b·x + d.
@@ -643,24 +750,14 @@ fn flex_batch_norm_backward(
         let b = -a * is * is * sum_gx / count;
         let d = -a * sum_g / count - b * f64::from(stats.mean[ch]);
         let (a, b, d) = (a as f32, b as f32, d as f32);
-        let (g, x) = (&gv[p * plane..][..plane], &xv[p * plane..][..plane]);
-        match act(ch) {
-            None => {
-                for ((dx, &g), &x) in dx.iter_mut().zip(g).zip(x) {
-                    *dx = a * g + b * x + d;
-                }
-            }
-            Some(((scale, shift), slope)) => {
-                for ((dx, &g), &x) in dx.iter_mut().zip(g).zip(x) {
-                    let dy = if x * scale + shift < 0.0 {
-                        slope * g
-                    } else {
-                        g
-                    };
-                    *dx = a * dy + b * x + d;
-                }
-            }
-        }
+        arch.dispatch(GradPlane {
+            dx,
+            g: &gv[p * plane..][..plane],
+            x: &xv[p * plane..][..plane],
+            coefficients: (a, b, d),
+            act: act(ch),
+            _borrow: std::marker::PhantomData,
+        });
     });
     let per_channel = |f: &dyn Fn(usize, &[f64; 3]) -> f64| {
         let v: Vec<f32> = sums
@@ -680,6 +777,7 @@ fn flex_batch_norm_backward(
 
 /// Over one plane of BatchNorm → PReLU with `y = x·scale + shift`:
 /// `(Σ dy, Σ dy·(x − m), Σ g·y over y < 0)`, `dy` PReLU's input gradient.
+#[inline(always)]
 fn prelu_batch_norm_sums(
     g: &[f32],
     x: &[f32],
@@ -761,43 +859,27 @@ fn flex_depthwise_x_backward(g: &Depthwise, wv: &[f32], gv: &[f32]) -> Vec<f32> 
                 padded,
                 out,
                 dx,
+                _borrow: std::marker::PhantomData,
             });
         },
     );
     dx
 }
 
-/// One plane of [`flex_depthwise_x_backward`]'s phased form: the weights
-/// and output gradient in, scratch for the padded gradient and a phase's
-/// output, and the plane's input gradient out.
-struct XBackwardPlane<'a> {
-    g: &'a Depthwise,
-    ph: &'a Phases,
-    layout: &'a Padded,
-    wk: &'a [f32],
-    gp: &'a [f32],
-    padded: &'a mut [f32],
-    out: &'a mut [f32],
-    dx: &'a mut [f32],
-}
-
-// A `WithSimd` op rather than a closure: pulp runs `with_simd` inside a
-// function compiled for the CPU's SIMD level, and only an `inline(always)`
-// body (with the `inline(always)` runs it calls) is vectorised at that width.
-impl pulp::WithSimd for XBackwardPlane<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let Self {
-            g,
-            ph,
-            layout,
-            wk,
-            gp,
-            padded,
-            out,
-            dx,
-        } = self;
+simd_op!(
+    /// One plane of [`flex_depthwise_x_backward`]'s phased form: the weights
+    /// and output gradient in, scratch for the padded gradient and a phase's
+    /// output, and the plane's input gradient out.
+    XBackwardPlane {
+        g: &'a Depthwise,
+        ph: &'a Phases,
+        layout: &'a Padded,
+        wk: &'a [f32],
+        gp: &'a [f32],
+        padded: &'a mut [f32],
+        out: &'a mut [f32],
+        dx: &'a mut [f32],
+    } -> () {
         let s = g.stride;
         layout.fill(padded, gp, g.oh, g.ow, [0, g.ow, 1]);
         for r in 0..s {
@@ -828,7 +910,7 @@ impl pulp::WithSimd for XBackwardPlane<'_> {
             }
         }
     }
-}
+);
 
 /// The weight gradient of a depthwise convolution: phase by phase (each
 /// face's input plane split into its `s²` zero-padded phases, then a tap is
@@ -888,6 +970,7 @@ fn flex_depthwise_weight_backward(g: &Depthwise, xv: &[f32], gv: &[f32]) -> Vec<
                     phases,
                     wide,
                     acc: &mut acc,
+                    _borrow: std::marker::PhantomData,
                 });
             }
             for (d, a) in dw.iter_mut().zip(acc) {
@@ -898,34 +981,20 @@ fn flex_depthwise_weight_backward(g: &Depthwise, xv: &[f32], gv: &[f32]) -> Vec<
     dw
 }
 
-/// One face's plane of [`flex_depthwise_weight_backward`]'s phased form:
-/// input and output gradient planes in, scratch for the input's phases and
-/// the widened gradient, the taps' sums added to `acc`.
-struct WeightBackwardPlane<'a> {
-    g: &'a Depthwise,
-    ph: &'a Phases,
-    layout: &'a Padded,
-    xp: &'a [f32],
-    gp: &'a [f32],
-    phases: &'a mut [f32],
-    wide: &'a mut [f32],
-    acc: &'a mut [f64],
-}
-
-impl pulp::WithSimd for WeightBackwardPlane<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let Self {
-            g,
-            ph,
-            layout,
-            xp,
-            gp,
-            phases,
-            wide,
-            acc,
-        } = self;
+simd_op!(
+    /// One face's plane of [`flex_depthwise_weight_backward`]'s phased form:
+    /// input and output gradient planes in, scratch for the input's phases and
+    /// the widened gradient, the taps' sums added to `acc`.
+    WeightBackwardPlane {
+        g: &'a Depthwise,
+        ph: &'a Phases,
+        layout: &'a Padded,
+        xp: &'a [f32],
+        gp: &'a [f32],
+        phases: &'a mut [f32],
+        wide: &'a mut [f32],
+        acc: &'a mut [f64],
+    } -> () {
         let s = g.stride;
         for (i, phase) in phases.chunks_exact_mut(layout.len()).enumerate() {
             let (r, t) = (i / s, i % s);
@@ -945,7 +1014,7 @@ impl pulp::WithSimd for WeightBackwardPlane<'_> {
             }
         }
     }
-}
+);
 
 impl SeparableConvOps for Flex {
     fn depthwise_conv2d_x_backward(
