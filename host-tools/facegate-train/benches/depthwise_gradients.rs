@@ -14,17 +14,14 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 use facegate_train::conv_ops::SeparableConvOps;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
-/// Deterministic values in [−0.5, 0.5) (xorshift).
-fn values(shape: [usize; 4], seed: u32) -> FlexTensor {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+/// Deterministic values in [−1, 1), as the kernel tests draw them.
+fn values(shape: [usize; 4], seed: u64) -> FlexTensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let v: Vec<f32> = (0..shape.iter().product::<usize>())
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
+        .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     FlexTensor::from_data(TensorData::new(v, shape))
 }

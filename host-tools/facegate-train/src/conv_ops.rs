@@ -11,10 +11,9 @@
 //! vectorised at the CPU's SIMD width (pulp's run-time dispatch). PReLU
 //! (burn: a mask, a product and a masked select, each with its gradient) and
 //! BatchNorm (burn: transposed copies for its statistics) are one pass each
-//! on `flex`, and a
-//! BatchNorm followed by a PReLU is one fused op that does not keep the
-//! normalised values (the backward recomputes them). burn's generic path is
-//! the reference the tests hold every kernel to.
+//! on `flex`, and a BatchNorm followed by a PReLU is one fused op that does
+//! not keep the normalised values (the backward recomputes them). burn's
+//! generic path is the reference the tests hold every kernel to.
 
 // burn 0.22 marks its LibTorch backend deprecated; it is our opt-in one.
 #![cfg_attr(feature = "tch", allow(deprecated))]
@@ -34,7 +33,8 @@ use burn::backend::{
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Defines a pulp op: a struct of the named fields whose body pulp runs
+/// Defines a pulp op: a struct of the named fields (borrowing for `'a`)
+/// whose body pulp runs
 /// inside a function compiled for the CPU's SIMD level (AVX2 where there is
 /// one). A closure would be called from there, not inlined, and stay at the
 /// SSE2 baseline; this body and the `inline(always)` helpers it calls are
@@ -44,14 +44,13 @@ macro_rules! simd_op {
         $(#[$meta])*
         struct $name<'a> {
             $($field: $ty,)*
-            _borrow: std::marker::PhantomData<&'a ()>,
         }
 
         impl pulp::WithSimd for $name<'_> {
             type Output = $out;
             #[inline(always)]
             fn with_simd<S: pulp::Simd>(self, _: S) -> $out {
-                let Self { $($field,)* _borrow } = self;
+                let Self { $($field,)* } = self;
                 $body
             }
         }
@@ -393,7 +392,9 @@ fn signed(v: usize) -> isize {
 
 /// A zero-padded, row-major plane: `pad` zero rows and columns before the
 /// data, `width` values a row, and a spare row so that a run of
-/// `rows·width` values shifted by any tap stays inside.
+/// `rows·width` values shifted by any tap stays inside. A buffer of this
+/// layout starts zeroed and only its data area is ever written, so the
+/// padding stays zero from plane to plane.
 #[derive(Clone, Copy, Debug)]
 struct Padded {
     pad: usize,
@@ -424,11 +425,10 @@ impl Padded {
         (y + pad).unsigned_abs() * self.width + (x + pad).unsigned_abs()
     }
 
-    /// Copies `rows` rows of `cols` values at `step` apart (from `src` at
-    /// `start`, rows `row_step` apart) to the data area; the rest stays zero.
-    fn fill(&self, dst: &mut [f32], src: &[f32], rows: usize, cols: usize, starts: [usize; 3]) {
-        let [start, row_step, step] = starts;
-        dst.fill(0.0);
+    /// Copies `rows × cols` values of `src` into the data area: value
+    /// `(y, x)` from `src[offset + y·row_stride + x·stride]`.
+    fn fill(&self, dst: &mut [f32], src: &[f32], rows: usize, cols: usize, from: [usize; 3]) {
+        let [start, row_step, step] = from;
         for y in 0..rows {
             let to = &mut dst[self.at(signed(y), 0)..][..cols];
             let from = &src[start + y * row_step..];
@@ -584,7 +584,6 @@ fn flex_batch_norm(
                 channels: c,
                 ch,
                 plane,
-                _borrow: std::marker::PhantomData,
             });
             let mean = sum / count;
             (mean as f32, (squares / count - mean * mean).max(0.0) as f32)
@@ -606,7 +605,6 @@ fn flex_batch_norm(
                 x,
                 affine: stats.affine(ch, gamma, beta),
                 slope: alpha.map(|a| a[ch]),
-                _borrow: std::marker::PhantomData,
             });
         });
     (
@@ -736,7 +734,6 @@ fn flex_batch_norm_backward(
                 plane,
                 mean: stats.mean[ch],
                 act: act(ch),
-                _borrow: std::marker::PhantomData,
             })
         })
         .collect();
@@ -756,7 +753,6 @@ fn flex_batch_norm_backward(
             x: &xv[p * plane..][..plane],
             coefficients: (a, b, d),
             act: act(ch),
-            _borrow: std::marker::PhantomData,
         });
     });
     let per_channel = |f: &dyn Fn(usize, &[f64; 3]) -> f64| {
@@ -859,7 +855,6 @@ fn flex_depthwise_x_backward(g: &Depthwise, wv: &[f32], gv: &[f32]) -> Vec<f32> 
                 padded,
                 out,
                 dx,
-                _borrow: std::marker::PhantomData,
             });
         },
     );
@@ -970,7 +965,6 @@ fn flex_depthwise_weight_backward(g: &Depthwise, xv: &[f32], gv: &[f32]) -> Vec<
                     phases,
                     wide,
                     acc: &mut acc,
-                    _borrow: std::marker::PhantomData,
                 });
             }
             for (d, a) in dw.iter_mut().zip(acc) {
@@ -1002,9 +996,9 @@ simd_op!(
             let cols = g.w.saturating_sub(t).div_ceil(s);
             layout.fill(phase, xp, rows, cols, [r * g.w + t, s * g.w, s]);
         }
+        // Columns past `ow` stay zero from allocation.
         for (oy, row) in wide.chunks_exact_mut(layout.width).enumerate() {
             row[..g.ow].copy_from_slice(&gp[oy * g.ow..][..g.ow]);
-            row[g.ow..].fill(0.0);
         }
         for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
             for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
