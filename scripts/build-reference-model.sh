@@ -1,33 +1,38 @@
 #!/usr/bin/env bash
 # Builds a shipped model from its recipe and regenerates the model card.
 #
-#   scripts/build-reference-model.sh [nano|mfn] [RUN_DIR]
+#   scripts/build-reference-model.sh [nano|mfn] [RUN_DIR] [RECIPE]
 #
-# Trains (or resumes) models/recipes/<name>-cosface.toml in RUN_DIR (default
-# runs/<name>-cosface; on 2 cores mfn took about 6 minutes an epoch, nano
-# should take about 1.5 (from its `facegate bench train` rate, not timed end
-# to end)), then: float ONNX, int8 quantization calibrated on 200
-# CelebA faces (never LFW) within the preset's RAM budget (DESIGN: 160 KiB
-# nano, 512 KiB mfn) → .fgm blob and QDQ ONNX, the training config and
-# history beside them in models/, for nano the Cortex-M7 cost from QEMU and
-# the host latency, and `facegate model card` (LFW float / QDQ / engine,
-# threshold for FAR 1e-3).
+# Trains (or resumes) RECIPE (default models/recipes/<name>-cosface.toml) in
+# RUN_DIR (default runs/<name>-cosface; on 2 cores mfn took about 6 minutes
+# an epoch, nano about 1.2), building the teacher's embeddings first when the
+# recipe distils (scripts/build-teacher-embeddings.sh), then: float ONNX,
+# int8 quantization calibrated on 200 CelebA faces (never LFW) within the
+# preset's RAM budget (DESIGN: 160 KiB nano, 512 KiB mfn) → .fgm blob and
+# QDQ ONNX, the training config and history beside them in models/, for nano
+# the Cortex-M7 cost from QEMU and the host latency, and `facegate model
+# card` (LFW float / QDQ / engine, threshold for FAR 1e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-nano}"
 case "$name" in
   nano) arena=163840 ;;
   mfn) arena=524288 ;;
-  *) echo "usage: $0 [nano|mfn] [RUN_DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 [nano|mfn] [RUN_DIR] [RECIPE]" >&2; exit 2 ;;
 esac
 run="${2:-runs/$name-cosface}"
+recipe="${3:-models/recipes/$name-cosface.toml}"
 fg() { cargo run --release --quiet -p facegate -- "$@"; }
 if [[ -f "$run/embedder.onnx" ]]; then
   echo "using the finished run in $run"
 elif [[ -f "$run/checkpoint/state.json" ]]; then
   fg train --out "$run" --resume
 else
-  fg train --config "models/recipes/$name-cosface.toml" --out "$run"
+  teacher="$(sed -n 's/^teacher = "\(.*\)"$/\1/p' "$recipe")"
+  if [[ -n "$teacher" && ! -f "$teacher" ]]; then
+    scripts/build-teacher-embeddings.sh "$teacher"
+  fi
+  fg train --config "$recipe" --out "$run"
 fi
 cp "$run/embedder.onnx" "models/$name.onnx"
 cp "$run/config.toml" "models/$name.recipe.toml"

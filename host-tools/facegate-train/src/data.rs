@@ -142,6 +142,8 @@ pub struct DecodedFaces {
     pub pixels: Vec<u8>,
     /// Class of each face (index into `names`).
     pub labels: Vec<usize>,
+    /// The file of each face.
+    pub files: Vec<PathBuf>,
     /// Identity names, by class.
     pub names: Vec<String>,
     /// Files that could not be decoded, with the reason (skipped, never fatal).
@@ -187,6 +189,7 @@ impl DecodedFaces {
                     }
                     out.pixels.extend_from_slice(&face.rgb);
                     out.labels.push(class);
+                    out.files.push(f.clone());
                 }
                 Err(e) => out.skipped.push((f.clone(), e)),
             }

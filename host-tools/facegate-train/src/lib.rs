@@ -6,12 +6,14 @@
 //! - [`model`]: the `mfn` and `nano` MobileFaceNet presets and their cost.
 //! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
 //!   AM-Softmax, ArcFace and the combined margin.
+//! - [`distill`]: embedding distillation from a stronger teacher's embeddings.
 //! - [`throughput`]: timed training steps for the PyTorch peer benchmark.
 #![deny(missing_docs)]
 
 pub mod conv_ops;
 pub mod data;
 pub mod device;
+pub mod distill;
 pub mod export;
 pub mod heads;
 pub mod lfw_dev;

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, DecodedFaces, FaceFolders, batch};
 use crate::device::{ComputeDevice, DeviceError};
+use crate::distill::{
+    DistillSettings, TeacherEmbeddings, TeacherError, distillation_loss, targets_tensor,
+};
 use crate::heads::{Annealing, CenterLoss, HeadKind, MarginHead, labels_tensor};
 use crate::lfw_dev::LfwDev;
 use crate::model::{Embedder, Preset};
@@ -102,6 +105,10 @@ pub struct TrainConfig {
     /// training (0: none); inference and export never drop.
     #[serde(default)]
     pub dropout: f64,
+    /// Embedding distillation from a teacher's embeddings of the training
+    /// faces, joint with the head (`None`: the head alone).
+    #[serde(default)]
+    pub distill: Option<DistillSettings>,
     /// LFW folder (with `aligned_112` and `pairsDev*.txt`) for the per-epoch
     /// dev accuracy; `None` skips it.
     pub lfw: Option<PathBuf>,
@@ -132,6 +139,7 @@ impl TrainConfig {
             val_fraction: 0.0,
             augment: Augment::default(),
             dropout: 0.0,
+            distill: None,
             lfw: None,
             threads: 0,
         }
@@ -157,6 +165,14 @@ impl TrainConfig {
             return Err(TrainError::Setting(format!(
                 "dropout must be in [0, 0.95), got {}",
                 self.dropout
+            )));
+        }
+        if let Some(d) = &self.distill
+            && !(d.weight.is_finite() && d.weight >= 0.0)
+        {
+            return Err(TrainError::Setting(format!(
+                "distill.weight must be a finite number ≥ 0, got {}",
+                d.weight
             )));
         }
         if self.batch_size == 0 || self.epochs == 0 {
@@ -217,6 +233,9 @@ pub enum TrainError {
     /// The compute device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// The teacher's embeddings cannot be used.
+    #[error(transparent)]
+    Teacher(#[from] TeacherError),
     /// A setting of the config is out of its range.
     #[error("{0}")]
     Setting(String),
@@ -425,8 +444,16 @@ pub fn train(
         None => None,
     };
 
-    let device = plain_device.clone().autodiff();
     let arch = cfg.preset.architecture();
+    // One row of unit-length teacher targets per decoded face, in the set's order.
+    let teacher = match &cfg.distill {
+        Some(d) => {
+            let t = TeacherEmbeddings::load(&d.teacher)?;
+            Some((t.targets_for(&set.files, arch.embedding)?, d.weight))
+        }
+        None => None,
+    };
+    let device = plain_device.clone().autodiff();
     device.seed(cfg.seed);
     let mut model = Trainable {
         embedder: arch.init(&device),
@@ -511,6 +538,10 @@ pub fn train(
             let mut loss = model.head.loss(emb.clone(), lt.clone(), lambda);
             if let Some(c) = &state.center {
                 loss = loss + c.loss(emb.clone(), &labels);
+            }
+            if let Some((table, weight)) = &teacher {
+                let t = targets_tensor(table, arch.embedding, idx, &device);
+                loss = loss + distillation_loss(emb.clone(), t, *weight);
             }
             let feats = emb.detach();
             let pred = model

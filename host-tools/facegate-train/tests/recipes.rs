@@ -1,5 +1,5 @@
 //! The recipes shipped in `models/recipes/` are valid training configs whose
-//! data never includes LFW (LFW is only measured on).
+//! data (and a teacher's targets) never includes LFW (LFW is only measured on).
 
 use facegate_train::training::TrainConfig;
 
@@ -23,6 +23,13 @@ fn every_shipped_recipe_parses_and_keeps_lfw_out_of_training() {
             "{} trains on LFW",
             path.display()
         );
+        if let Some(d) = &cfg.distill {
+            assert!(
+                !d.teacher.to_string_lossy().contains("lfw"),
+                "{} distils on LFW faces",
+                path.display()
+            );
+        }
         seen += 1;
     }
     assert!(seen >= 3, "only {seen} recipes in {}", dir.display());

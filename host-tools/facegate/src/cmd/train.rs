@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use facegate_train::device::ComputeDevice;
+use facegate_train::distill::{DEFAULT_WEIGHT as DEFAULT_DISTILL_WEIGHT, DistillSettings};
 use facegate_train::heads::HeadKind;
 use facegate_train::model::Preset;
 use facegate_train::training::{CenterSettings, Optimizer, RunOptions, TrainConfig, train};
@@ -130,6 +131,13 @@ pub struct TrainArgs {
     /// Dropout on the pooled features before the embedding layer (training only).
     #[arg(long)]
     dropout: Option<f64>,
+    /// Distil from a teacher: its embeddings of the training faces
+    /// (scripts/build-teacher-embeddings.sh writes dlib's).
+    #[arg(long, value_name = "TSV")]
+    teacher: Option<PathBuf>,
+    /// Weight of the distillation loss, 1 − cos(student, teacher) (with --teacher or a recipe's `distill`).
+    #[arg(long, value_name = "W")]
+    distill_weight: Option<f32>,
     /// At most this many identities (a quick run).
     #[arg(long)]
     max_identities: Option<usize>,
@@ -179,6 +187,22 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(epochs, batch_size, lr, seed, min_images, dropout, threads);
     if a.adamw {
         cfg.optimizer = Optimizer::AdamW;
+    }
+    if let Some(teacher) = &a.teacher {
+        let weight = cfg
+            .distill
+            .as_ref()
+            .map_or(DEFAULT_DISTILL_WEIGHT, |d| d.weight);
+        cfg.distill = Some(DistillSettings {
+            teacher: teacher.clone(),
+            weight,
+        });
+    }
+    if let Some(w) = a.distill_weight {
+        match &mut cfg.distill {
+            Some(d) => d.weight = w,
+            None => anyhow::bail!("--distill-weight needs --teacher (or a recipe with `distill`)"),
+        }
     }
     if a.max_identities.is_some() {
         cfg.max_identities = a.max_identities;
