@@ -3,25 +3,29 @@
 #
 #   scripts/build-reference-model.sh [nano|mfn] [RUN_DIR] [RECIPE]
 #
-# Trains (or resumes) RECIPE (default models/recipes/<name>-cosface.toml) in
-# RUN_DIR (default runs/<name>-cosface; on 2 cores mfn took about 6 minutes
-# an epoch, nano about 1.2), building the teacher's embeddings first when the
-# recipe distils (scripts/build-teacher-embeddings.sh), then: float ONNX,
+# Trains (or resumes) RECIPE in RUN_DIR (defaults: nano from
+# models/recipes/nano-distilled.toml in runs/nano-distilled, mfn from
+# models/recipes/mfn-cosface.toml in runs/mfn-cosface; on 2 cores an epoch
+# takes about 1.3 minutes for nano, 6 for mfn), building the teacher's
+# embeddings first when the recipe distils
+# (scripts/build-teacher-embeddings.sh, about 10 minutes), then: float ONNX,
 # int8 quantization calibrated on 200 CelebA faces (never LFW) within the
 # preset's RAM budget (DESIGN: 160 KiB nano, 512 KiB mfn) → .fgm blob and
 # QDQ ONNX, the training config and history beside them in models/, for nano
-# the Cortex-M7 cost from QEMU and the host latency, and `facegate model
-# card` (LFW float / QDQ / engine, threshold for FAR 1e-3).
+# the enrollment quality from raw photos, the Cortex-M7 cost from QEMU and
+# the host latency (with onnxruntime beside it when bench/setup-ort.sh has
+# run), and `facegate model card` (LFW float / QDQ / engine, threshold for
+# FAR 1e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-nano}"
 case "$name" in
-  nano) arena=163840 ;;
-  mfn) arena=524288 ;;
+  nano) arena=163840 recipe=models/recipes/nano-distilled.toml run=runs/nano-distilled ;;
+  mfn) arena=524288 recipe=models/recipes/mfn-cosface.toml run=runs/mfn-cosface ;;
   *) echo "usage: $0 [nano|mfn] [RUN_DIR] [RECIPE]" >&2; exit 2 ;;
 esac
-run="${2:-runs/$name-cosface}"
-recipe="${3:-models/recipes/$name-cosface.toml}"
+run="${2:-$run}"
+recipe="${3:-$recipe}"
 fg() { cargo run --release --quiet -p facegate -- "$@"; }
 if [[ -f "$run/embedder.onnx" ]]; then
   echo "using the finished run in $run"
@@ -40,10 +44,15 @@ cp "$run/metrics.csv" "models/$name.train.csv"
 fg quantize --model "models/$name.onnx" --calib ../shared/data/celeba/wild_112 --images 200 \
   --max-arena "$arena" --out "models/$name.fgm" --qdq "models/$name.int8.onnx"
 if [[ "$name" == nano ]]; then
+  # The card writes the deployed threshold that the enrollment report uses.
+  fg model card --models models --cache
+  fg eval-enroll --out models/nano.enrollment.json
   # The firmware's engine check runs models/nano.fgm when it is present: record its cost.
   cargo xtask qemu --cost-out models/nano.cortex-m7.json
   # Host latency (a record of this run on this CPU; best on an otherwise idle machine).
+  ort=()
+  [[ -x bench/.venv-ort/bin/python ]] && ort=(--onnxruntime)
   fg bench engine --blob models/nano.fgm --float models/nano.onnx --qdq models/nano.int8.onnx \
-    --faces ../shared/data/lfw/aligned_112 --images 50 --record models/nano.host-latency.json
+    --faces ../shared/data/lfw/aligned_112 --images 50 "${ort[@]}" --record models/nano.host-latency.json
 fi
-fg model card --models models
+fg model card --models models --cache

@@ -58,6 +58,8 @@ struct ModelEntry {
     preset: String,
     head: String,
     data: Vec<String>,
+    /// The teacher file and weight of a distilled model.
+    distill: Option<String>,
     epochs: usize,
     params: usize,
     macs: u64,
@@ -303,6 +305,13 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             preset: format!("{:?}", cfg.preset).to_lowercase(),
             head: format!("{:?}", cfg.head),
             data: cfg.data.iter().map(|p| p.display().to_string()).collect(),
+            distill: cfg.distill.as_ref().map(|d| {
+                format!(
+                    "`{}` (weight {}): a teacher's embeddings of the same faces",
+                    d.teacher.display(),
+                    d.weight
+                )
+            }),
             epochs: cfg.epochs,
             params: info.params,
             macs: info.macs,
@@ -345,12 +354,21 @@ fn markdown(c: &Card) -> String {
         s,
         "**Data and terms.** Trained on the shared CelebA identities (`celeba/wild_112`, `celeba/align10k_112`: research use only, see `../shared/data/README.md`); LFW is only evaluated on, never trained on. The models inherit the data's research-only terms.\n"
     );
+    if c.models.iter().any(|m| m.distill.is_some()) {
+        let _ = writeln!(
+            s,
+            "**Distilled models** also learnt from a teacher network's embeddings of those CelebA faces (never of LFW faces). Their LFW figures then also rest on what the teacher learnt from its own training data; for dlib's ResNet (`scripts/build-teacher-embeddings.sh`) that data is not published and may include LFW's people, so they are not a clean CelebA → LFW split the way an undistilled model's are (README, *Distillation*).\n"
+        );
+    }
     for m in &c.models {
         let _ = writeln!(s, "## `{}`\n", m.name);
         let _ = writeln!(s, "| | |\n|---|---|");
         let _ = writeln!(s, "| preset | `{}` |", m.preset);
         let _ = writeln!(s, "| head | {} |", m.head);
         let _ = writeln!(s, "| data | {} |", m.data.join(", "));
+        if let Some(d) = &m.distill {
+            let _ = writeln!(s, "| distilled from | {d} |");
+        }
         let _ = writeln!(
             s,
             "| epochs | {} (recipe: `models/{}.recipe.toml`) |",
