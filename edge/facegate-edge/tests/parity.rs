@@ -105,9 +105,10 @@ fn embeddings_match_the_host_and_decisions_match_the_engine() {
             .fold((usize::MAX, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
         ((best >= threshold).then_some(who), best)
     };
-    // Float and int8 scores differ by a few hundredths; a probe that close
-    // to the threshold may fall either side, so it is reported, not asserted.
-    const NEAR: f32 = 0.03;
+    // Float and int8 scores differ by under a hundredth with the shipped
+    // model (at most 0.009 over these probes); a probe within 0.015 of the
+    // threshold may fall either side, so it is reported, not asserted.
+    const NEAR: f32 = 0.015;
     let (mut same, mut total, mut near) = (0, 0, 0);
     for i in (0..faces.len()).filter(|i| i % 4 != 0) {
         let (a, fs) = decide(&template(&float[i]));
