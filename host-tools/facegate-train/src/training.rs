@@ -416,6 +416,13 @@ pub fn train(
         toml::to_string_pretty(cfg).map_err(|e| checkpoint_err(&run.config())(e.to_string()))?;
     write_file(&run.config(), text.as_bytes())?;
 
+    // A missing or damaged teacher file is refused before the faces are decoded.
+    let teacher_file = cfg
+        .distill
+        .as_ref()
+        .map(|d| TeacherEmbeddings::load(&d.teacher))
+        .transpose()?;
+
     let mut folders = FaceFolders::scan(&cfg.data)?.with_min_images(cfg.min_images);
     if let Some(n) = cfg.max_identities {
         folders = folders.truncated(n, cfg.max_images_per_identity.unwrap_or(usize::MAX));
@@ -446,12 +453,9 @@ pub fn train(
 
     let arch = cfg.preset.architecture();
     // One row of unit-length teacher targets per decoded face, in the set's order.
-    let teacher = match &cfg.distill {
-        Some(d) => {
-            let t = TeacherEmbeddings::load(&d.teacher)?;
-            Some((t.targets_for(&set.files, arch.embedding)?, d.weight))
-        }
-        None => None,
+    let teacher = match (teacher_file, &cfg.distill) {
+        (Some(t), Some(d)) => Some((t.targets_for(&set.files, arch.embedding)?, d.weight)),
+        _ => None,
     };
     let device = plain_device.clone().autodiff();
     device.seed(cfg.seed);
@@ -728,6 +732,23 @@ pub fn embed_faces(embedder: &Embedder, faces: &[&[u8]], device: &Device) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_teacher_file_is_refused_before_any_face_is_read() {
+        // No faces either: the teacher must be the error reported.
+        let mut cfg = TrainConfig::new(Preset::Tiny, vec![PathBuf::from("no-such-faces")]);
+        cfg.distill = Some(DistillSettings {
+            teacher: PathBuf::from("no-such-teacher.tsv"),
+            weight: 1.0,
+        });
+        let run = tempfile::tempdir().expect("tempdir");
+        match train(&cfg, run.path(), RunOptions::default()) {
+            Err(TrainError::Teacher(TeacherError::Io { path, .. })) => {
+                assert_eq!(path, PathBuf::from("no-such-teacher.tsv"));
+            }
+            other => panic!("expected the teacher file to be named, got {other:?}"),
+        }
+    }
 
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
