@@ -101,11 +101,7 @@ pub fn face_key(path: &Path) -> String {
 
 fn unit_mean(a: &[f32], b: &[f32]) -> Option<Vec<f32>> {
     let mut v: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + y).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if !norm.is_finite() || norm < 1e-12 {
-        return None;
-    }
-    v.iter_mut().for_each(|x| *x /= norm);
+    facegate_core::embedding::l2_normalize(&mut v).ok()?;
     Some(v)
 }
 
