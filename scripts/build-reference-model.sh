@@ -5,8 +5,8 @@
 #
 # Trains (or resumes) RECIPE in RUN_DIR (defaults: nano from
 # models/recipes/nano-distilled.toml in runs/nano-distilled, mfn from
-# models/recipes/mfn-cosface.toml in runs/mfn-cosface; on 2 cores an epoch
-# takes about 1.3 minutes for nano, 6 for mfn), building the teacher's
+# models/recipes/mfn-distilled.toml in runs/mfn-distilled; on 2 cores an
+# epoch takes about 1.3 minutes for nano, 7 for mfn), building the teacher's
 # embeddings first when the recipe distils
 # (scripts/build-teacher-embeddings.sh, about 10 minutes), then: float ONNX,
 # int8 quantization calibrated on 200 CelebA faces (never LFW) within the
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 name="${1:-nano}"
 case "$name" in
   nano) arena=163840 recipe=models/recipes/nano-distilled.toml run=runs/nano-distilled ;;
-  mfn) arena=524288 recipe=models/recipes/mfn-cosface.toml run=runs/mfn-cosface ;;
+  mfn) arena=524288 recipe=models/recipes/mfn-distilled.toml run=runs/mfn-distilled ;;
   *) echo "usage: $0 [nano|mfn] [RUN_DIR] [RECIPE]" >&2; exit 2 ;;
 esac
 run="${2:-$run}"
