@@ -8,7 +8,8 @@
 //! training step (`facegate bench train`). Here the 1×1 gradients are batched
 //! matrix products (on every backend) and the depthwise ones (on `flex`) long
 //! runs over zero-padded planes, split into the stride's phases and
-//! vectorised at the CPU's SIMD width (pulp's run-time dispatch). PReLU
+//! vectorised at the CPU's SIMD width (pulp's run-time dispatch); the
+//! depthwise forward runs in the same form. PReLU
 //! (burn: a mask, a product and a masked select, each with its gradient) and
 //! BatchNorm (burn: transposed copies for its statistics) are one pass each
 //! on `flex`, and a BatchNorm followed by a PReLU is one fused op that does
@@ -940,11 +941,7 @@ fn flex_depthwise_weight_backward(g: &Depthwise, xv: &[f32], gv: &[f32]) -> Vec<
     }
     let ph = Phases::new(g);
     let s = g.stride;
-    // Reads of an input phase: oy − d for output rows oy < oh.
-    let layout = Padded::new(
-        [g.h.div_ceil(s), g.w.div_ceil(s)],
-        [-ph.hi..signed(g.oh) - ph.lo, -ph.hi..signed(g.ow) - ph.lo],
-    );
+    let layout = input_phase_layout(g, &ph);
     let arch = pulp::Arch::new();
     dw.par_chunks_mut(g.k * g.k).enumerate().for_each_init(
         || {
@@ -990,12 +987,7 @@ simd_op!(
         acc: &'a mut [f64],
     } -> () {
         let s = g.stride;
-        for (i, phase) in phases.chunks_exact_mut(layout.len()).enumerate() {
-            let (r, t) = (i / s, i % s);
-            let rows = g.h.saturating_sub(r).div_ceil(s);
-            let cols = g.w.saturating_sub(t).div_ceil(s);
-            layout.fill(phase, xp, rows, cols, [r * g.w + t, s * g.w, s]);
-        }
+        fill_phases(g, layout, phases, xp);
         // Columns past `ow` stay zero from allocation.
         for (oy, row) in wide.chunks_exact_mut(layout.width).enumerate() {
             row[..g.ow].copy_from_slice(&gp[oy * g.ow..][..g.ow]);
@@ -1010,7 +1002,130 @@ simd_op!(
     }
 );
 
+/// Splits an input plane into its `s²` stride phases, each written into
+/// the data area of its slot of `phases` (`layout.len()` values a phase).
+#[inline(always)]
+fn fill_phases(g: &Depthwise, layout: &Padded, phases: &mut [f32], xp: &[f32]) {
+    let s = g.stride;
+    for (i, phase) in phases.chunks_exact_mut(layout.len()).enumerate() {
+        let (r, t) = (i / s, i % s);
+        let rows = g.h.saturating_sub(r).div_ceil(s);
+        let cols = g.w.saturating_sub(t).div_ceil(s);
+        layout.fill(phase, xp, rows, cols, [r * g.w + t, s * g.w, s]);
+    }
+}
+
+/// The layout of an input phase read by every output row and tap: rows
+/// `oy − d` for `oy < oh` (likewise columns), `d` a tap's shift.
+fn input_phase_layout(g: &Depthwise, ph: &Phases) -> Padded {
+    let s = g.stride;
+    Padded::new(
+        [g.h.div_ceil(s), g.w.div_ceil(s)],
+        [-ph.hi..signed(g.oh) - ph.lo, -ph.hi..signed(g.ow) - ph.lo],
+    )
+}
+
+/// A depthwise convolution's forward, in the weight gradient's phased form:
+/// each face's plane split into its `s²` zero-padded phases, then a tap adds
+/// one long run of its phase, shifted and scaled by the tap's weight, into
+/// an output laid out at the phases' width. A global convolution (output
+/// smaller than the kernel) is summed directly.
+fn flex_depthwise_forward(g: &Depthwise, xv: &[f32], wv: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0f32; g.n * g.c * g.oh * g.ow];
+    let planes = |plane: usize| {
+        (
+            &xv[plane * g.h * g.w..][..g.h * g.w],
+            &wv[(plane % g.c) * g.k * g.k..][..g.k * g.k],
+        )
+    };
+    if g.oh < g.k || g.ow < g.k {
+        y.par_chunks_mut(g.oh * g.ow)
+            .enumerate()
+            .for_each(|(plane, yp)| {
+                let (xp, wk) = planes(plane);
+                for (o, v) in yp.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    g.for_each_tap(o / g.ow, o % g.ow, |tap, i| acc += wk[tap] * xp[i]);
+                    *v = acc;
+                }
+            });
+        return y;
+    }
+    let ph = Phases::new(g);
+    let layout = input_phase_layout(g, &ph);
+    let arch = pulp::Arch::new();
+    y.par_chunks_mut(g.oh * g.ow).enumerate().for_each_init(
+        || {
+            let s = g.stride;
+            (
+                vec![0.0f32; s * s * layout.len()],
+                vec![0.0f32; g.oh * layout.width],
+            )
+        },
+        |(phases, wide), (plane, yp)| {
+            let (xp, wk) = planes(plane);
+            arch.dispatch(ForwardPlane {
+                g,
+                ph: &ph,
+                layout: &layout,
+                xp,
+                wk,
+                phases,
+                wide,
+                yp,
+            });
+        },
+    );
+    y
+}
+
+simd_op!(
+    /// One plane of [`flex_depthwise_forward`]'s phased form: the input plane
+    /// and the channel's weights in, scratch for the phases and the widened
+    /// output, the plane's output out.
+    ForwardPlane {
+        g: &'a Depthwise,
+        ph: &'a Phases,
+        layout: &'a Padded,
+        xp: &'a [f32],
+        wk: &'a [f32],
+        phases: &'a mut [f32],
+        wide: &'a mut [f32],
+        yp: &'a mut [f32],
+    } -> () {
+        let s = g.stride;
+        fill_phases(g, layout, phases, xp);
+        wide.fill(0.0);
+        for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
+            for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
+                let phase = &phases[(rh * s + rw) * layout.len()..][..layout.len()];
+                let from = &phase[layout.at(-dy, -dxs)..][..wide.len()];
+                axpy(wide, from, wk[kh * g.k + kw]);
+            }
+        }
+        // Columns past `ow` of the wide rows are products of padding and
+        // the next row: not outputs.
+        for (row, out) in wide.chunks_exact(layout.width).zip(yp.chunks_exact_mut(g.ow)) {
+            out.copy_from_slice(&row[..g.ow]);
+        }
+    }
+);
+
 impl SeparableConvOps for Flex {
+    fn depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        pad: usize,
+    ) -> FloatTensor<Self> {
+        let g = Depthwise::new(&x.shape(), &weight.shape(), stride, pad);
+        let (Some(xv), Some(wv)) = (f32_values(&x), f32_values(&weight)) else {
+            let c = g.c;
+            return Self::conv2d(x, weight, None, depthwise_options(c, stride, pad));
+        };
+        flex_f32(flex_depthwise_forward(&g, &xv, &wv), [g.n, g.c, g.oh, g.ow])
+    }
+
     fn depthwise_conv2d_x_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -1569,6 +1684,20 @@ mod tests {
 
     // Tolerance: f32 sums in another order over at most a few thousand terms.
     const TOLERANCE: f32 = 1e-5;
+
+    #[test]
+    fn flex_depthwise_forward_equals_burns_generic_one() {
+        for (i, &(n, c, side, k, stride, pad)) in DEPTHWISE.iter().enumerate() {
+            let seed = 10 * i as u64 + 5;
+            let x = FlexTensor::from_data(random([n, c, side, side], seed));
+            let w = FlexTensor::from_data(random([c, 1, k, k], seed + 1));
+            let fast = Flex::depthwise_conv2d(x.clone(), w.clone(), stride, pad);
+            let reference = Flex::conv2d(x, w, None, depthwise_options(c, stride, pad));
+            assert_eq!(fast.shape(), reference.shape(), "case {i}");
+            let e = relative_error(&values(fast), &values(reference));
+            assert!(e < TOLERANCE, "case {i}: {e}");
+        }
+    }
 
     #[test]
     fn flex_depthwise_gradients_equal_burns_generic_ones() {
