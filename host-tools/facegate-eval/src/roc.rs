@@ -80,7 +80,11 @@ impl ScoreHistogram {
 
     /// Threshold at the lower edge of bin `i` (`i == len()` is the top edge, 1.0).
     pub fn edge(&self, i: usize) -> f64 {
-        LO + (HI - LO) * i as f64 / self.bins.len() as f64
+        // One rounding (an exact integer numerator over the bin count), so
+        // edges print as the short decimals they are: 0.9007, not
+        // 0.9007000000000001 from `LO + step·i`.
+        let n = self.bins.len();
+        (LO * n.saturating_sub(i) as f64 + HI * i as f64) / n as f64
     }
 
     /// Counts at or above each edge: `suffix[i]` = scores in bins `i..`; `suffix[len] = 0`.
@@ -217,6 +221,11 @@ mod tests {
         assert_eq!(h.bin_of(-3.0), 0);
         assert_eq!(h.bin_of(centre(0)), 100);
         assert!((h.edge(100) - 0.0).abs() < 1e-12);
+        // Thresholds written to deployment files read as the decimals they are.
+        let fine = ScoreHistogram::new(DEFAULT_BINS);
+        assert_eq!(fine.edge(19_007).to_string(), "0.9007");
+        assert_eq!(fine.edge(0), -1.0);
+        assert_eq!(fine.edge(DEFAULT_BINS), 1.0);
     }
 
     #[test]
