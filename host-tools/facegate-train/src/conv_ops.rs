@@ -940,14 +940,10 @@ fn flex_depthwise_weight_backward(g: &Depthwise, xv: &[f32], gv: &[f32]) -> Vec<
         return dw;
     }
     let ph = Phases::new(g);
-    let s = g.stride;
     let layout = input_phase_layout(g, &ph);
     let arch = pulp::Arch::new();
     dw.par_chunks_mut(g.k * g.k).enumerate().for_each_init(
-        || {
-            let wide = vec![0.0f32; g.oh * layout.width];
-            (vec![0.0f32; s * s * layout.len()], wide)
-        },
+        || phase_scratch(g, &layout),
         |(phases, wide), (ch, dw)| {
             // f64 sums across faces: a tap adds n·oh·ow products.
             let mut acc = vec![0.0f64; g.k * g.k];
@@ -986,19 +982,14 @@ simd_op!(
         wide: &'a mut [f32],
         acc: &'a mut [f64],
     } -> () {
-        let s = g.stride;
         fill_phases(g, layout, phases, xp);
         // Columns past `ow` stay zero from allocation.
         for (oy, row) in wide.chunks_exact_mut(layout.width).enumerate() {
             row[..g.ow].copy_from_slice(&gp[oy * g.ow..][..g.ow]);
         }
-        for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
-            for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
-                let phase = &phases[(rh * s + rw) * layout.len()..][..layout.len()];
-                let from = &phase[layout.at(-dy, -dxs)..][..wide.len()];
-                acc[kh * g.k + kw] += f64::from(dot(from, wide));
-            }
-        }
+        for_each_tap_run(g, ph, layout, phases, wide.len(), |tap, run| {
+            acc[tap] += f64::from(dot(run, wide));
+        });
     }
 );
 
@@ -1023,6 +1014,37 @@ fn input_phase_layout(g: &Depthwise, ph: &Phases) -> Padded {
         [g.h.div_ceil(s), g.w.div_ceil(s)],
         [-ph.hi..signed(g.oh) - ph.lo, -ph.hi..signed(g.ow) - ph.lo],
     )
+}
+
+/// Scratch for one worker of the phased kernels: the input's `s²` phases and
+/// an output-sized plane at the phases' width. Zeroed once; the phases'
+/// padding stays zero because only their data areas are ever written.
+fn phase_scratch(g: &Depthwise, layout: &Padded) -> (Vec<f32>, Vec<f32>) {
+    (
+        vec![0.0f32; g.stride * g.stride * layout.len()],
+        vec![0.0f32; g.oh * layout.width],
+    )
+}
+
+/// Calls `f(tap, run)` for each tap with the run of `len` values of its
+/// input phase that lines up, shifted by the tap, with an output laid out
+/// at the phases' width.
+#[inline(always)]
+fn for_each_tap_run<'p>(
+    g: &Depthwise,
+    ph: &Phases,
+    layout: &Padded,
+    phases: &'p [f32],
+    len: usize,
+    mut f: impl FnMut(usize, &'p [f32]),
+) {
+    let s = g.stride;
+    for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
+        for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
+            let phase = &phases[(rh * s + rw) * layout.len()..][..layout.len()];
+            f(kh * g.k + kw, &phase[layout.at(-dy, -dxs)..][..len]);
+        }
+    }
 }
 
 /// A depthwise convolution's forward, in the weight gradient's phased form:
@@ -1055,13 +1077,7 @@ fn flex_depthwise_forward(g: &Depthwise, xv: &[f32], wv: &[f32]) -> Vec<f32> {
     let layout = input_phase_layout(g, &ph);
     let arch = pulp::Arch::new();
     y.par_chunks_mut(g.oh * g.ow).enumerate().for_each_init(
-        || {
-            let s = g.stride;
-            (
-                vec![0.0f32; s * s * layout.len()],
-                vec![0.0f32; g.oh * layout.width],
-            )
-        },
+        || phase_scratch(g, &layout),
         |(phases, wide), (plane, yp)| {
             let (xp, wk) = planes(plane);
             arch.dispatch(ForwardPlane {
@@ -1093,16 +1109,11 @@ simd_op!(
         wide: &'a mut [f32],
         yp: &'a mut [f32],
     } -> () {
-        let s = g.stride;
         fill_phases(g, layout, phases, xp);
         wide.fill(0.0);
-        for (kh, &(rh, dy)) in ph.taps.iter().enumerate() {
-            for (kw, &(rw, dxs)) in ph.taps.iter().enumerate() {
-                let phase = &phases[(rh * s + rw) * layout.len()..][..layout.len()];
-                let from = &phase[layout.at(-dy, -dxs)..][..wide.len()];
-                axpy(wide, from, wk[kh * g.k + kw]);
-            }
-        }
+        for_each_tap_run(g, ph, layout, phases, wide.len(), |tap, run| {
+            axpy(wide, run, wk[tap]);
+        });
         // Columns past `ow` of the wide rows are products of padding and
         // the next row: not outputs.
         for (row, out) in wide.chunks_exact(layout.width).zip(yp.chunks_exact_mut(g.ow)) {
