@@ -13,8 +13,8 @@
 # range rule below) within the
 # preset's RAM budget (DESIGN: 160 KiB nano, 512 KiB mfn) → .fgm blob and
 # QDQ ONNX, the training config and history beside them in models/, the
-# enrollment quality from raw photos, for nano (the model the firmware
-# embeds) the Cortex-M7 cost from QEMU, the host latency (with onnxruntime
+# enrollment quality from raw photos, the Cortex-M7 cost from QEMU (the
+# firmware's self-test runs both shipped blobs), the host latency (with onnxruntime
 # beside it when bench/setup-ort.sh has run), and `facegate model card` (LFW
 # float / QDQ / engine, threshold for FAR 1e-3).
 set -euo pipefail
@@ -51,10 +51,9 @@ fg quantize --model "models/$name.onnx" --calib ../shared/data/celeba/wild_112 -
 fg model card --models models --cache
 fg eval-enroll --model "models/$name.fgm" --deployment "models/$name.deployment.toml" \
   --out "models/$name.enrollment.json"
-if [[ "$name" == nano ]]; then
-  # The firmware's engine check runs models/nano.fgm when it is present: record its cost.
-  cargo xtask qemu --cost-out models/nano.cortex-m7.json
-fi
+# The firmware's self-test runs the shipped models/nano.fgm and models/mfn.fgm
+# (each when present): record what they cost on the emulated Cortex-M7.
+cargo xtask qemu --cost-out models
 # Host latency (a record of this run on this CPU; best on an otherwise idle machine).
 ort=()
 [[ -x bench/.venv-ort/bin/python ]] && ort=(--onnxruntime)

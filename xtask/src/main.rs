@@ -51,10 +51,11 @@ enum Task {
     Cross,
     /// Boot the QEMU board firmware (already built or not) and check its pass line.
     Qemu {
-        /// Also write the engine's measured cost (instructions per embedding
-        /// under `-icount`, bound to the blob's model hash) to this JSON file,
-        /// e.g. `models/nano.cortex-m7.json` for `facegate model card`.
-        #[arg(long, value_name = "FILE")]
+        /// Also write each shipped model's measured cost (instructions per
+        /// embedding under `-icount`, bound to the blob's model hash) as
+        /// `DIR/<name>.cortex-m7.json`, e.g. `--cost-out models` for
+        /// `facegate model card`.
+        #[arg(long, value_name = "DIR")]
         cost_out: Option<PathBuf>,
     },
     /// Boot the door image in QEMU with UART0 on a TCP port (for `facegate
@@ -111,9 +112,9 @@ fn run_task(cli: Cli) -> Result<()> {
         Task::Qemu { cost_out } => {
             let tc = CrossToolchain::detect()?;
             let elf = build_firmware(&root, &tc)?;
-            let cost = qemu::run_selftest(&root, &elf)?;
+            let costs = qemu::run_selftest(&root, &elf)?;
             match cost_out {
-                Some(out) => qemu::write_cost(&root, cost, &out),
+                Some(dir) => qemu::write_costs(&root, costs, &dir),
                 None => Ok(()),
             }
         }

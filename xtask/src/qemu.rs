@@ -14,6 +14,8 @@ const ENGINE_LINE: &str = "equal the host engine's bit for bit";
 const MFN_LINE: &str = "mfn embedding equals the host engine's bit for bit";
 /// The start of the engine's cost line (`… N instructions per embedding …, M MACs, …`).
 const COST_LINE: &str = "engine cost: ";
+/// What follows [`MFN_LINE`] on the MobileFaceNet check's line (`… N instructions, M MACs, …`).
+const MFN_COST: &str = "; cost ";
 /// The line the door end-to-end check logs when it passed.
 const DOOR_LINE: &str = "door: provisioning, matching, lock and restart checks passed";
 
@@ -26,9 +28,30 @@ pub struct EngineCost {
     pub macs: u64,
 }
 
+/// What the self-test measured: the engine check's model (the shipped
+/// `nano` when present) and the MobileFaceNet-size one (the shipped `mfn`
+/// when present).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Costs {
+    /// From the `engine cost:` line.
+    pub engine: Option<EngineCost>,
+    /// From the `mfn embedding equals …; cost …` line.
+    pub mfn: Option<EngineCost>,
+}
+
 /// Reads `engine cost: N instructions per embedding (…), M MACs, …`.
 fn parse_cost(line: &str) -> Option<EngineCost> {
-    let rest = &line[line.find(COST_LINE)? + COST_LINE.len()..];
+    cost_after(line, COST_LINE)
+}
+
+/// Reads `… mfn embedding equals the host engine's bit for bit; cost N instructions, M MACs, …`.
+fn parse_mfn_cost(line: &str) -> Option<EngineCost> {
+    cost_after(&line[line.find(MFN_LINE)?..], MFN_COST)
+}
+
+/// Reads `N …, M MACs` after `marker`.
+fn cost_after(line: &str, marker: &str) -> Option<EngineCost> {
+    let rest = &line[line.find(marker)? + marker.len()..];
     let mut words = rest.split_whitespace();
     let instructions = words.next()?.parse().ok()?;
     let macs = rest
@@ -41,8 +64,8 @@ fn parse_cost(line: &str) -> Option<EngineCost> {
 
 /// Boots `elf` through `firmware/scripts/qemu-run.sh`, echoes the decoded log,
 /// and requires both QEMU's exit status 0 and the firmware's pass line.
-/// Returns the engine's cost line, if the firmware logged one.
-pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
+/// Returns the costs the firmware logged.
+pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
     if which("defmt-print").is_none() {
         bail!(
             "defmt-print is not installed: run scripts/setup.sh (or `cargo install defmt-print --locked`)"
@@ -66,14 +89,15 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
     let mut engine_equal = false;
     let mut mfn_equal = false;
     let mut door_ok = false;
-    let mut cost = None;
+    let mut costs = Costs::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("  [qemu] {line}");
         engine_equal |= line.contains(ENGINE_LINE);
         mfn_equal |= line.contains(MFN_LINE);
         door_ok |= line.contains(DOOR_LINE);
-        cost = cost.or_else(|| parse_cost(&line));
+        costs.engine = costs.engine.or_else(|| parse_cost(&line));
+        costs.mfn = costs.mfn.or_else(|| parse_mfn_cost(&line));
         passed |= line
             .split_whitespace()
             .nth(1)
@@ -101,7 +125,7 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Option<EngineCost>> {
         );
     }
     println!("QEMU mps2-an500: firmware self-test passed");
-    Ok(cost)
+    Ok(costs)
 }
 
 /// Boots the door image with UART0 on `127.0.0.1:port` until stopped; its
@@ -179,33 +203,49 @@ pub fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// Writes the measured cost of the shipped `models/nano.fgm` (the blob the
-/// firmware's engine check runs when it is present) as JSON, with the blob's
+/// Writes the measured cost of each shipped model the firmware ran
+/// (`models/nano.fgm` in the engine check, `models/mfn.fgm` in the
+/// MobileFaceNet-size one) as `<dir>/<name>.cortex-m7.json`, with the blob's
 /// model hash so a later card can tell whether the figure is still current.
-pub fn write_cost(root: &Path, cost: Option<EngineCost>, out: &Path) -> Result<()> {
+/// A model that is not shipped ran as a stand-in and gets no record.
+pub fn write_costs(root: &Path, costs: Costs, dir: &Path) -> Result<()> {
     use facegate_core::engine::blob::HASH_AT;
-    let cost = cost.context("the firmware logged no `engine cost:` line")?;
-    let blob_path = root.join("models/nano.fgm");
-    let blob = std::fs::read(&blob_path).with_context(|| {
-        format!(
-            "{}: the cost is only recorded for the shipped model the firmware runs",
-            blob_path.display()
-        )
-    })?;
-    let hash = blob
-        .get(HASH_AT..HASH_AT + 32)
-        .context("models/nano.fgm is shorter than its header")?;
-    let hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    let json = format!(
-        "{{\n  \"model_hash\": \"{hash}\",\n  \"instructions_per_embedding\": {},\n  \"macs\": {},\n  \"measured_by\": \"cargo xtask qemu --cost-out (QEMU mps2-an500, Cortex-M7, -icount shift=0)\"\n}}\n",
-        cost.instructions, cost.macs
-    );
-    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "engine cost: {} instructions per embedding → {}",
-        cost.instructions,
-        out.display()
-    );
+    let mut written = 0;
+    for (name, cost) in [("nano", costs.engine), ("mfn", costs.mfn)] {
+        let blob_path = root.join("models").join(format!("{name}.fgm"));
+        let Ok(blob) = std::fs::read(&blob_path) else {
+            println!(
+                "{}: not shipped, so the firmware ran a stand-in: no cost record",
+                blob_path.display()
+            );
+            continue;
+        };
+        let cost = cost.with_context(|| {
+            format!(
+                "the firmware logged no cost line for {}",
+                blob_path.display()
+            )
+        })?;
+        let hash = blob
+            .get(HASH_AT..HASH_AT + 32)
+            .with_context(|| format!("{} is shorter than its header", blob_path.display()))?;
+        let hash: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let json = format!(
+            "{{\n  \"model_hash\": \"{hash}\",\n  \"instructions_per_embedding\": {},\n  \"macs\": {},\n  \"measured_by\": \"cargo xtask qemu --cost-out (QEMU mps2-an500, Cortex-M7, -icount shift=0)\"\n}}\n",
+            cost.instructions, cost.macs
+        );
+        let out = dir.join(format!("{name}.cortex-m7.json"));
+        std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "{name} engine cost: {} instructions per embedding → {}",
+            cost.instructions,
+            out.display()
+        );
+        written += 1;
+    }
+    if written == 0 {
+        bail!("no shipped model (models/nano.fgm, models/mfn.fgm) to record a cost for");
+    }
     Ok(())
 }
 
@@ -232,5 +272,20 @@ mod tests {
             })
         );
         assert_eq!(parse_cost("INFO engine: 3 embeddings equal"), None);
+    }
+
+    #[test]
+    fn the_mfn_cost_is_read_from_its_own_line_only() {
+        let line = "INFO engine: mfn embedding equals the host engine's bit for bit; cost 436123456 instructions, 203000000 MACs, 2148 instructions per 1000 MACs";
+        assert_eq!(
+            parse_mfn_cost(line),
+            Some(EngineCost {
+                instructions: 436_123_456,
+                macs: 203_000_000
+            })
+        );
+        assert_eq!(parse_cost(line), None);
+        let nano = "INFO engine cost: 1234567 instructions per embedding (meaningful under -icount), 22500000 MACs, 54 instructions per 1000 MACs";
+        assert_eq!(parse_mfn_cost(nano), None);
     }
 }

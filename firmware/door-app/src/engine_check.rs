@@ -7,8 +7,9 @@ use facegate_core::engine::Model;
 pub static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.fgm"));
 static FACES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/faces.rgb"));
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected.f32"));
-/// The untrained MobileFaceNet-size blob and the host engine's embedding of
-/// the first face (see [`run_mfn`]).
+/// The MobileFaceNet-size blob (the shipped `mfn`, or its untrained
+/// stand-in without one) and the host engine's embedding of the first face
+/// (see [`run_mfn`]).
 static MFN_MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mfn.fgm"));
 static MFN_EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mfn_expected.f32"));
 
@@ -172,7 +173,7 @@ pub fn run(arena: &mut [i8], elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32) -
     run_model(MODEL, FACES, EXPECTED, arena, elapsed)
 }
 
-/// The same check with the MobileFaceNet-size blob (203 M MACs, untrained)
+/// The same check with the MobileFaceNet-size blob (203 M MACs)
 /// on the first face (the one its host embedding was recorded for); its
 /// blob is planned for a 512 KiB arena (expansions in row bands).
 pub fn run_mfn(arena: &mut [i8], elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32) -> EngineCheck {

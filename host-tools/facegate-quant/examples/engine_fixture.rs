@@ -9,11 +9,12 @@
 //! untrained), calibrated on 32 LFW faces (or synthetic images without LFW).
 //! The faces checked are 3 LFW faces (synthetic images without LFW).
 //!
-//! Also the MobileFaceNet-size blob `tests/fixtures/mfn_random.fgm` (the
-//! untrained `mfn` of `bench/make_mfn_onnx.py`, quantized with `facegate
-//! quantize --calib ../shared/data/celeba/wild_112 --images 50`) and its
-//! embedding of the first face: the board runs it to show that a 203 M-MAC
-//! network fits its RAM and to measure what it costs.
+//! Also a MobileFaceNet-size blob and its embedding of the first face: the
+//! board runs it to show that a 203 M-MAC network fits its RAM and to
+//! measure what it costs. That is the shipped `models/mfn.fgm` when present,
+//! otherwise `tests/fixtures/mfn_random.fgm` (the untrained `mfn` of
+//! `bench/make_mfn_onnx.py`, quantized with `facegate quantize --calib
+//! ../shared/data/celeba/wild_112 --images 50`; the same network and plan).
 
 use std::path::PathBuf;
 
@@ -150,7 +151,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             signature: &sig,
         })?;
     }
-    let mfn_blob = std::fs::read(root.join("tests/fixtures/mfn_random.fgm"))?;
+    let shipped_mfn = root.join("models/mfn.fgm");
+    let (mfn_blob, mfn_source) = if shipped_mfn.is_file() {
+        (std::fs::read(&shipped_mfn)?, "models/mfn.fgm")
+    } else {
+        (
+            std::fs::read(root.join("tests/fixtures/mfn_random.fgm"))?,
+            "tests/fixtures/mfn_random.fgm",
+        )
+    };
     let mfn = Model::parse(&mfn_blob)?;
     let mut mfn_emb = vec![0.0f32; mfn.embedding_dim()];
     mfn.embed(
@@ -167,10 +176,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("faces.rgb"), &faces)?;
     std::fs::write(out.join("expected.f32"), &expected)?;
     println!(
-        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source} → {}",
+        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source}; {mfn_source}, {} B blob, {} B arena → {}",
         blob.len(),
         model.arena_len(),
         probes.len(),
+        mfn_blob.len(),
+        mfn.arena_len(),
         out.display()
     );
     Ok(())

@@ -382,10 +382,9 @@ fn markdown(c: &Card) -> String {
         if let Some(c) = &m.cortex_m7 {
             let _ = writeln!(
                 s,
-                "| Cortex-M7 instructions per embedding (QEMU `-icount`) | {:.1} M ({:.2} per MAC; `cargo xtask qemu --cost-out models/{}.cortex-m7.json`) |",
+                "| Cortex-M7 instructions per embedding (QEMU `-icount`) | {:.1} M ({:.2} per MAC; `cargo xtask qemu --cost-out models`) |",
                 c.instructions_per_embedding as f64 / 1e6,
                 c.instructions_per_embedding as f64 / c.macs.max(1) as f64,
-                m.name
             );
         }
         let ag = &m.agreement;
