@@ -4,5 +4,5 @@
 # onnxruntime (CPU), numpy and Pillow. Never needed by the tests.
 set -euo pipefail
 here=$(dirname "$0")
-"$here/venv.sh" .venv-ort onnxruntime,numpy,PIL onnxruntime numpy pillow
+"$here/venv.sh" .venv-ort onnxruntime,numpy,PIL,onnx onnxruntime numpy pillow onnx
 "$here/.venv-ort/bin/python" -c 'import onnxruntime; print("bench: onnxruntime", onnxruntime.__version__)'
