@@ -492,6 +492,22 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
         "{info}"
     );
 
+    // Another model's deployment file: refused before the board is touched
+    // (the first real provisioning below still finds it unclaimed).
+    let mfn_deployment = repo().join("models/mfn.deployment.toml");
+    let wrong = provision(
+        d,
+        &port,
+        "site.key",
+        &["--deployment", mfn_deployment.to_str().unwrap()],
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).contains("mfn.deployment.toml is for model"),
+        "{}",
+        text(&wrong)
+    );
+
     // Provision: claim, enroll both, threshold from the deployment file, read back.
     let provision =
         |port: &str, key: &str| provision(d, port, key, &["--deployment", deployment_s]);

@@ -138,8 +138,8 @@ pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
             data.display()
         );
     }
-    let threshold = super::verify::deployment_threshold(&a.deployment)?;
     let engine = EngineEmbedder::load(&a.model).map_err(anyhow::Error::msg)?;
+    let threshold = super::verify::deployment_threshold(&a.deployment, &engine.model_hash())?;
     let loader = PhotoArgs {
         aligned: false,
         detector: a.detector,

@@ -77,7 +77,10 @@ pub fn run(a: ProvisionArgs) -> Result<ExitCode> {
     }
     let threshold = match (a.threshold, &a.deployment) {
         (Some(t), _) => Some(t),
-        (None, Some(p)) => Some(super::verify::deployment_threshold(p)?),
+        (None, Some(p)) => Some(super::verify::deployment_threshold(
+            p,
+            &db.header().model_hash,
+        )?),
         (None, None) => None,
     };
 

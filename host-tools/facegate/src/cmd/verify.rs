@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_core::db::DbReader;
 use facegate_core::matcher::{Decision, Matcher, MatcherConfig};
-use facegate_core::{EMBEDDING_DIM, Embedding, Template};
+use facegate_core::{EMBEDDING_DIM, Embedding, ModelHash, Template};
 use facegate_eval::deploy::DeploymentAdvice;
 use facegate_eval::embedder::Embedder;
 use facegate_quant::engine::EngineEmbedder;
@@ -41,12 +41,24 @@ pub struct VerifyArgs {
     photo: PathBuf,
 }
 
-/// The threshold of a deployment file written by `facegate eval`.
-pub fn deployment_threshold(path: &Path) -> Result<f32> {
+/// The threshold of a deployment file written by `facegate eval` for
+/// `model`. Another model's file is refused: its scores live on another
+/// scale, so its threshold could let strangers in (or keep everyone out).
+pub fn deployment_threshold(path: &Path, model: &ModelHash) -> Result<f32> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let advice = DeploymentAdvice::from_toml(&text)
         .with_context(|| format!("{} is not a deployment file", path.display()))?;
+    let model = model.to_string();
+    if !advice.model_hash.eq_ignore_ascii_case(&model) {
+        bail!(
+            "{} is for model {}… ({}), not {}…: use the deployment file of the model the templates were made with",
+            path.display(),
+            advice.model_hash.get(..16).unwrap_or(&advice.model_hash),
+            advice.model,
+            &model[..16]
+        );
+    }
     #[allow(clippy::cast_possible_truncation)]
     Ok(advice.threshold as f32)
 }
@@ -56,18 +68,18 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     if let Some(port) = &a.port {
         return super::board::verify_on_board(port, &a.photo, &a.faces);
     }
+    let model = a.model.context("--model is required without --port")?;
+    let engine = EngineEmbedder::load(&model).map_err(anyhow::Error::msg)?;
     let threshold = match (a.threshold, &a.deployment) {
         (Some(t), _) => t,
-        (None, Some(p)) => deployment_threshold(p)?,
+        (None, Some(p)) => deployment_threshold(p, &engine.model_hash())?,
         (None, None) => 0.5,
     };
-    let model = a.model.context("--model is required without --port")?;
     let matcher = Matcher::new(MatcherConfig {
         threshold,
         margin: a.margin,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let engine = EngineEmbedder::load(&model).map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&a.db).with_context(|| format!("cannot read {}", a.db.display()))?;
     let db = DbReader::<EMBEDDING_DIM>::open_for_model(&bytes, &engine.model_hash())
         .with_context(|| format!("{} was not made with {}", a.db.display(), model.display()))?;
