@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::allpairs::{Embeddings, all_pairs};
-use crate::deploy::DeploymentAdvice;
+use crate::deploy::{CURVE_FARS, DeploymentAdvice};
 use crate::embedder::{EmbedOptions, Embedder, embed_set};
 use crate::faces::{FaceError, FaceSet};
 use crate::identification::{IdentificationReport, identify};
@@ -434,12 +434,21 @@ fn advise(
     bad: &std::collections::HashSet<usize>,
 ) -> Result<Option<DeploymentAdvice>, RunError> {
     let name = &cfg.set_name;
-    let (point, on) = if let Some(roc) = all {
+    // The curve: one point per resolvable CURVE_FARS entry, threshold rising.
+    let curve = |roc: &Roc| {
+        let mut v: Vec<OperatingPoint> = CURVE_FARS
+            .iter()
+            .filter_map(|&f| roc.tar_at_far(f))
+            .collect();
+        v.dedup_by(|a, b| a.threshold == b.threshold);
+        v
+    };
+    let (point, on, far_curve) = if let Some(roc) = all {
         let on = format!(
             "{name} all pairs ({} genuine, {} impostor)",
             roc.genuine, roc.impostor
         );
-        (roc.tar_at_far(cfg.target_far), on)
+        (roc.tar_at_far(cfg.target_far), on, curve(roc))
     } else if let Some(view2) = view2 {
         let (s, y, _) = score_pairs(emb, view2, bad);
         let (g, i) = histograms(&s, &y, DEFAULT_BINS);
@@ -448,7 +457,7 @@ fn advise(
             "{name} View 2 pairs ({} genuine, {} impostor)",
             roc.genuine, roc.impostor
         );
-        (roc.tar_at_far(cfg.target_far), on)
+        (roc.tar_at_far(cfg.target_far), on, curve(&roc))
     } else {
         return Ok(None);
     };
@@ -461,5 +470,6 @@ fn advise(
         expected_tar: p.tar,
         measured_on: on,
         flip_test: cfg.flip,
+        far_curve,
     }))
 }

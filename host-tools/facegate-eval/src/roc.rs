@@ -98,7 +98,7 @@ impl ScoreHistogram {
 }
 
 /// A point of the ROC.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct OperatingPoint {
     /// Accept when `score >= threshold`.
     pub threshold: f64,

@@ -460,11 +460,11 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let deployment = repo().join("models/nano.deployment.toml");
     let deployment_s = deployment.to_str().unwrap();
     let engine = EngineEmbedder::load(&model).unwrap();
-    let threshold = facegate_eval::deploy::DeploymentAdvice::from_toml(
+    let advice = facegate_eval::deploy::DeploymentAdvice::from_toml(
         &std::fs::read_to_string(&deployment).unwrap(),
     )
-    .unwrap()
-    .threshold as f32;
+    .unwrap();
+    let threshold = advice.threshold as f32;
     let (people, strangers) = raw_cases(&data, &engine, threshold);
 
     ok(d, &["keygen", "--out", "site.key"]);
@@ -528,6 +528,35 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     // Again: nothing to do, nothing sent.
     let again = text(&provision(&port, "site.key"));
     assert!(again.contains("already in sync"), "{again}");
+    // What the threshold means at this site's size (5 people × 3 templates):
+    // 15 × FAR 1e-3 is over 1 %, so the CLI says so and how to fix it.
+    assert!(
+        first.contains("one of the site's 15 templates with probability at most 1.49 %"),
+        "{first}"
+    );
+    assert!(first.contains("--open-set-far 0.01"), "{first}");
+    // It picks the curve's threshold for 15 templates, and the board holds it;
+    // the one-to-one threshold goes back after.
+    let strict = advice
+        .threshold_for_open_set_far(0.01, 15)
+        .unwrap()
+        .threshold as f32;
+    assert!(strict > threshold);
+    let tight = provisioned(
+        d,
+        &port,
+        &["--deployment", deployment_s, "--open-set-far", "0.01"],
+    );
+    assert!(
+        tight.contains(&format!("threshold  {strict:.4}")),
+        "{tight}"
+    );
+    assert!(!tight.contains("warning"), "{tight}");
+    let back = provisioned(d, &port, &["--deployment", deployment_s]);
+    assert!(
+        back.contains(&format!("threshold  {threshold:.4}")),
+        "{back}"
+    );
     // Another site's key: refused before anything is signed.
     let other = provision(&port, "other.key");
     assert!(!other.status.success());

@@ -16,6 +16,7 @@ use clap::Args;
 use facegate_core::db::DbReader;
 use facegate_core::protocol::{Command, ErrorCode, person_digest};
 use facegate_core::{EMBEDDING_DIM, Template};
+use facegate_eval::deploy::DeploymentAdvice;
 use facegate_link::{LinkError, encode_templates};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -39,6 +40,12 @@ pub struct ProvisionArgs {
     /// Threshold to set (overrides --deployment).
     #[arg(long, allow_negative_numbers = true)]
     threshold: Option<f32>,
+    /// Instead of --deployment's one-to-one threshold, pick from its FAR
+    /// curve the threshold that keeps a stranger's chance of being accepted
+    /// by any of the site's templates at most this (e.g. 0.01): the more
+    /// templates enrolled, the stricter. Run again after enrolling more.
+    #[arg(long, requires = "deployment", conflicts_with = "threshold", value_parser = probability)]
+    open_set_far: Option<f64>,
     /// How long the lock stays open after an accept, in milliseconds.
     #[arg(long)]
     unlock_ms: Option<u32>,
@@ -48,6 +55,78 @@ struct SitePerson {
     name: String,
     templates: Vec<Template>,
     digest: u32,
+}
+
+/// Every template of the site: a stranger at the door is compared with each.
+fn site_templates(site: &BTreeMap<u32, SitePerson>) -> usize {
+    site.values().map(|p| p.templates.len()).sum()
+}
+
+/// `--open-set-far`'s argument: a probability in (0, 1].
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+        _ => Err(format!("{s} is not a probability in (0, 1]")),
+    }
+}
+
+/// The threshold to set, if any, and what it means at this site's size.
+fn site_threshold(
+    a: &ProvisionArgs,
+    advice: Option<&(&PathBuf, DeploymentAdvice)>,
+    templates: usize,
+) -> Result<Option<f32>> {
+    #[allow(clippy::cast_possible_truncation)]
+    let threshold = match (a.threshold, advice, a.open_set_far) {
+        (Some(t), _, _) => Some(t),
+        (None, Some((path, adv)), Some(target)) => {
+            // An empty site still gets the threshold of one template.
+            let p = adv
+                .threshold_for_open_set_far(target, templates.max(1))
+                .with_context(|| {
+                    let strictest = adv.far_curve.last().map_or(String::from("none: the file predates curves; run `facegate eval` again"), |p| format!("1:1 FAR {:.0e}", p.far));
+                    format!(
+                        "{} has no threshold that keeps {templates} templates under open-set FAR {target} (its strictest point: {strictest}): aim higher, or enroll fewer templates",
+                        path.display()
+                    )
+                })?;
+            println!(
+                "threshold {:.4}: open-set FAR at most {target} with {templates} templates (1:1 FAR {:.1e} on {}, where {:.1} % of genuine comparisons pass)",
+                p.threshold,
+                p.far,
+                adv.measured_on,
+                100.0 * p.tar
+            );
+            Some(p.threshold as f32)
+        }
+        (None, Some((_, adv)), None) => Some(adv.threshold as f32),
+        (None, None, _) => None,
+    };
+    if let (Some(t), Some((path, adv))) = (threshold, advice) {
+        match adv.open_set_far(f64::from(t), templates) {
+            Some(f) => {
+                println!(
+                    "at threshold {t:.4} a stranger is accepted by one of the site's {templates} templates with probability at most {:.2} % ({templates} × the 1:1 FAR on {})",
+                    100.0 * f,
+                    adv.measured_on
+                );
+                if f > 0.01 && a.open_set_far.is_none() {
+                    eprintln!(
+                        "warning: that is above 1 %; `--open-set-far 0.01` picks the threshold that keeps it under 1 % for this site"
+                    );
+                }
+            }
+            None if adv.far_curve.is_empty() => eprintln!(
+                "note: {} has no FAR curve (written before them): run `facegate eval` again to see what the threshold means for {templates} templates",
+                path.display()
+            ),
+            None => eprintln!(
+                "warning: threshold {t:.4} is below {}'s curve (a 1:1 FAR above 1e-2): strangers will often be accepted",
+                path.display()
+            ),
+        }
+    }
+    Ok(threshold)
 }
 
 /// Runs `facegate provision`.
@@ -75,14 +154,11 @@ pub fn run(a: ProvisionArgs) -> Result<ExitCode> {
             },
         );
     }
-    let threshold = match (a.threshold, &a.deployment) {
-        (Some(t), _) => Some(t),
-        (None, Some(p)) => Some(super::verify::deployment_threshold(
-            p,
-            &db.header().model_hash,
-        )?),
-        (None, None) => None,
+    let advice = match &a.deployment {
+        Some(p) => Some((p, super::verify::deployment(p, &db.header().model_hash)?)),
+        None => None,
     };
+    let threshold = site_threshold(&a, advice.as_ref(), site_templates(&site))?;
 
     let mut board = connect(&a.port)?;
     let info = board.info()?;

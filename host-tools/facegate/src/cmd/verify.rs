@@ -42,9 +42,16 @@ pub struct VerifyArgs {
 }
 
 /// The threshold of a deployment file written by `facegate eval` for
-/// `model`. Another model's file is refused: its scores live on another
-/// scale, so its threshold could let strangers in (or keep everyone out).
+/// `model` (see [`deployment`]).
 pub fn deployment_threshold(path: &Path, model: &ModelHash) -> Result<f32> {
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(deployment(path, model)?.threshold as f32)
+}
+
+/// A deployment file written by `facegate eval` for `model`. Another
+/// model's file is refused: its scores live on another scale, so its
+/// threshold could let strangers in (or keep everyone out).
+pub fn deployment(path: &Path, model: &ModelHash) -> Result<DeploymentAdvice> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let advice = DeploymentAdvice::from_toml(&text)
@@ -59,8 +66,7 @@ pub fn deployment_threshold(path: &Path, model: &ModelHash) -> Result<f32> {
             &model[..16]
         );
     }
-    #[allow(clippy::cast_possible_truncation)]
-    Ok(advice.threshold as f32)
+    Ok(advice)
 }
 
 /// Runs `facegate verify`; exit status 0 when accepted, 3 when rejected.
