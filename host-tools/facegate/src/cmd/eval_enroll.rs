@@ -37,6 +37,10 @@ pub struct EvalEnrollArgs {
     /// Photos enrolled per person.
     #[arg(long, default_value_t = 3)]
     enroll: usize,
+    /// Enroll each person as one template, the normalised mean of their
+    /// photos' embeddings, instead of one template per photo.
+    #[arg(long)]
+    fuse: bool,
     /// Write the report as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -120,6 +124,25 @@ fn template(engine: &EngineEmbedder, face: &Face) -> Result<Template, String> {
     Ok(Template::quantize(&e))
 }
 
+/// One template per person: the normalised mean of their templates.
+fn fuse(gallery: &[(PersonId, Template)]) -> Result<Vec<(PersonId, Template)>> {
+    let mut sums: Vec<(PersonId, [f32; EMBEDDING_DIM])> = Vec::new();
+    for (id, t) in gallery {
+        let v = t.dequantize();
+        match sums.iter_mut().find(|(i, _)| i == id) {
+            Some((_, s)) => s.iter_mut().zip(v).for_each(|(s, x)| *s += x),
+            None => sums.push((*id, v)),
+        }
+    }
+    sums.into_iter()
+        .map(|(id, s)| {
+            let e = Embedding::<EMBEDDING_DIM>::normalize(s)
+                .map_err(|e| anyhow::anyhow!("person {}: {e}", id.0))?;
+            Ok((id, Template::quantize(&e)))
+        })
+        .collect()
+}
+
 /// Runs `facegate eval-enroll`.
 #[allow(clippy::too_many_lines)]
 pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
@@ -192,6 +215,9 @@ pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
         }
     }
     let people = enrolled_count.values().filter(|&&n| n > 0).count();
+    if a.fuse {
+        gallery = fuse(&gallery)?;
+    }
 
     // Impostors: every LFW image of people outside the subset.
     let inside: HashSet<&str> = raw.identities.iter().map(String::as_str).collect();
@@ -330,4 +356,33 @@ pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
         println!("wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(hot: &[(usize, f32)]) -> Template {
+        let mut v = [0.0f32; EMBEDDING_DIM];
+        for &(i, x) in hot {
+            v[i] = x;
+        }
+        Template::quantize(&Embedding::normalize(v).unwrap())
+    }
+
+    #[test]
+    fn fuse_keeps_one_template_per_person_at_the_mean_direction() {
+        let (a, b) = (template(&[(0, 1.0)]), template(&[(1, 1.0)]));
+        let c = template(&[(2, 1.0)]);
+        let fused = fuse(&[(PersonId(7), a), (PersonId(9), c), (PersonId(7), b)]).unwrap();
+        assert_eq!(fused.len(), 2);
+        assert_eq!((fused[0].0, fused[1].0), (PersonId(7), PersonId(9)));
+        // Person 7's mean of two orthogonal directions sits at 45° to both.
+        let half = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((fused[0].1.cosine(&a) - half).abs() < 0.02);
+        assert!((fused[0].1.cosine(&b) - half).abs() < 0.02);
+        assert!((fused[0].1.cosine(&template(&[(0, 1.0), (1, 1.0)])) - 1.0).abs() < 0.01);
+        // A person with one template keeps it.
+        assert!((fused[1].1.cosine(&c) - 1.0).abs() < 1e-3);
+    }
 }
