@@ -73,7 +73,24 @@ struct ModelEntry {
     cortex_m7: Option<CortexM7Cost>,
     host_latency: Option<HostLatency>,
     enrollment: Option<Enrollment>,
+    /// What `facegate provision --open-set-far 0.01` sets, by site size.
+    open_set: Vec<OpenSetThreshold>,
 }
+
+/// The engine's threshold that keeps the open-set FAR bound (templates ×
+/// one-to-one FAR) at [`OPEN_SET_FAR`] for a site of `templates` templates.
+#[derive(Debug, Serialize)]
+struct OpenSetThreshold {
+    templates: usize,
+    threshold: f64,
+    one_to_one_far: f64,
+    tar: f64,
+}
+
+/// The open-set FAR the card's site-size row holds.
+const OPEN_SET_FAR: f64 = 0.01;
+/// Site sizes for that row: 1, 5, 20 and 50 people of three templates.
+const SITE_TEMPLATES: [usize; 4] = [3, 15, 60, 150];
 
 /// How closely the int8 engine's embeddings follow the QDQ model on tract
 /// and the float model, face by face over the whole set.
@@ -290,6 +307,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             .collect();
         let mut variants = Vec::new();
         let mut embeddings = Vec::new();
+        let mut open_set = Vec::new();
         for (label, e, file) in [
             ("float (tract)", &float as &dyn Embedder, f(".onnx")),
             ("int8 QDQ (tract)", &qdq, f(".int8.onnx")),
@@ -299,6 +317,18 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             if label.starts_with("int8 engine") {
                 if let Some(adv) = &report.advice {
                     std::fs::write(f(".deployment.toml"), adv.to_toml())?;
+                    open_set = SITE_TEMPLATES
+                        .iter()
+                        .filter_map(|&templates| {
+                            let p = adv.threshold_for_open_set_far(OPEN_SET_FAR, templates)?;
+                            Some(OpenSetThreshold {
+                                templates,
+                                threshold: p.threshold,
+                                one_to_one_far: p.far,
+                                tar: p.tar,
+                            })
+                        })
+                        .collect();
                 }
             }
             variants.push(v);
@@ -360,6 +390,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             cortex_m7,
             host_latency,
             enrollment,
+            open_set,
         });
     }
     card.losses = std::fs::read_to_string(a.models.join("losses.json"))
@@ -476,6 +507,27 @@ fn markdown(c: &Card) -> String {
                 pct(e.target_far),
                 e.threshold_for_target,
                 pct(e.frr_at_target)
+            );
+        }
+        if !m.open_set.is_empty() {
+            let sizes: Vec<String> = m
+                .open_set
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} templates: {:.4} (1:1 FAR {:.0e}, TAR {})",
+                        o.templates,
+                        o.threshold,
+                        o.one_to_one_far,
+                        pct(o.tar)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "| threshold for open-set FAR ≤ {} by site size (`facegate provision --open-set-far {OPEN_SET_FAR}`; bound: templates × the engine's 1:1 FAR on LFW all pairs) | {} |",
+                pct(OPEN_SET_FAR),
+                sizes.join("; ")
             );
         }
         if let Some(t) = &m.final_train {
