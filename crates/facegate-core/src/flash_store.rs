@@ -108,7 +108,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            threshold: 0.5,
+            threshold: crate::matcher::FACTORY_THRESHOLD,
             unlock_ms: 3_000,
         }
     }

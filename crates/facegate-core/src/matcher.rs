@@ -15,6 +15,13 @@ pub struct PersonId(pub u32);
 /// A similarity score: cosine in `[-1, 1]`, higher is more alike.
 pub type Score = f32;
 
+/// The threshold of a board that was never given one (new, or factory
+/// reset). A door fails closed: only a probe identical to an enrolled
+/// template reaches cosine 1, so nobody is let in until provisioning sets
+/// the model's threshold. (With today's models strangers score 0.5–0.9,
+/// so a low placeholder such as 0.5 would open the door to almost anyone.)
+pub const FACTORY_THRESHOLD: Score = 1.0;
+
 /// A person and their best score against the probe.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -43,6 +43,7 @@ impl Clock for FakeClock {
 }
 
 /// "Faces" are one byte: a person number; 255 makes the embedder fail.
+/// `[k, 0xEE]` is another photo of person `k`: close to `[k]`, not identical.
 struct FakeEmbedder;
 
 fn direction(k: u8) -> [f32; 128] {
@@ -64,6 +65,9 @@ impl Embedder for FakeEmbedder {
             }),
             Some(&k) => {
                 out.copy_from_slice(&direction(k));
+                if face == [k, 0xEE] {
+                    out[(usize::from(k) + 1) % 128] += 0.2;
+                }
                 Ok(())
             }
         }
@@ -132,6 +136,36 @@ fn enrolled_face_pulses_the_lock_for_the_unlock_time() {
             time_ms: 10_000,
             outcome: out
         }]
+    );
+}
+
+#[test]
+fn a_board_never_given_a_threshold_opens_for_no_one() {
+    let mut s = store();
+    s.threshold = RamStore::<8>::default().threshold;
+    assert_eq!(s.threshold, facegate_core::matcher::FACTORY_THRESHOLD);
+    let clock = FakeClock(Cell::new(0));
+    let mut door = Door::new(FakeLock::default(), LockoutPolicy::default(), None);
+    let mut log = Log::default();
+    // Another photo of an enrolled person: a clear match at any real threshold…
+    let out = door.present_face(&[2, 0xEE], &mut FakeEmbedder, &mut s, &clock, &mut log);
+    assert!(
+        matches!(out, Outcome::Rejected { best: Some(b) } if b > 0.9 && b < 1.0),
+        "{out:?}"
+    );
+    assert!(!door.is_open());
+    // …which opens the door once provisioning has set one.
+    s.threshold = 0.8;
+    let out = door.present_face(&[2, 0xEE], &mut FakeEmbedder, &mut s, &clock, &mut log);
+    assert!(
+        matches!(
+            out,
+            Outcome::Unlocked {
+                id: PersonId(200),
+                ..
+            }
+        ),
+        "{out:?}"
     );
 }
 

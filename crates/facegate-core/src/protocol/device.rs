@@ -353,7 +353,7 @@ impl<const N: usize> Default for RamStore<N> {
     fn default() -> Self {
         Self {
             people: heapless::Vec::new(),
-            threshold: 0.5,
+            threshold: crate::matcher::FACTORY_THRESHOLD,
             unlock_ms: 3000,
             site_key: None,
             nonce: 0,

@@ -206,6 +206,12 @@ pub fn run(a: ProvisionArgs) -> Result<ExitCode> {
         .filter(|(id, p)| on_board.get(id) != Some(&p.digest))
         .map(|(id, _)| *id)
         .collect();
+    if threshold.is_none() && info.threshold >= facegate_core::matcher::FACTORY_THRESHOLD {
+        eprintln!(
+            "note: the board has its factory threshold {:.4} and opens for no one: pass --deployment (the model's deployment file) or --threshold to set one",
+            info.threshold
+        );
+    }
     let set_threshold = threshold.filter(|t| (t - info.threshold).abs() > 1e-6);
     let set_unlock = a.unlock_ms.filter(|&ms| ms != info.unlock_ms);
 
