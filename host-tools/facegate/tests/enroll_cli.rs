@@ -188,6 +188,14 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         "{}",
         text(&v)
     );
+    // Without a threshold there is no decision, not a guessed one.
+    let v = facegate(d, &["verify", "--aligned", "--model", "m.fgm", &a1]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("no threshold: pass --deployment"),
+        "{}",
+        text(&v)
+    );
 
     // Templates of another model are refused.
     let other = facegate(

@@ -26,7 +26,7 @@ pub struct VerifyArgs {
     /// embeds, decides and pulses its lock as for a camera frame.
     #[arg(long)]
     port: Option<String>,
-    /// Accept at cosine ≥ this (default: from --deployment, else 0.5).
+    /// Accept at cosine ≥ this (or give --deployment; one of them is required).
     #[arg(long, allow_negative_numbers = true)]
     threshold: Option<f32>,
     /// Deployment file written by `facegate eval` (its threshold is used).
@@ -79,7 +79,11 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     let threshold = match (a.threshold, &a.deployment) {
         (Some(t), _) => t,
         (None, Some(p)) => deployment_threshold(p, &engine.model_hash())?,
-        (None, None) => 0.5,
+        // No silent default: strangers score 0.5–0.9 with today's models, so
+        // any guess would accept some of them.
+        (None, None) => bail!(
+            "no threshold: pass --deployment (the model's deployment file, e.g. models/nano.deployment.toml) or --threshold"
+        ),
     };
     let matcher = Matcher::new(MatcherConfig {
         threshold,
