@@ -488,6 +488,10 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let info = ok(d, &["board", "info", "--port", &port]);
     assert!(info.contains("claimed    no"), "{info}");
     assert!(
+        info.contains("threshold  1.0000 (factory: opens for no one"),
+        "{info}"
+    );
+    assert!(
         info.contains(&format!("people     0 of {capacity}")),
         "{info}"
     );

@@ -135,8 +135,13 @@ pub fn describe(port: &str, i: &BoardInfo) -> String {
         Some(k) => format!("yes, site key {}…", &hex(k)[..16]),
         None => "no (the first `facegate provision` claims it)".to_string(),
     };
+    let factory = if i.threshold >= facegate_core::matcher::FACTORY_THRESHOLD {
+        " (factory: opens for no one until provisioned with the model's threshold)"
+    } else {
+        ""
+    };
     format!(
-        "board      {port}\nfirmware   {}\ndevice id  {}\nmodel      {}\nclaimed    {claimed}\npeople     {} of {}\nthreshold  {:.4}\nunlock     {} ms\nnonce      {}\n",
+        "board      {port}\nfirmware   {}\ndevice id  {}\nmodel      {}\nclaimed    {claimed}\npeople     {} of {}\nthreshold  {:.4}{factory}\nunlock     {} ms\nnonce      {}\n",
         i.firmware,
         id.trim_end_matches('\0'),
         hex(&i.model_hash),
