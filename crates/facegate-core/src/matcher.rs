@@ -18,8 +18,9 @@ pub type Score = f32;
 /// The threshold of a board that was never given one (new, or factory
 /// reset). A door fails closed: only a probe identical to an enrolled
 /// template reaches cosine 1, so nobody is let in until provisioning sets
-/// the model's threshold. (With today's models strangers score 0.5–0.9,
-/// so a low placeholder such as 0.5 would open the door to almost anyone.)
+/// the model's threshold. (Today's models already accept 1 % of strangers
+/// at about 0.87–0.89, so a low placeholder such as 0.5 would open the door
+/// to most people.)
 pub const FACTORY_THRESHOLD: Score = 1.0;
 
 /// A person and their best score against the probe.
