@@ -372,6 +372,8 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
                 os("verify"),
                 os("--port"),
                 os(&port),
+                os("--key"),
+                key.as_os_str(),
                 os("--face"),
                 os("central"),
                 p.as_os_str(),

@@ -94,6 +94,8 @@ pub enum DbError {
     NameTooLong,
     /// Too many records for a `u32` count.
     TooManyRecords,
+    /// A person id above [`PersonId::MAX`].
+    BadPersonId,
 }
 
 impl core::fmt::Display for DbError {
@@ -129,6 +131,7 @@ impl core::fmt::Display for DbError {
             Self::TooManyTemplates => f.write_str("too many templates for one person"),
             Self::NameTooLong => write!(f, "name longer than {NAME_CAPACITY} bytes"),
             Self::TooManyRecords => f.write_str("too many records"),
+            Self::BadPersonId => write!(f, "person ids are 0 to {} (31 bits)", PersonId::MAX),
         }
     }
 }
@@ -246,6 +249,9 @@ pub struct PersonRecord<const D: usize = { crate::EMBEDDING_DIM }, const T: usiz
 impl<const D: usize, const T: usize> PersonRecord<D, T> {
     /// A person with no templates yet.
     pub fn new(id: PersonId, name: &str) -> Result<Self, DbError> {
+        if !id.is_valid() {
+            return Err(DbError::BadPersonId);
+        }
         let mut n = heapless::String::new();
         n.push_str(name).map_err(|_| DbError::NameTooLong)?;
         Ok(Self {
@@ -474,6 +480,9 @@ impl<'a, const D: usize> RecordView<'a, D> {
             return Err(malformed);
         }
         let id = PersonId(u32::from_le_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]));
+        if !id.is_valid() {
+            return Err(malformed);
+        }
         let name_bytes = body
             .get(RECORD_FIXED..RECORD_FIXED + name_len)
             .ok_or(malformed)?;

@@ -92,6 +92,8 @@ pub struct Door<L: OutputPin> {
     lock: L,
     open_until: Option<u64>,
     lockout: Lockout,
+    /// Whether the lockout count was read back from the store yet.
+    lockout_restored: bool,
     policy: LockoutPolicy,
     margin: Option<f32>,
 }
@@ -105,6 +107,7 @@ impl<L: OutputPin> Door<L> {
             lock,
             open_until: None,
             lockout: Lockout::default(),
+            lockout_restored: false,
             policy,
             margin,
         }
@@ -147,8 +150,21 @@ impl<L: OutputPin> Door<L> {
         store: &mut S,
         now: u64,
     ) -> Outcome {
+        if !self.lockout_restored {
+            // The count survives restarts: a power cycle is not a free retry.
+            self.lockout = Lockout::restore(&self.policy, store.lockout_rejects(), now);
+            self.lockout_restored = true;
+        }
         if let Err(wait_ms) = self.lockout.check(now) {
             return Outcome::LockedOut { wait_ms };
+        }
+        // The attempt is stored as a reject before it is judged, so a power
+        // cut timed to the decision cannot take it back; an accept clears it.
+        if store
+            .set_lockout_rejects(self.lockout.rejects().saturating_add(1))
+            .is_err()
+        {
+            return Outcome::Fault;
         }
         let mut raw = [0.0f32; EMBEDDING_DIM];
         if embedder.embed(face, &mut raw).is_err() {
@@ -169,6 +185,8 @@ impl<L: OutputPin> Door<L> {
         match matcher.decide(top) {
             Decision::Accept(c) => {
                 self.lockout.accepted();
+                // Should clearing fail, the next restart merely waits longer.
+                let _ = store.set_lockout_rejects(0);
                 if self.lock.set_high().is_err() {
                     return Outcome::Fault;
                 }

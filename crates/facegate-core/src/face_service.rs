@@ -5,6 +5,7 @@
 
 use embedded_hal::digital::OutputPin;
 use embedded_storage_async::nor_flash::NorFlash;
+use sha2::{Digest, Sha256};
 
 use crate::audit::FlashAuditLog;
 use crate::door::{AuditEvent, AuditLog, Clock, Door, Embedder};
@@ -133,6 +134,18 @@ impl<S: DoorStore, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clo
         dst.copy_from_slice(bytes);
         self.received = offset + bytes.len();
         u32::try_from(self.received).map_err(|_| ErrorCode::Invalid)
+    }
+
+    fn check_staged(&self, face_sha256: &[u8; 32]) -> Result<(), ErrorCode> {
+        if self.received != FACE_BYTES {
+            return Err(ErrorCode::FaceIncomplete);
+        }
+        let digest: [u8; 32] = Sha256::digest(&self.face[..]).into();
+        if &digest == face_sha256 {
+            Ok(())
+        } else {
+            Err(ErrorCode::FaceMismatch)
+        }
     }
 
     fn verify_face(&mut self, store: &mut S) -> Result<AuditEntry, ErrorCode> {

@@ -34,7 +34,20 @@ const KEY_SETTINGS: u32 = 1;
 const KEY_SITE: u32 = 2;
 const KEY_NONCE: u32 = 3;
 const KEY_SEAL_SEQ: u32 = 4;
-const PERSON_BASE: u32 = 0x8000_0000;
+const KEY_LOCKOUT: u32 = 5;
+/// Person `id` is stored under key `PERSON_BASE + id`; ids are at most
+/// [`PersonId::MAX`], so the sum never wraps onto the settings keys.
+const PERSON_BASE: u32 = PersonId::MAX + 1;
+/// The longest lock pulse a board accepts (one minute).
+pub const MAX_UNLOCK_MS: u32 = 60_000;
+
+fn person_key(id: PersonId) -> Result<u32, StoreError> {
+    if id.is_valid() {
+        PERSON_BASE.checked_add(id.0).ok_or(StoreError)
+    } else {
+        Err(StoreError)
+    }
+}
 /// Bytes of one person in plain text (a one-record template database).
 pub const PERSON_BYTES: usize = 2 * HEADER_LEN + record_size(EMBEDDING_DIM, MAX_TEMPLATES);
 /// Sealed person: `seq u32 ‖ tag [u8; 16] ‖ ciphertext`.
@@ -125,6 +138,7 @@ pub struct FlashStore<F: MultiwriteNorFlash, const N: usize> {
     site_key: Option<[u8; 32]>,
     nonce: u32,
     seal_seq: u32,
+    lockout_rejects: u32,
     cipher: ChaCha20Poly1305,
     buf: [u8; BUF],
 }
@@ -159,6 +173,7 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
             site_key: None,
             nonce: 0,
             seal_seq: 0,
+            lockout_rejects: 0,
             cipher: ChaCha20Poly1305::new(&Key::from(key.device_key())),
             buf: [0; BUF],
         };
@@ -168,6 +183,11 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
 
     fn load(&mut self) -> Result<(), OpenError> {
         let mut item = [0u8; BUF];
+        // A power cut during garbage collection (a page half erased) leaves
+        // the map in a state that `fetch_all_items` reports as corrupted
+        // without repairing it; a plain fetch runs sequential-storage's
+        // repair first. Its value is read again below with everything else.
+        let _ = block_on(self.map.fetch_item::<&[u8]>(&mut item, &KEY_NONCE));
         let mut it =
             block_on(self.map.fetch_all_items(&mut self.buf)).map_err(|_| OpenError::Flash)?;
         // Later items of a key supersede earlier ones.
@@ -177,9 +197,22 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
             match key {
                 KEY_SETTINGS => {
                     if let (Some(t), Some(u)) = (value.get(..4), value.get(4..8)) {
+                        let threshold = f32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+                        let unlock_ms = u32::from_le_bytes([u[0], u[1], u[2], u[3]]);
+                        // A stored number out of its range is damage: fail
+                        // closed (factory threshold), never open.
+                        let factory = Settings::default();
                         self.settings = Settings {
-                            threshold: f32::from_le_bytes([t[0], t[1], t[2], t[3]]),
-                            unlock_ms: u32::from_le_bytes([u[0], u[1], u[2], u[3]]),
+                            threshold: if crate::matcher::threshold_is_valid(threshold) {
+                                threshold
+                            } else {
+                                factory.threshold
+                            },
+                            unlock_ms: if (1..=MAX_UNLOCK_MS).contains(&unlock_ms) {
+                                unlock_ms
+                            } else {
+                                factory.unlock_ms
+                            },
                         };
                     }
                 }
@@ -192,6 +225,11 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
                 KEY_SEAL_SEQ => {
                     if let Ok(n) = <[u8; 4]>::try_from(value) {
                         self.seal_seq = u32::from_le_bytes(n);
+                    }
+                }
+                KEY_LOCKOUT => {
+                    if let Ok(n) = <[u8; 4]>::try_from(value) {
+                        self.lockout_rejects = u32::from_le_bytes(n);
                     }
                 }
                 k if k >= PERSON_BASE => {
@@ -246,9 +284,10 @@ impl<F: MultiwriteNorFlash, const N: usize> FlashStore<F, N> {
 
     fn load_person(&mut self, id: u32, f: &mut dyn FnMut(PersonId, &Template)) {
         let mut item = [0u8; BUF];
-        let Ok(Some(value)) =
-            block_on(self.map.fetch_item::<&[u8]>(&mut item, &(PERSON_BASE + id)))
-        else {
+        let Ok(key) = person_key(PersonId(id)) else {
+            return;
+        };
+        let Ok(Some(value)) = block_on(self.map.fetch_item::<&[u8]>(&mut item, &key)) else {
             return;
         };
         let mut plain = [0u8; PERSON_BYTES];
@@ -291,6 +330,7 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
         self.settings.unlock_ms
     }
     fn enroll(&mut self, person: &StoredPerson) -> Result<bool, StoreError> {
+        let key = person_key(person.id)?;
         let known = self.people.iter().any(|p| p.id == person.id.0);
         if !known && self.people.is_full() {
             return Ok(false);
@@ -319,7 +359,7 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
             .map_err(|_| StoreError)?;
         sealed[..4].copy_from_slice(&seq.to_le_bytes());
         sealed[4..SEALED_HEADER].copy_from_slice(tag.as_slice());
-        self.store(PERSON_BASE + person.id.0, &sealed[..SEALED_HEADER + n])?;
+        self.store(key, &sealed[..SEALED_HEADER + n])?;
         let entry = PersonEntry {
             id: person.id.0,
             templates: u8::try_from(person.templates.len()).unwrap_or(u8::MAX),
@@ -337,8 +377,8 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
         if !self.people.iter().any(|p| p.id == id.0) {
             return Ok(false);
         }
-        block_on(self.map.remove_item(&mut self.buf, &(PERSON_BASE + id.0)))
-            .map_err(|_| StoreError)?;
+        let key = person_key(id)?;
+        block_on(self.map.remove_item(&mut self.buf, &key)).map_err(|_| StoreError)?;
         self.people.retain(|p| p.id != id.0);
         Ok(true)
     }
@@ -380,6 +420,17 @@ impl<F: MultiwriteNorFlash, const N: usize> DoorStore for FlashStore<F, N> {
     fn set_nonce(&mut self, nonce: u32) -> Result<(), StoreError> {
         self.store(KEY_NONCE, &nonce.to_le_bytes())?;
         self.nonce = nonce;
+        Ok(())
+    }
+    fn lockout_rejects(&self) -> u32 {
+        self.lockout_rejects
+    }
+    fn set_lockout_rejects(&mut self, rejects: u32) -> Result<(), StoreError> {
+        if rejects == self.lockout_rejects {
+            return Ok(());
+        }
+        self.store(KEY_LOCKOUT, &rejects.to_le_bytes())?;
+        self.lockout_rejects = rejects;
         Ok(())
     }
 }

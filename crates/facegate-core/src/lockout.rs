@@ -14,6 +14,20 @@ pub struct LockoutPolicy {
     pub max_ms: u32,
 }
 
+impl LockoutPolicy {
+    /// The wait imposed after `rejects` consecutive rejects.
+    pub fn delay_after(&self, rejects: u32) -> u64 {
+        let over = rejects.saturating_sub(self.free_attempts);
+        if over == 0 {
+            return 0;
+        }
+        let factor = 1u64.checked_shl(over - 1).unwrap_or(u64::MAX);
+        u64::from(self.base_ms)
+            .saturating_mul(factor)
+            .min(u64::from(self.max_ms))
+    }
+}
+
 impl Default for LockoutPolicy {
     fn default() -> Self {
         Self {
@@ -50,17 +64,19 @@ impl Lockout {
     /// Records a rejected face at `now_ms`; returns the delay now in force.
     pub fn rejected(&mut self, policy: &LockoutPolicy, now_ms: u64) -> u64 {
         self.rejects = self.rejects.saturating_add(1);
-        let over = self.rejects.saturating_sub(policy.free_attempts);
-        let delay = if over == 0 {
-            0
-        } else {
-            let factor = 1u64.checked_shl(over - 1).unwrap_or(u64::MAX);
-            u64::from(policy.base_ms)
-                .saturating_mul(factor)
-                .min(u64::from(policy.max_ms))
-        };
+        let delay = policy.delay_after(self.rejects);
         self.not_before_ms = now_ms.saturating_add(delay);
         delay
+    }
+
+    /// The state after a restart with `rejects` consecutive rejects kept in
+    /// storage: the delay they earned starts again from `now_ms`, so cutting
+    /// the power neither resets the count nor shortens the wait.
+    pub fn restore(policy: &LockoutPolicy, rejects: u32, now_ms: u64) -> Self {
+        Self {
+            rejects,
+            not_before_ms: now_ms.saturating_add(policy.delay_after(rejects)),
+        }
     }
 
     /// Consecutive rejects so far.
@@ -106,5 +122,14 @@ mod tests {
         assert_eq!(l.rejected(&p, 100), 500);
         assert_eq!(l.check(599), Err(1));
         assert!(l.check(600).is_ok());
+    }
+
+    #[test]
+    fn a_restored_count_keeps_its_delay_from_the_restart() {
+        let p = LockoutPolicy::default();
+        assert_eq!(Lockout::restore(&p, 5, 0).check(0), Ok(()));
+        let l = Lockout::restore(&p, 7, 100);
+        assert_eq!((l.rejects(), l.check(100)), (7, Err(2_000)));
+        assert_eq!(l.check(2_100), Ok(()));
     }
 }

@@ -12,6 +12,18 @@ use crate::template::Template;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PersonId(pub u32);
 
+impl PersonId {
+    /// The largest id a person may have: ids live in 31 bits so that every
+    /// store can key them without overflow (the flash store keys a person
+    /// at `2³¹ + id`, above its settings records).
+    pub const MAX: u32 = 0x7FFF_FFFF;
+
+    /// Whether the id is one a person may have (`≤ PersonId::MAX`).
+    pub const fn is_valid(self) -> bool {
+        self.0 <= Self::MAX
+    }
+}
+
 /// A similarity score: cosine in `[-1, 1]`, higher is more alike.
 pub type Score = f32;
 
@@ -22,6 +34,13 @@ pub type Score = f32;
 /// at about 0.87–0.89, so a low placeholder such as 0.5 would open the door
 /// to most people.)
 pub const FACTORY_THRESHOLD: Score = 1.0;
+
+/// The thresholds a door accepts: a cosine in `(0, 1]`. At 0 or below half
+/// of all random directions would pass, and NaN or infinities would turn
+/// every comparison into "reject" or "accept" by accident of IEEE rules.
+pub fn threshold_is_valid(t: Score) -> bool {
+    t > 0.0 && t <= 1.0
+}
 
 /// A person and their best score against the probe.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -16,6 +16,10 @@ pub enum TemplateError {
     BadScale,
     /// All components are zero: no direction.
     ZeroVector,
+    /// The scale does not make the values unit-length (`scale ≠ 1/‖q‖₂`):
+    /// forged or damaged. Trusting it would scale every score with it (a
+    /// template with twice the scale matches strangers at twice their cosine).
+    ScaleNotUnit,
 }
 
 impl core::fmt::Display for TemplateError {
@@ -23,6 +27,7 @@ impl core::fmt::Display for TemplateError {
         f.write_str(match self {
             Self::BadScale => "template scale is not a finite positive number",
             Self::ZeroVector => "template vector is all zeros",
+            Self::ScaleNotUnit => "template scale does not make it unit-length (forged or damaged)",
         })
     }
 }
@@ -62,6 +67,13 @@ impl<const D: usize> Template<D> {
         }
         if values.iter().all(|&v| v == 0) {
             return Err(TemplateError::ZeroVector);
+        }
+        // `quantize` stores exactly 1/sqrt(Σq²) in f32; a relative slack of
+        // 1e-5 (about 80 ulp) admits any honest computation of it and nothing
+        // that moves a score by more than 1e-5.
+        let unit = 1.0 / libm::sqrtf(sum_squares(&values) as f32);
+        if (scale - unit).abs() > unit * 1e-5 {
+            return Err(TemplateError::ScaleNotUnit);
         }
         Ok(Self { values, scale })
     }
@@ -148,6 +160,16 @@ mod tests {
             Err(TemplateError::ZeroVector)
         );
         assert!(Template::<2>::from_parts([1, 0], 1.0).is_ok());
+        // A forged scale (the attack: twice the honest one) is refused.
+        assert_eq!(
+            Template::<2>::from_parts([3, 4], 2.0 / 5.0),
+            Err(TemplateError::ScaleNotUnit)
+        );
+        assert_eq!(
+            Template::<2>::from_parts([3, 4], 0.2 * (1.0 + 1e-4)),
+            Err(TemplateError::ScaleNotUnit)
+        );
+        assert!(Template::<2>::from_parts([3, 4], 0.2).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 
+use ed25519_dalek::{Signer, SigningKey};
 use facegate_core::ModelHash;
 use facegate_core::door::{AuditEvent, AuditLog, Clock, Door, Embedder, Outcome};
 use facegate_core::engine::EngineError;
@@ -11,9 +12,11 @@ use facegate_core::lockout::LockoutPolicy;
 use facegate_core::protocol::device::{BoardInfo, DoorStore, RamStore, StoredPerson, handle_with};
 use facegate_core::protocol::frame::{decode, encode};
 use facegate_core::protocol::{
-    AUDIT_PAGE, AuditEntry, DecisionKind, ErrorCode, FACE_BYTES, FACE_CHUNK, Request, Response,
+    AUDIT_PAGE, AuditEntry, Command, DecisionKind, ErrorCode, FACE_BYTES, FACE_CHUNK, Request,
+    Response, signing_message,
 };
 use facegate_core::{Embedding, PersonId, Template};
+use sha2::{Digest, Sha256};
 
 /// Records every level the lock relay was driven to.
 #[derive(Default)]
@@ -235,6 +238,43 @@ fn five_rejects_then_back_off_and_an_accept_resets() {
     assert_eq!(log.0.len(), 10);
 }
 
+/// Issue 25 #7: the reject count lives in the store, so a restart (a new
+/// `Door`, the clock back at 0) neither resets it nor shortens the wait.
+#[test]
+fn a_restart_is_not_a_free_retry() {
+    let mut s = store();
+    let clock = FakeClock(Cell::new(50_000));
+    let policy = LockoutPolicy::default();
+    let mut door = Door::new(FakeLock::default(), policy, None);
+    let mut log = Log::default();
+    for k in 1..=6u32 {
+        assert!(matches!(
+            door.present_face(&[9], &mut FakeEmbedder, &mut s, &clock, &mut log),
+            Outcome::Rejected { .. }
+        ));
+        assert_eq!(s.lockout_rejects, k, "stored after reject {k}");
+    }
+    // Power cycle: a new door, time since boot starts again.
+    clock.0.set(0);
+    let mut door = Door::new(FakeLock::default(), policy, None);
+    assert_eq!(
+        door.present_face(&[1], &mut FakeEmbedder, &mut s, &clock, &mut log),
+        Outcome::LockedOut { wait_ms: 1_000 }
+    );
+    clock.0.set(1_000);
+    assert!(matches!(
+        door.present_face(&[9], &mut FakeEmbedder, &mut s, &clock, &mut log),
+        Outcome::Rejected { .. }
+    ));
+    assert_eq!(s.lockout_rejects, 7);
+    clock.0.set(3_000);
+    assert!(matches!(
+        door.present_face(&[1], &mut FakeEmbedder, &mut s, &clock, &mut log),
+        Outcome::Unlocked { .. }
+    ));
+    assert_eq!(s.lockout_rejects, 0, "an accept clears the stored count");
+}
+
 const BOARD: BoardInfo<'static> = BoardInfo {
     firmware: "test",
     model_hash: ModelHash([3; 32]),
@@ -253,6 +293,42 @@ fn ask<S: DoorStore, D: facegate_core::protocol::device::Diagnostics<S>>(
     let m = handle_with(&BOARD, store, diag, &mut frame[..n], &mut out).unwrap();
     out.truncate(m);
     decode::<Response<'static>>(Box::leak(out.into_boxed_slice())).unwrap()
+}
+
+fn site() -> SigningKey {
+    SigningKey::from_bytes(&[9; 32])
+}
+
+/// The signed `VerifyFace` frame for `face` at `nonce`, signed by `key`.
+fn verify_request(key: &SigningKey, nonce: u32, face: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let face_sha256: [u8; 32] = Sha256::digest(face).into();
+    let mut buf = [0u8; 256];
+    let command = postcard::to_slice(&Command::VerifyFace { face_sha256 }, &mut buf)
+        .unwrap()
+        .to_vec();
+    let mut msg = vec![0u8; 512];
+    let msg = signing_message(&BOARD.device_id, nonce, &command, &mut msg).unwrap();
+    (command, key.sign(msg).to_bytes().to_vec())
+}
+
+/// Asks the board, with `key`'s signature, to verify the staged `face`.
+fn verify(
+    store: &mut RamStore<8>,
+    diag: &mut impl facegate_core::protocol::device::Diagnostics<RamStore<8>>,
+    key: &SigningKey,
+    face: &[u8],
+) -> Response<'static> {
+    let nonce = store.nonce;
+    let (command, signature) = verify_request(key, nonce, face);
+    ask(
+        store,
+        diag,
+        &Request::Signed {
+            nonce,
+            command: &command,
+            signature: &signature,
+        },
+    )
 }
 
 /// Stages `face` chunk by chunk; returns the last `Staged` count.
@@ -282,22 +358,52 @@ fn stage<S: DoorStore, D: facegate_core::protocol::device::Diagnostics<S>>(
 #[test]
 fn faces_over_the_link_go_through_the_same_door() {
     let mut s = store();
+    s.site_key = Some(site().verifying_key().to_bytes());
+    let key = site();
     let clock = FakeClock(Cell::new(5_000));
     let door = Door::new(FakeLock::default(), LockoutPolicy::default(), None);
     let mut face = Box::new([0u8; FACE_BYTES]);
     let mut svc = FaceService::new(door, FakeEmbedder, Log::default(), &clock, &mut face);
 
-    // Verifying before a whole face arrived is refused and decides nothing.
-    assert_eq!(
-        ask(&mut s, &mut svc, &Request::VerifyFace),
-        Response::Error(ErrorCode::FaceIncomplete)
-    );
     let mut known = vec![0u8; FACE_BYTES];
     known[0] = 2;
+    // Verifying before a whole face arrived is refused and decides nothing.
+    assert_eq!(
+        verify(&mut s, &mut svc, &key, &known),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
     assert_eq!(stage(&mut s, &mut svc, &known), FACE_BYTES as u32);
-    let Response::Decision(d) = ask(&mut s, &mut svc, &Request::VerifyFace) else {
+    // Nobody without the site key may ask (issue 25 #1), nor name another
+    // face than the staged one; neither decides anything or spends the nonce.
+    let stranger_key = SigningKey::from_bytes(&[1; 32]);
+    assert_eq!(
+        verify(&mut s, &mut svc, &stranger_key, &known),
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let mut other = known.clone();
+    other[1] = 1;
+    assert_eq!(
+        verify(&mut s, &mut svc, &key, &other),
+        Response::Error(ErrorCode::FaceMismatch)
+    );
+    assert_eq!(s.nonce, 0);
+    assert!(!svc.door().is_open());
+    let (command, signature) = verify_request(&key, 0, &known);
+    let recorded = Request::Signed {
+        nonce: 0,
+        command: &command,
+        signature: &signature,
+    };
+    let Response::Decision { entry: d, nonce } = ask(&mut s, &mut svc, &recorded) else {
         panic!("no decision");
     };
+    assert_eq!(nonce, 1);
+    // A recorded verification cannot be played again to pulse the lock.
+    stage(&mut s, &mut svc, &known);
+    assert_eq!(
+        ask(&mut s, &mut svc, &recorded),
+        Response::Error(ErrorCode::BadNonce)
+    );
     assert_eq!(
         (d.kind, d.person, d.time_ms),
         (DecisionKind::Unlocked, Some(200), 5_000)
@@ -309,8 +415,14 @@ fn faces_over_the_link_go_through_the_same_door() {
     assert!(!svc.door().is_open(), "the pulse ends after unlock_ms");
 
     // A face is presented once: the second verify needs a new face.
+    assert!(matches!(
+        verify(&mut s, &mut svc, &key, &known),
+        Response::Decision { .. }
+    ));
+    clock.0.set(9_500);
+    svc.poll();
     assert_eq!(
-        ask(&mut s, &mut svc, &Request::VerifyFace),
+        verify(&mut s, &mut svc, &key, &known),
         Response::Error(ErrorCode::FaceIncomplete)
     );
     // Chunks out of order, too large or past the end are refused.
@@ -354,7 +466,7 @@ fn faces_over_the_link_go_through_the_same_door() {
     let mut kinds = Vec::new();
     for _ in 0..10 {
         stage(&mut s, &mut svc, &stranger);
-        let Response::Decision(d) = ask(&mut s, &mut svc, &Request::VerifyFace) else {
+        let Response::Decision { entry: d, .. } = verify(&mut s, &mut svc, &key, &stranger) else {
             panic!("no decision");
         };
         kinds.push(d.kind);
@@ -363,20 +475,22 @@ fn faces_over_the_link_go_through_the_same_door() {
     assert_eq!(kinds[..6], [DecisionKind::Rejected; 6]);
     assert_eq!(kinds[6], DecisionKind::LockedOut);
 
-    // The audit log pages back in order: 11 events, 8 + 3.
+    // The audit log pages back in order: 12 events, 8 + 4. Read without a
+    // signature, it carries no scores (they would be an oracle).
     let Response::Audit { events, more } = ask(&mut s, &mut svc, &Request::AuditRead { start: 0 })
     else {
         panic!("no audit");
     };
     assert!(more);
     assert_eq!(events.len(), AUDIT_PAGE);
-    assert_eq!(events[0], d);
+    assert_eq!(events[0], AuditEntry { score: None, ..d });
+    assert!(events.iter().all(|e| e.score.is_none()), "{events:?}");
     let Response::Audit { events, more } = ask(&mut s, &mut svc, &Request::AuditRead { start: 8 })
     else {
         panic!("no audit");
     };
     assert!(!more);
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
     assert_eq!(events[2].kind, DecisionKind::LockedOut);
     assert!(events[2].wait_ms > 0);
 }

@@ -34,6 +34,10 @@ struct CutFlash {
     data: Vec<u8>,
     ops_left: Option<u32>,
     cut: bool,
+    /// Words programmed and pages erased so far (cut or not).
+    done: u32,
+    /// Pages erased so far: the map erases a page only to reclaim it.
+    erases: u32,
 }
 
 impl CutFlash {
@@ -42,11 +46,14 @@ impl CutFlash {
             data: vec![0xFF; PAGE * PAGES],
             ops_left: None,
             cut: false,
+            done: 0,
+            erases: 0,
         }
     }
 
     /// Counts an operation; `true` if power fails during it.
     fn power_fails(&mut self) -> bool {
+        self.done += 1;
         match self.ops_left.as_mut() {
             Some(0) => {
                 self.cut = true;
@@ -88,6 +95,7 @@ impl NorFlash for CutFlash {
             return Err(Cut);
         }
         let (from, to) = (from as usize, to as usize);
+        self.erases += 1;
         if self.power_fails() {
             // Half the range erased when the power went.
             let mid = from + (to - from) / 2;
@@ -410,4 +418,158 @@ fn a_signed_command_cut_anywhere_is_never_replayable() {
     }
     eprintln!("signed enroll cut at {cuts} positions; never replayable");
     assert!(cuts > 50, "only {cuts} cut points");
+}
+
+/// Issue 25 #2: the store itself refuses an id that would wrap its person
+/// key (`2³¹ + id`) onto the settings record, even if a caller skipped the
+/// protocol's checks; the settings survive.
+#[test]
+fn an_id_above_31_bits_cannot_overwrite_the_settings() {
+    let mut s = open(base());
+    let mut p = person(3, 3, 1);
+    p.id = PersonId(0x8000_0001);
+    assert!(s.enroll(&p).is_err());
+    assert!(
+        s.remove(PersonId(0x8000_0001))
+            .is_ok_and(|removed| !removed)
+    );
+    let mut s = open(s.into_flash());
+    assert_eq!(s.threshold(), 0.61);
+    assert_eq!(snapshot(&mut s).0.len(), 2);
+    assert!(StoredPerson::new(PersonId(0x8000_0000), "x").is_err());
+}
+
+/// Issue 25 #11/#5: a stored threshold or unlock time outside its range
+/// (damage, or a store written by an older build) fails closed on reopening:
+/// the factory threshold that opens for no one, the factory pulse.
+#[test]
+fn out_of_range_settings_fail_closed_on_reopening() {
+    for bad in [-3e-45f32, -1.0, 0.0, f32::NAN, 1.5] {
+        let mut s = open(base());
+        s.set_threshold(bad).unwrap();
+        let s = open(s.into_flash());
+        assert_eq!(
+            s.threshold(),
+            facegate_core::matcher::FACTORY_THRESHOLD,
+            "stored {bad}"
+        );
+    }
+    let mut s = open(base());
+    s.set_unlock_ms(u32::MAX).unwrap();
+    assert_eq!(open(s.into_flash()).unlock_ms(), 3_000);
+}
+
+/// Issue 25 #7: the lockout count is stored and survives reopening (and a
+/// factory reset, which is not a pardon).
+#[test]
+fn the_lockout_count_survives_a_restart() {
+    let mut s = open(base());
+    assert_eq!(s.lockout_rejects(), 0);
+    s.set_lockout_rejects(7).unwrap();
+    let mut s = open(s.into_flash());
+    assert_eq!(s.lockout_rejects(), 7);
+    s.factory_reset().unwrap();
+    assert_eq!(open(s.into_flash()).lockout_rejects(), 7);
+}
+
+/// Issue 25 #4: power cuts inside garbage collection. A long run of
+/// enrolls, re-enrolls, removals and settings fills the six pages until the
+/// map reclaims pages many times; the power is cut at every programmed word
+/// and every erase of the whole run (over 10,000 points). After each cut the
+/// store opens, holds exactly the state before or after the interrupted
+/// change, its nonce never goes back, and it still takes writes.
+#[test]
+fn cuts_inside_garbage_collection_lose_nothing() {
+    const ROUNDS: u32 = 36;
+    type Op = Box<dyn Fn(&mut Store) -> bool>;
+    let mut ops: Vec<Op> = Vec::new();
+    for round in 0..ROUNDS {
+        let id = round % 5 + 1;
+        ops.push(Box::new(move |s| {
+            s.enroll(&person(id, round + 10, 1 + (round as usize % 4)))
+                .is_ok()
+        }));
+        ops.push(Box::new(move |s| s.set_nonce(100 + round).is_ok()));
+        ops.push(Box::new(move |s| {
+            s.set_threshold(0.5 + 0.005 * round as f32).is_ok()
+        }));
+        if round % 3 == 2 {
+            ops.push(Box::new(move |s| {
+                s.remove(PersonId((round + 2) % 5 + 1)).is_ok()
+            }));
+        }
+        ops.push(Box::new(move |s| s.set_lockout_rejects(round).is_ok()));
+    }
+    // The uncut run: the flash and the state before every step.
+    let mut flashes = vec![base()];
+    let mut states = vec![snapshot(&mut open(base()))];
+    let mut costs = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let mut s = open(flashes[i].clone());
+        let start = {
+            let f = s.into_flash();
+            let d = f.done;
+            s = open(f);
+            d
+        };
+        assert!(op(&mut s), "step {i} without a cut");
+        states.push(snapshot(&mut s));
+        let f = s.into_flash();
+        costs.push(f.done - start);
+        flashes.push(f);
+    }
+    let erases = flashes.last().unwrap().erases;
+    eprintln!(
+        "uncut run: {} steps, {} words and erases, {erases} pages reclaimed",
+        ops.len(),
+        costs.iter().sum::<u32>()
+    );
+    assert!(
+        erases >= 6,
+        "the run reclaimed only {erases} pages: no real GC"
+    );
+
+    let mut cuts = 0u32;
+    for (i, op) in ops.iter().enumerate() {
+        for cut in 0..costs[i] {
+            let mut flash = flashes[i].clone();
+            flash.ops_left = Some(cut);
+            let mut s = open(flash);
+            let _ = op(&mut s);
+            let mut flash = s.into_flash();
+            assert!(flash.cut, "step {i} cut {cut} did not cut");
+            flash.ops_left = None;
+            flash.cut = false;
+            let Ok(mut s) = Store::open(flash, 0..(PAGE * PAGES) as u32, MODEL, &InsecureTestKey)
+            else {
+                panic!("step {i} cut {cut}: the store no longer opens");
+            };
+            let got = snapshot(&mut s);
+            let brief = |x: &Snapshot| {
+                let people: Vec<(u32, usize)> = x.0.iter().map(|(id, t)| (*id, t.len())).collect();
+                format!("people {people:?} threshold {} nonce {}", x.1, x.2)
+            };
+            assert!(
+                got == states[i] || got == states[i + 1],
+                "step {i} cut {cut}: neither before nor after\n got    {}\n before {}\n after  {}",
+                brief(&got),
+                brief(&states[i]),
+                brief(&states[i + 1])
+            );
+            assert!(
+                got.2 >= states[i].2,
+                "step {i} cut {cut}: the nonce went back"
+            );
+            assert!(
+                s.set_lockout_rejects(1_000 + cut).is_ok(),
+                "step {i} cut {cut}: store unusable"
+            );
+            cuts += 1;
+        }
+    }
+    eprintln!(
+        "{} steps, {erases} pages reclaimed, power cut at {cuts} points: all recovered",
+        ops.len()
+    );
+    assert!(cuts >= 10_000, "only {cuts} cut points");
 }

@@ -471,7 +471,6 @@ fn a_board_without_a_face_pipeline_says_unsupported() {
             offset: 0,
             bytes: &[1, 2, 3],
         },
-        Request::VerifyFace,
         Request::AuditRead { start: 0 },
     ] {
         assert_eq!(
@@ -481,4 +480,114 @@ fn a_board_without_a_face_pipeline_says_unsupported() {
         );
     }
     assert_eq!(store, before);
+    // A signed VerifyFace too, and it spends no nonce.
+    assert_eq!(
+        run(
+            &mut store,
+            &site(),
+            &Command::VerifyFace {
+                face_sha256: [0; 32]
+            }
+        ),
+        Response::Error(ErrorCode::Unsupported)
+    );
+    assert_eq!(store, before);
+}
+
+/// Issue 25 #2: an id ≥ 2³¹ used to wrap the flash store's person key onto
+/// its settings record. The protocol refuses it before anything is stored.
+#[test]
+fn person_ids_above_31_bits_are_refused_and_change_nothing() {
+    let mut s = claimed();
+    let key = site();
+    for id in [0x8000_0000u32, 0x8000_0001, u32::MAX] {
+        let before = s.clone();
+        assert_eq!(
+            run(
+                &mut s,
+                &key,
+                &Command::Enroll {
+                    id,
+                    name: "Mallory",
+                    templates: &templates(1, 3)
+                }
+            ),
+            Response::Error(ErrorCode::Invalid),
+            "id {id:#x}"
+        );
+        assert_eq!(s, before, "id {id:#x}");
+    }
+    assert_eq!(
+        run(
+            &mut s,
+            &key,
+            &Command::Enroll {
+                id: 0x7FFF_FFFF,
+                name: "Max",
+                templates: &templates(1, 3)
+            }
+        ),
+        Response::Ok { nonce: 1 }
+    );
+}
+
+/// Issue 25 #11: thresholds outside (0, 1], NaN and infinities are refused.
+#[test]
+fn thresholds_outside_a_meaningful_cosine_are_refused() {
+    let mut s = claimed();
+    let key = site();
+    for t in [
+        -1.0f32,
+        -0.5,
+        0.0,
+        -0.0,
+        1.0001,
+        2.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -3e-45,
+    ] {
+        let before = s.clone();
+        assert_eq!(
+            run(&mut s, &key, &Command::SetThreshold { threshold: t }),
+            Response::Error(ErrorCode::Invalid),
+            "threshold {t}"
+        );
+        assert_eq!(s, before, "threshold {t}");
+    }
+    for (t, nonce) in [(0.9007f32, 1), (1.0, 2), (1e-3, 3)] {
+        assert_eq!(
+            run(&mut s, &key, &Command::SetThreshold { threshold: t }),
+            Response::Ok { nonce }
+        );
+        assert_eq!(s.threshold, t);
+    }
+}
+
+/// Issue 25 #6: a template whose scale is not `1/‖q‖` (the forged scale
+/// that made one template match half of all strangers) is refused.
+#[test]
+fn templates_with_a_forged_scale_are_refused() {
+    let mut s = claimed();
+    let key = site();
+    let mut t = templates(1, 4);
+    let honest = f32::from_le_bytes(t[..4].try_into().unwrap());
+    for factor in [2.0f32, 1.01, 0.5] {
+        t[..4].copy_from_slice(&(honest * factor).to_le_bytes());
+        assert_eq!(
+            run(
+                &mut s,
+                &key,
+                &Command::Enroll {
+                    id: 5,
+                    name: "Forger",
+                    templates: &t
+                }
+            ),
+            Response::Error(ErrorCode::Invalid),
+            "scale × {factor}"
+        );
+    }
+    assert!(s.people.is_empty());
 }

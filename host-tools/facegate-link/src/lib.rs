@@ -19,6 +19,7 @@ use facegate_core::protocol::{
     AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, FACE_BYTES, FACE_CHUNK, MAX_FRAME, PersonEntry,
     Request, Response, signing_message,
 };
+use sha2::{Digest, Sha256};
 
 /// Why talking to a board failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +101,13 @@ pub enum Reply {
         /// Bytes so far.
         received: u32,
     },
-    /// The door's decision on a face.
-    Decision(AuditEntry),
+    /// The door's decision on a face; the next nonce.
+    Decision {
+        /// The decision, with its score.
+        entry: AuditEntry,
+        /// Next nonce.
+        nonce: u32,
+    },
     /// A page of audit events.
     Audit {
         /// Events, oldest first.
@@ -144,7 +150,7 @@ impl From<Response<'_>> for Reply {
             Response::Ok { nonce } => Self::Ok { nonce },
             Response::Error(code) => Self::Error(code),
             Response::Staged { received } => Self::Staged { received },
-            Response::Decision(d) => Self::Decision(d),
+            Response::Decision { entry, nonce } => Self::Decision { entry, nonce },
             Response::Audit { events, more } => Self::Audit {
                 events: events.to_vec(),
                 more,
@@ -304,9 +310,10 @@ impl Board {
         }
     }
 
-    /// Presents an aligned 112×112 RGB face to the door (diagnostic): the
-    /// board decides, pulses its lock on accept and logs the event.
-    pub fn verify_face(&mut self, face: &[u8]) -> Result<AuditEntry, LinkError> {
+    /// Presents an aligned 112×112 RGB face to the door: the board decides,
+    /// pulses its lock on accept and logs the event. Only the site key may
+    /// ask (the request is signed and bound to the face's SHA-256).
+    pub fn verify_face(&mut self, key: &SigningKey, face: &[u8]) -> Result<AuditEntry, LinkError> {
         if face.len() != FACE_BYTES {
             return Err(LinkError::Unexpected(format!(
                 "a face is {FACE_BYTES} bytes (112×112 RGB), not {}",
@@ -320,8 +327,21 @@ impl Board {
                 other => return Err(unexpected(&other)),
             }
         }
-        match self.ask(&Request::VerifyFace)? {
-            Reply::Decision(d) => Ok(d),
+        let face_sha256: [u8; 32] = Sha256::digest(face).into();
+        let (device_id, nonce) = match self.signing.take() {
+            Some(known) => known,
+            None => {
+                let info = self.info()?;
+                (info.device_id, info.nonce)
+            }
+        };
+        let frame = signed_frame(key, &device_id, nonce, &Command::VerifyFace { face_sha256 })?;
+        match self.exchange(&frame)? {
+            Reply::Decision { entry, nonce } => {
+                self.signing = Some((device_id, nonce));
+                Ok(entry)
+            }
+            Reply::Error(code) => Err(LinkError::Refused(code)),
             other => Err(unexpected(&other)),
         }
     }

@@ -630,10 +630,19 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let after = Board::connect(&port).unwrap().info().unwrap();
     assert_eq!((after.enrolled, after.unlock_ms), (5, 2_000));
 
-    // Faces over the UART: the board's decision and score are the host engine's.
+    // Faces over the link: only the site key may ask (issue 25 #1); a
+    // stranger's key decides nothing and pulses nothing.
+    {
+        let mut board = Board::connect(&port).unwrap();
+        assert!(matches!(
+            board.verify_face(&stranger_key, &people[0].probe_face),
+            Err(LinkError::Refused(ErrorCode::BadSignature))
+        ));
+    }
+    // The board's decision and score are the host engine's.
     for p in &people {
         let mut board = Board::connect(&port).unwrap();
-        let d = board.verify_face(&p.probe_face).unwrap();
+        let d = board.verify_face(&site_key, &p.probe_face).unwrap();
         assert_eq!(
             (d.kind, d.person),
             (DecisionKind::Unlocked, Some(p.id)),
@@ -660,6 +669,15 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     assert!(audit.contains("10 events"), "{audit}");
     assert_eq!(audit.matches("UNLOCKED").count(), PEOPLE, "{audit}");
 
+    // Every verification spent a nonce (none of them can be replayed).
+    let before_cut = Board::connect(&port).unwrap().info().unwrap();
+    assert_eq!(
+        before_cut.nonce,
+        after.nonce + u32::try_from(people.len() + strangers.len()).unwrap()
+    );
+    // The audit log, read without a signature, carries no scores.
+    assert!(!audit.contains("score 0."), "{audit}");
+
     // Power cut: stop the board, boot it again from the same flash files.
     drop(board1);
     let board2 = boot(d, 2);
@@ -671,7 +689,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
         "{info}"
     );
     assert!(
-        info.contains(&format!("nonce      {}", after.nonce)),
+        info.contains(&format!("nonce      {}", before_cut.nonce)),
         "{info}"
     );
     assert!(info.contains("unlock     2000 ms"), "{info}");

@@ -57,6 +57,10 @@ pub trait DoorStore {
     fn nonce(&self) -> u32;
     /// Stores the next nonce.
     fn set_nonce(&mut self, nonce: u32) -> Result<(), StoreError>;
+    /// Consecutive rejected faces, as last stored (lockout survives restarts).
+    fn lockout_rejects(&self) -> u32;
+    /// Stores the count of consecutive rejected faces.
+    fn set_lockout_rejects(&mut self, rejects: u32) -> Result<(), StoreError>;
 }
 
 /// Identity of the board, reported by `Info` and bound into signatures.
@@ -76,6 +80,9 @@ pub trait Diagnostics<S: DoorStore> {
     /// Stages `bytes` at `offset` of the face for [`Diagnostics::verify_face`];
     /// returns the contiguous bytes staged so far.
     fn face_chunk(&mut self, offset: u32, bytes: &[u8]) -> Result<u32, ErrorCode>;
+    /// Whether a whole face is staged and its SHA-256 is `face_sha256`;
+    /// changes nothing.
+    fn check_staged(&self, face_sha256: &[u8; 32]) -> Result<(), ErrorCode>;
     /// Presents the staged face to the door and reports the decision.
     fn verify_face(&mut self, store: &mut S) -> Result<AuditEntry, ErrorCode>;
     /// Fills `out` with audit events from index `start`; returns whether more follow.
@@ -92,6 +99,9 @@ pub struct NoDiagnostics;
 
 impl<S: DoorStore> Diagnostics<S> for NoDiagnostics {
     fn face_chunk(&mut self, _: u32, _: &[u8]) -> Result<u32, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+    fn check_staged(&self, _: &[u8; 32]) -> Result<(), ErrorCode> {
         Err(ErrorCode::Unsupported)
     }
     fn verify_face(&mut self, _: &mut S) -> Result<AuditEntry, ErrorCode> {
@@ -165,14 +175,17 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             Ok(received) => Response::Staged { received },
             Err(code) => Response::Error(code),
         },
-        Request::VerifyFace => match diagnostics.verify_face(store) {
-            Ok(entry) => Response::Decision(entry),
-            Err(code) => Response::Error(code),
-        },
         Request::AuditRead { start } => {
             let mut events = heapless::Vec::new();
             match diagnostics.audit(start, &mut events) {
-                Ok(more) => Response::Audit { events, more },
+                Ok(more) => {
+                    // The link is not authenticated: how close a face came is
+                    // an oracle for forging one, so scores stay on the board.
+                    for e in &mut events {
+                        e.score = None;
+                    }
+                    Response::Audit { events, more }
+                }
                 Err(code) => Response::Error(code),
             }
         }
@@ -224,6 +237,21 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             Err(code) => Response::Error(code),
             Ok(()) => match postcard::from_bytes::<Command<'_>>(command) {
                 Err(_) => Response::Error(ErrorCode::Invalid),
+                Ok(Command::VerifyFace { face_sha256 }) => {
+                    if let Err(code) = diagnostics.check_staged(&face_sha256) {
+                        return Response::Error(code);
+                    }
+                    // Spent first, as below: a verification is never replayable
+                    // (a replay would pulse the lock again).
+                    let next = nonce.wrapping_add(1);
+                    if store.set_nonce(next).is_err() {
+                        return Response::Error(ErrorCode::Storage);
+                    }
+                    match diagnostics.verify_face(store) {
+                        Ok(entry) => Response::Decision { entry, nonce: next },
+                        Err(code) => Response::Error(code),
+                    }
+                }
                 Ok(cmd) => match prepare(store, cmd) {
                     Err(code) => Response::Error(code),
                     Ok(action) => {
@@ -309,15 +337,17 @@ fn prepare<S: DoorStore>(store: &S, cmd: Command<'_>) -> Result<Action, ErrorCod
         }
         Command::Remove { id } if known(id) => Ok(Action::Remove(PersonId(id))),
         Command::Remove { .. } => Err(ErrorCode::UnknownPerson),
-        Command::SetThreshold { threshold } if (-1.0..=1.0).contains(&threshold) => {
+        Command::SetThreshold { threshold } if crate::matcher::threshold_is_valid(threshold) => {
             Ok(Action::SetThreshold(threshold))
         }
-        Command::SetUnlockTime { ms } if (1..=60_000).contains(&ms) => {
+        Command::SetUnlockTime { ms } if (1..=crate::flash_store::MAX_UNLOCK_MS).contains(&ms) => {
             Ok(Action::SetUnlockTime(ms))
         }
         Command::SetThreshold { .. } | Command::SetUnlockTime { .. } => Err(ErrorCode::Invalid),
         Command::FactoryReset => Ok(Action::FactoryReset),
         Command::Unclaim => Ok(Action::Unclaim),
+        // Handled with the face pipeline before `prepare`.
+        Command::VerifyFace { .. } => Err(ErrorCode::Unsupported),
     }
 }
 
@@ -347,6 +377,8 @@ pub struct RamStore<const N: usize> {
     pub site_key: Option<[u8; 32]>,
     /// Current nonce.
     pub nonce: u32,
+    /// Consecutive rejected faces.
+    pub lockout_rejects: u32,
 }
 
 impl<const N: usize> Default for RamStore<N> {
@@ -357,6 +389,7 @@ impl<const N: usize> Default for RamStore<N> {
             unlock_ms: 3000,
             site_key: None,
             nonce: 0,
+            lockout_rejects: 0,
         }
     }
 }
@@ -413,10 +446,12 @@ impl<const N: usize> DoorStore for RamStore<N> {
         Ok(())
     }
     fn factory_reset(&mut self) -> Result<(), StoreError> {
-        let (key, nonce) = (self.site_key, self.nonce);
+        let (key, nonce, rejects) = (self.site_key, self.nonce, self.lockout_rejects);
         *self = Self {
             site_key: key,
             nonce,
+            // A reset by the site key does not pardon a face-guessing run.
+            lockout_rejects: rejects,
             ..Self::default()
         };
         Ok(())
@@ -433,6 +468,13 @@ impl<const N: usize> DoorStore for RamStore<N> {
     }
     fn set_nonce(&mut self, nonce: u32) -> Result<(), StoreError> {
         self.nonce = nonce;
+        Ok(())
+    }
+    fn lockout_rejects(&self) -> u32 {
+        self.lockout_rejects
+    }
+    fn set_lockout_rejects(&mut self, rejects: u32) -> Result<(), StoreError> {
+        self.lockout_rejects = rejects;
         Ok(())
     }
 }

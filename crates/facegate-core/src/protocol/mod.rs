@@ -7,6 +7,11 @@
 //! `b"FGP1" ‖ device_id ‖ nonce_le ‖ command_bytes`, where `nonce` must be the
 //! board's current nonce; the board advances its nonce on every accepted
 //! command, so a recorded command can never be played again.
+//!
+//! Only the site key may ask the door to judge a face over the link
+//! ([`Command::VerifyFace`], bound to the staged face's SHA-256); anyone
+//! else learns nothing from the link about how close a face came: audit
+//! events read without a signature carry no scores.
 
 pub mod device;
 pub mod frame;
@@ -56,18 +61,16 @@ pub enum Request<'a> {
         /// Ed25519 signature (64 bytes) over the signing message.
         signature: &'a [u8],
     },
-    /// Diagnostic: part of a face crop for [`Request::VerifyFace`]. On boards
+    /// Part of a face crop for the signed [`Command::VerifyFace`]. On boards
     /// whose face source is the link itself (QEMU), this is the camera.
+    /// Staging alone decides nothing.
     FaceChunk {
         /// Byte offset of `bytes` in the face.
         offset: u32,
         /// At most [`FACE_CHUNK`] bytes.
         bytes: &'a [u8],
     },
-    /// Diagnostic: present the staged face to the door, exactly as a camera
-    /// frame would be (decision, lock pulse, audit event, lockout).
-    VerifyFace,
-    /// Audit events from index `start` (oldest first).
+    /// Audit events from index `start` (oldest first), scores removed.
     AuditRead {
         /// First index.
         start: u16,
@@ -105,6 +108,15 @@ pub enum Command<'a> {
     FactoryReset,
     /// Forget the site key: the board becomes claimable again.
     Unclaim,
+    /// Present the staged face to the door, exactly as a camera frame would
+    /// be (decision, lock pulse, audit event, lockout). Signed, so nobody
+    /// without the site key can probe the door over the link; bound to the
+    /// face by its digest, so nobody can swap the staged face under a
+    /// signature meant for another.
+    VerifyFace {
+        /// SHA-256 of the staged [`FACE_BYTES`].
+        face_sha256: [u8; 32],
+    },
 }
 
 /// Board → host.
@@ -153,8 +165,14 @@ pub enum Response<'a> {
         /// Bytes of the face received.
         received: u32,
     },
-    /// Answer to [`Request::VerifyFace`]: what the door decided.
-    Decision(AuditEntry),
+    /// Answer to [`Command::VerifyFace`]: what the door decided, with its
+    /// score (the caller holds the site key); `nonce` is the next one.
+    Decision {
+        /// The door's decision.
+        entry: AuditEntry,
+        /// Next nonce.
+        nonce: u32,
+    },
     /// Answer to [`Request::AuditRead`]: up to [`AUDIT_PAGE`] events.
     Audit {
         /// Events, oldest first.
@@ -272,6 +290,8 @@ pub enum ErrorCode {
     Unsupported,
     /// `VerifyFace` before a whole face was staged, or a chunk out of order.
     FaceIncomplete,
+    /// `VerifyFace` names another face than the one staged.
+    FaceMismatch,
 }
 
 /// The bytes a site key signs for `command` at `nonce` on `device_id`.

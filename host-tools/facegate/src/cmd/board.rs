@@ -19,11 +19,13 @@ pub enum BoardCommand {
     Info(PortArgs),
     /// The people enrolled on the board.
     List(PortArgs),
-    /// The board's audit log: every decision with time, person and score.
+    /// The board's audit log: every decision with time and person (the
+    /// board keeps scores to itself on an unauthenticated link).
     Audit(PortArgs),
-    /// Present a face photo to the board's door (diagnostic): the
-    /// board decides and pulses its lock exactly as for a camera frame.
-    /// Exit status 0 unlocked, 3 rejected, 4 locked out.
+    /// Present a face photo to the board's door, signed with the site key
+    /// (nobody else may probe the door over the link): the board decides
+    /// and pulses its lock exactly as for a camera frame, and tells the
+    /// key's holder the score. Exit status 0 unlocked, 3 rejected, 4 locked out.
     Verify(BoardVerifyArgs),
 }
 
@@ -40,6 +42,9 @@ pub struct PortArgs {
 pub struct BoardVerifyArgs {
     #[command(flatten)]
     port: PortArgs,
+    /// Site private key (`facegate keygen`): only its holder may ask.
+    #[arg(long, default_value = "site.key")]
+    key: PathBuf,
     #[command(flatten)]
     faces: PhotoArgs,
     /// Face photo (detected and aligned on the host; see --aligned).
@@ -71,20 +76,26 @@ pub fn run(c: BoardCommand) -> Result<ExitCode> {
             println!("{} events", events.len());
             Ok(ExitCode::SUCCESS)
         }
-        BoardCommand::Verify(a) => verify_on_board(&a.port.port, &a.photo, &a.faces),
+        BoardCommand::Verify(a) => verify_on_board(&a.port.port, &a.key, &a.photo, &a.faces),
     }
 }
 
 /// Sends the face in `photo` to the board's door; exit 0 unlocked, 3
 /// rejected, 4 locked out.
-pub fn verify_on_board(port: &str, photo: &Path, faces: &PhotoArgs) -> Result<ExitCode> {
+pub fn verify_on_board(
+    port: &str,
+    key: &Path,
+    photo: &Path,
+    faces: &PhotoArgs,
+) -> Result<ExitCode> {
+    let key = load_site_key(key)?;
     let face = faces
         .loader()?
         .load(photo)
         .map_err(anyhow::Error::msg)?
         .face;
     let decision = connect(port)?
-        .verify_face(&face.rgb)
+        .verify_face(&key, &face.rgb)
         .with_context(|| format!("the board could not check {}", photo.display()))?;
     println!("{}", audit_line(&decision));
     Ok(match decision.kind {
@@ -155,15 +166,19 @@ pub fn describe(port: &str, i: &BoardInfo) -> String {
 
 fn audit_line(e: &AuditEntry) -> String {
     let t = format!("{:>9.3} s", e.time_ms as f64 / 1000.0);
-    let score = e
-        .score
-        .map_or_else(|| "-".to_string(), |s| format!("{s:.4}"));
+    // Scores come back only to the site key's holder (`board verify`); the
+    // audit log, readable by anyone on the link, has none.
+    let score = |label: &str| {
+        e.score
+            .map_or_else(String::new, |s| format!("  {label} {s:.4}"))
+    };
     match e.kind {
         DecisionKind::Unlocked => format!(
-            "{t}  UNLOCKED  person {}  score {score}",
-            e.person.unwrap_or_default()
+            "{t}  UNLOCKED  person {}{}",
+            e.person.unwrap_or_default(),
+            score("score")
         ),
-        DecisionKind::Rejected => format!("{t}  REJECTED  best score {score}"),
+        DecisionKind::Rejected => format!("{t}  REJECTED{}", score("best score")),
         DecisionKind::LockedOut => {
             format!("{t}  LOCKED OUT  next attempt in {} ms", e.wait_ms)
         }

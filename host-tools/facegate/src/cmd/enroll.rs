@@ -24,8 +24,8 @@ pub struct EnrollArgs {
     /// The engine blob the boards run (`facegate quantize`).
     #[arg(long)]
     model: PathBuf,
-    /// Person id (unique in the site).
-    #[arg(long)]
+    /// Person id (unique in the site), 0 to 2147483647.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(facegate_core::matcher::PersonId::MAX)))]
     id: u32,
     /// Display name (≤ 32 bytes).
     #[arg(long)]

@@ -26,6 +26,9 @@ pub struct VerifyArgs {
     /// embeds, decides and pulses its lock as for a camera frame.
     #[arg(long)]
     port: Option<String>,
+    /// Site private key for --port: only its holder may ask a board.
+    #[arg(long, default_value = "site.key")]
+    key: PathBuf,
     /// Accept at cosine ≥ this (or give --deployment; one of them is required).
     #[arg(long, allow_negative_numbers = true)]
     threshold: Option<f32>,
@@ -72,7 +75,7 @@ pub fn deployment(path: &Path, model: &ModelHash) -> Result<DeploymentAdvice> {
 /// Runs `facegate verify`; exit status 0 when accepted, 3 when rejected.
 pub fn run(a: VerifyArgs) -> Result<ExitCode> {
     if let Some(port) = &a.port {
-        return super::board::verify_on_board(port, &a.photo, &a.faces);
+        return super::board::verify_on_board(port, &a.key, &a.photo, &a.faces);
     }
     let model = a.model.context("--model is required without --port")?;
     let engine = EngineEmbedder::load(&model).map_err(anyhow::Error::msg)?;
