@@ -20,7 +20,7 @@ use facegate_eval::faces::Face;
 use crate::SystemClock;
 use crate::embedder::TractEmbedder;
 use crate::faces::FaceFolder;
-use crate::file_flash::{FileFlash, PAGE};
+use crate::file_flash::{FileFlash, PAGE, create_atomically};
 use crate::link::LinkServer;
 use crate::lock::Relay;
 
@@ -41,7 +41,6 @@ impl DeviceKey for FileKey {
 }
 
 fn device_key(state: &Path) -> Result<FileKey> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = state.join("device.key");
     if let Ok(bytes) = std::fs::read(&path) {
         let key: [u8; 32] = bytes
@@ -51,26 +50,30 @@ fn device_key(state: &Path) -> Result<FileKey> {
     }
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    create_atomically(&path, 0o600, |f| f.write_all(&key))
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(&key)?;
-    f.sync_all()?;
     Ok(FileKey(key))
 }
 
-fn device_id(given: Option<&str>) -> Result<[u8; DEVICE_ID_LEN]> {
+/// Where a board's hardware serial number is, on the boards that have one
+/// (Raspberry Pi and most device-tree ARM boards).
+const HARDWARE_SERIALS: [&str; 2] = [
+    "/sys/firmware/devicetree/base/serial-number",
+    "/proc/device-tree/serial-number",
+];
+
+/// The board's id, bound into every signature it accepts: `--device-id`;
+/// else the hardware serial number; else a random id made once for this
+/// state folder (`device.id`). Never `/etc/machine-id`: every board
+/// flashed from one card image shares it, and a command signed for one
+/// would be accepted by all of them (issue 25 #9).
+pub fn device_id(given: Option<&str>, state: &Path) -> Result<[u8; DEVICE_ID_LEN]> {
     let text = match given {
         Some(t) => t.to_string(),
-        None => std::fs::read_to_string("/etc/machine-id")
-            .context("no --device-id and no /etc/machine-id")?
-            .trim()
-            .chars()
-            .take(DEVICE_ID_LEN)
-            .collect(),
+        None => match hardware_serial() {
+            Some(serial) => serial,
+            None => state_device_id(state)?,
+        },
     };
     if text.len() > DEVICE_ID_LEN {
         bail!("a device id is at most {DEVICE_ID_LEN} bytes");
@@ -78,6 +81,43 @@ fn device_id(given: Option<&str>) -> Result<[u8; DEVICE_ID_LEN]> {
     let mut id = [0u8; DEVICE_ID_LEN];
     id[..text.len()].copy_from_slice(text.as_bytes());
     Ok(id)
+}
+
+fn hardware_serial() -> Option<String> {
+    HARDWARE_SERIALS.iter().find_map(|p| {
+        let raw = std::fs::read(p).ok()?;
+        let text: String = String::from_utf8_lossy(&raw)
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        // The last 16 characters: serials pad on the left with zeros.
+        let start = text.len().saturating_sub(DEVICE_ID_LEN);
+        (!text.is_empty()).then(|| text[start..].to_string())
+    })
+}
+
+fn state_device_id(state: &Path) -> Result<String> {
+    let path = state.join("device.id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim().to_string();
+        if text.is_empty() || text.len() > DEVICE_ID_LEN {
+            bail!(
+                "{} is damaged (1 to {DEVICE_ID_LEN} characters expected): restore it, or pass --device-id",
+                path.display()
+            );
+        }
+        return Ok(text);
+    }
+    let mut raw = [0u8; DEVICE_ID_LEN / 2];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let text: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    create_atomically(&path, 0o644, |f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    eprintln!(
+        "edge: no hardware serial number; this board's id is {text} (kept in {}). A card cloned from this one shares it: give clones their own --device-id",
+        path.display()
+    );
+    Ok(text)
 }
 
 /// Faces the start-up twin check embeds with both models: smooth synthetic
@@ -110,7 +150,8 @@ pub struct ServeConfig {
     pub port: String,
     /// Folder of camera frames.
     pub faces: Option<PathBuf>,
-    /// Device id text (≤ 16 bytes); `None`: from /etc/machine-id.
+    /// Device id text (≤ 16 bytes); `None`: the hardware serial number, else
+    /// a random id kept in the state folder.
     pub device_id: Option<String>,
     /// GPIO chip and line of the lock relay.
     pub gpio: Option<(String, u32)>,
@@ -157,7 +198,7 @@ pub fn serve(a: &ServeConfig, stop: &AtomicBool) -> Result<()> {
     let board = BoardInfo {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: hash,
-        device_id: device_id(a.device_id.as_deref())?,
+        device_id: device_id(a.device_id.as_deref(), &a.state)?,
     };
     let mut link = LinkServer::open(&a.port)?;
     let mut folder = a.faces.as_deref().map(FaceFolder::new).transpose()?;

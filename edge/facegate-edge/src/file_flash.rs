@@ -15,6 +15,36 @@ use embedded_storage_async::nor_flash::{
 /// Bytes of one erasable page.
 pub const PAGE: usize = 4096;
 
+/// Creates `path` whole or not at all: `fill` writes the content into
+/// `path.tmp` (mode `mode`), which is synced and renamed over `path`, and
+/// the folder is synced. A power cut at any point leaves either no file or
+/// the complete one (a stale `.tmp` is replaced by the next attempt).
+pub fn create_atomically(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    if let Err(e) = fill(&mut f).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+}
+
 /// Why the file flash failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FileFlashError {
@@ -69,19 +99,20 @@ impl FileFlash {
             path: path.to_path_buf(),
             source,
         };
-        let fresh = !path.exists();
+        if !path.exists() {
+            // First boot: the erased image appears whole or not at all (a
+            // cut while writing it used to leave a short file that every
+            // later start refused).
+            create_atomically(path, 0o600, |f| {
+                f.write_all_at(&vec![0xFF; pages * PAGE], 0)
+            })
+            .map_err(io)?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
             .open(path)
             .map_err(io)?;
-        if fresh {
-            file.write_all_at(&vec![0xFF; pages * PAGE], 0)
-                .map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
         let found = file.metadata().map_err(io)?.len();
         if found != len {
             return Err(FileFlashError::WrongSize {

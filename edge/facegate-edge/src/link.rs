@@ -1,19 +1,35 @@
 //! The provisioning protocol on a TCP socket (one client at a time) or a
 //! serial device, polled so the door's other work goes on in between.
+//!
+//! The door loop must never wait on a client: a client that stops reading
+//! its answers is dropped after [`WRITE_TIMEOUT`], one that sends nothing
+//! for [`IDLE_TIMEOUT`] gives its place to the next (issue 25 #3: a client
+//! that connected and stopped reading used to stall the loop, with the
+//! lock relay energised for ~40 s).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use facegate_core::protocol::MAX_FRAME;
 use facegate_core::protocol::device::{BoardInfo, Diagnostics, DoorStore, answer_byte};
 use facegate_core::protocol::frame::FrameReader;
 
+/// How long one answer may take to go out before its client is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a connected client may stay silent before it is dropped.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Client {
+    stream: TcpStream,
+    last_heard: Instant,
+}
+
 enum Port {
     Tcp {
         listener: TcpListener,
-        client: Option<TcpStream>,
+        client: Option<Client>,
     },
     Serial(Box<dyn serialport::SerialPort>),
 }
@@ -75,15 +91,19 @@ impl LinkServer {
         wait: Duration,
     ) -> Result<()> {
         let mut bytes = [0u8; 512];
-        let (n, stream): (usize, &mut dyn Write) = match &mut self.port {
+        let n = match &mut self.port {
             Port::Tcp { listener, client } => {
                 if client.is_none() {
                     match listener.accept() {
                         Ok((s, _)) => {
                             s.set_nonblocking(false)?;
                             s.set_read_timeout(Some(wait))?;
+                            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
                             s.set_nodelay(true)?;
-                            *client = Some(s);
+                            *client = Some(Client {
+                                stream: s,
+                                last_heard: Instant::now(),
+                            });
                             self.reader = FrameReader::default();
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -93,17 +113,23 @@ impl LinkServer {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let Some(s) = client.as_mut() else {
+                let Some(c) = client.as_mut() else {
                     return Ok(());
                 };
-                match s.read(&mut bytes) {
+                match c.stream.read(&mut bytes) {
                     // The host hung up: wait for the next one.
                     Ok(0) => {
                         *client = None;
                         return Ok(());
                     }
-                    Ok(n) => (n, s),
+                    Ok(n) => {
+                        c.last_heard = Instant::now();
+                        n
+                    }
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        if c.last_heard.elapsed() >= IDLE_TIMEOUT {
+                            *client = None;
+                        }
                         return Ok(());
                     }
                     Err(_) => {
@@ -113,7 +139,7 @@ impl LinkServer {
                 }
             }
             Port::Serial(s) => match s.read(&mut bytes) {
-                Ok(n) => (n, s),
+                Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Ok(());
                 }
@@ -121,11 +147,29 @@ impl LinkServer {
             },
         };
         let mut out = [0u8; MAX_FRAME];
+        let mut replies = Vec::new();
         for &b in &bytes[..n] {
             let reply = answer_byte(&mut self.reader, b, board, store, diagnostics, &mut out);
             if let Some(len) = reply {
-                // A host that vanished mid-answer is dropped at the next read.
-                let _ = stream.write_all(&out[..len]);
+                replies.extend_from_slice(&out[..len]);
+            }
+        }
+        if replies.is_empty() {
+            return Ok(());
+        }
+        match &mut self.port {
+            Port::Tcp { client, .. } => {
+                // A client that does not take its answers within the write
+                // timeout (stopped reading, or vanished) is dropped.
+                if let Some(c) = client.as_mut()
+                    && c.stream.write_all(&replies).is_err()
+                {
+                    *client = None;
+                }
+            }
+            Port::Serial(s) => {
+                // A serial host that stops reading only loses its answers.
+                let _ = s.write_all(&replies);
             }
         }
         Ok(())

@@ -42,7 +42,8 @@ struct ServeArgs {
     /// Folder whose new aligned face images are camera frames.
     #[arg(long)]
     faces: Option<PathBuf>,
-    /// Device id (16 bytes of text); default: from /etc/machine-id.
+    /// Device id (up to 16 bytes of text); default: the board's hardware
+    /// serial number, else a random id kept in the state folder.
     #[arg(long)]
     device_id: Option<String>,
     /// GPIO chip of the lock relay (feature `gpio`).

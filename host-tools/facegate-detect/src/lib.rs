@@ -18,6 +18,7 @@ pub mod quality;
 use std::path::{Path, PathBuf};
 
 use facegate_core::align::{FACE_SIDE, align_face};
+use facegate_eval::faces::{ImageBounds, ImageReadError, read_image};
 use image::RgbImage;
 
 pub use mtcnn::{Detection, Mtcnn, MtcnnConfig, MtcnnError};
@@ -49,13 +50,14 @@ pub enum PhotoError {
         /// Why.
         source: std::io::Error,
     },
-    /// The bytes are not an image facegate reads.
-    #[error("{}: not a readable image (JPEG, PNG or PNM): {source}", path.display())]
+    /// The bytes are not an image facegate reads, or one larger than
+    /// [`ImageBounds::PHOTO`].
+    #[error("{}: not a readable image (JPEG, PNG or PNM up to 8192 px a side): {source}", path.display())]
     Decode {
         /// Where.
         path: PathBuf,
         /// Why.
-        source: image::ImageError,
+        source: ImageReadError,
     },
     /// No face found.
     #[error("{}: no face found (faces must be at least {min_face:.0} px across)", path.display())]
@@ -137,14 +139,16 @@ impl FaceFinder {
 
     /// Decodes `path` and finds the chosen face in it.
     pub fn find_in_file(&self, path: &Path, choice: Choice) -> Result<FoundFace, PhotoError> {
-        let bytes = std::fs::read(path).map_err(|source| PhotoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let img = image::load_from_memory(&bytes)
-            .map_err(|source| PhotoError::Decode {
-                path: path.to_path_buf(),
-                source,
+        let img = read_image(path, ImageBounds::PHOTO)
+            .map_err(|source| match source {
+                ImageReadError::Io(source) => PhotoError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                source => PhotoError::Decode {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })?
             .to_rgb8();
         self.find(&img, choice, path)
