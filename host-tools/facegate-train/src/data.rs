@@ -105,6 +105,19 @@ impl FaceFolders {
         self
     }
 
+    /// Splits identities with at least `min` images from the files of those
+    /// with fewer (which can still serve as unlabelled teacher targets).
+    pub fn split_min_images(self, min: usize) -> (Self, Vec<PathBuf>) {
+        let (kept, small): (Vec<Identity>, Vec<Identity>) = self
+            .identities
+            .into_iter()
+            .partition(|i| i.files.len() >= min);
+        (
+            Self { identities: kept },
+            small.into_iter().flat_map(|i| i.files).collect(),
+        )
+    }
+
     /// Keeps the first `n` identities (by name) and at most `per` images each: tiny slices for tests.
     pub fn truncated(mut self, n: usize, per: usize) -> Self {
         self.identities.truncate(n);
@@ -135,6 +148,59 @@ impl FaceFolders {
     }
 }
 
+/// Every image file below `roots` (at any depth), sorted: faces without
+/// identity labels.
+pub fn scan_unlabelled(roots: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+        let io = |source| DataError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path.is_file() && is_image(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for root in roots {
+        walk(root, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The label of a face that has no identity: it trains toward its teacher
+/// target only, never through the classification head.
+pub const UNLABELLED: usize = usize::MAX;
+
+fn decode_files<'a>(
+    files: Vec<&'a PathBuf>,
+    progress: bool,
+) -> Vec<(&'a PathBuf, Result<Face, String>)> {
+    let bar = if progress {
+        ProgressBar::new(files.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("decoding [{bar:40}] {pos}/{len} faces {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let decoded = files
+        .into_par_iter()
+        .progress_with(bar.clone())
+        .map(|f| (f, Face::load(f).map_err(|e| e.to_string())))
+        .collect();
+    bar.finish_and_clear();
+    decoded
+}
+
 /// Faces decoded to 112×112 RGB bytes, kept in memory, with class labels.
 #[derive(Clone, Debug, Default)]
 pub struct DecodedFaces {
@@ -153,33 +219,16 @@ pub struct DecodedFaces {
 impl DecodedFaces {
     /// Decodes every image in parallel; identities left with no image are dropped.
     pub fn decode(folders: &FaceFolders, progress: bool) -> Self {
-        let jobs: Vec<(usize, &PathBuf)> = folders
+        let (classes, files): (Vec<usize>, Vec<&PathBuf>) = folders
             .identities
             .iter()
             .enumerate()
             .flat_map(|(c, id)| id.files.iter().map(move |f| (c, f)))
-            .collect();
-        let bar = if progress {
-            ProgressBar::new(jobs.len() as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "decoding [{bar:40}] {pos}/{len} faces {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        let decoded: Vec<(usize, &PathBuf, Result<Face, String>)> = jobs
-            .into_par_iter()
-            .progress_with(bar.clone())
-            .map(|(c, f)| (c, f, Face::load(f).map_err(|e| e.to_string())))
-            .collect();
-        bar.finish_and_clear();
+            .unzip();
+        let decoded = decode_files(files, progress);
         let mut out = Self::default();
         let mut class_of: BTreeMap<usize, usize> = BTreeMap::new();
-        for (c, f, r) in decoded {
+        for (c, (f, r)) in classes.into_iter().zip(decoded) {
             match r {
                 Ok(face) => {
                     let next = class_of.len();
@@ -195,6 +244,25 @@ impl DecodedFaces {
             }
         }
         out
+    }
+
+    /// Decodes `files` and appends them as [`UNLABELLED`] faces.
+    pub fn append_unlabelled(&mut self, files: &[PathBuf], progress: bool) {
+        for (f, r) in decode_files(files.iter().collect(), progress) {
+            match r {
+                Ok(face) => {
+                    self.pixels.extend_from_slice(&face.rgb);
+                    self.labels.push(UNLABELLED);
+                    self.files.push(f.clone());
+                }
+                Err(e) => self.skipped.push((f.clone(), e)),
+            }
+        }
+    }
+
+    /// Faces with an identity label.
+    pub fn labelled(&self) -> usize {
+        self.labels.iter().filter(|&&l| l != UNLABELLED).count()
     }
 
     /// Number of faces.

@@ -36,6 +36,35 @@ pub struct DistillSettings {
     /// Weight of `1 − cos(student, teacher)`, averaged over the batch,
     /// added to the head's loss.
     pub weight: f32,
+    /// Weight of the relational term: the mean squared difference between
+    /// the student's and the teacher's in-batch cosine matrices (0: off).
+    /// The door thresholds exactly these cosines, so they are matched
+    /// directly, not only through each embedding on its own.
+    #[serde(default)]
+    pub relational: f32,
+    /// Identities of the training data with fewer than `min_images` faces
+    /// still train as teacher targets (no class, no head loss) instead of
+    /// being dropped.
+    #[serde(default)]
+    pub keep_small_identities: bool,
+    /// Folders of faces without identity labels (images anywhere below
+    /// them), used as teacher targets only: the teacher needs no labels.
+    #[serde(default)]
+    pub unlabelled: Vec<PathBuf>,
+}
+
+impl DistillSettings {
+    /// Plain embedding distillation from `teacher` with `weight`: no
+    /// relational term, no unlabelled faces.
+    pub fn new(teacher: PathBuf, weight: f32) -> Self {
+        Self {
+            teacher,
+            weight,
+            relational: 0.0,
+            keep_small_identities: false,
+            unlabelled: Vec::new(),
+        }
+    }
 }
 
 /// Errors reading teacher embeddings.
@@ -243,6 +272,24 @@ pub fn distillation_loss(student: Tensor<2>, teacher: Tensor<2>, weight: f32) ->
     (cos.neg() + 1.0).mean() * weight
 }
 
+/// `weight · mean_{i≠j} (ŝ_i·ŝ_j − t_i·t_j)²`: the student's in-batch cosine
+/// matrix (rows `ŝ` normalised) against the teacher's (`teacher` rows unit
+/// length). The diagonal is 1 on both sides and is left out of the mean.
+pub fn relational_loss(student: Tensor<2>, teacher: Tensor<2>, weight: f32) -> Tensor<1> {
+    let [n, _] = student.dims();
+    let norm = student
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    let s = student / norm;
+    let gram_s = s.clone().matmul(s.transpose());
+    let gram_t = teacher.clone().matmul(teacher.transpose());
+    let pairs = (n * n.saturating_sub(1)).max(1) as f32;
+    (gram_s - gram_t).powi_scalar(2).sum() * (weight / pairs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +379,40 @@ mod tests {
         );
         let loss = distillation_loss(student, teacher, 3.0).into_scalar::<f32>();
         assert!((loss - 3.0).abs() < 1e-6, "{loss}");
+    }
+
+    #[test]
+    fn relational_loss_matches_a_hand_computed_cosine_matrix() {
+        let device = Device::flex();
+        // Student rows (unnormalised): (2,0), (0,3), (1,1)/√2·√2 → cosines
+        // s01 = 0, s02 = 1/√2, s12 = 1/√2.
+        let student = Tensor::<2>::from_data(
+            TensorData::new(vec![2.0f32, 0.0, 0.0, 3.0, 1.0, 1.0], [3, 2]),
+            &device,
+        );
+        // Teacher rows: (1,0), (1,0), (0,1) → t01 = 1, t02 = 0, t12 = 0.
+        let teacher = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0], [3, 2]),
+            &device,
+        );
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        // Each off-diagonal pair appears twice; 6 ordered pairs in all.
+        let want = 2.0 * (1.0 + h * h + h * h) / 6.0 * 4.0;
+        let loss = relational_loss(student, teacher, 4.0).into_scalar::<f32>();
+        assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
+    }
+
+    #[test]
+    fn relational_loss_is_zero_when_the_student_is_the_teacher_scaled() {
+        let device = Device::flex();
+        let t = vec![0.6f32, 0.8, 1.0, 0.0, 0.0, -1.0];
+        let teacher = Tensor::<2>::from_data(TensorData::new(t.clone(), [3, 2]), &device);
+        let student = Tensor::<2>::from_data(
+            TensorData::new(t.iter().map(|v| v * 7.0).collect::<Vec<_>>(), [3, 2]),
+            &device,
+        );
+        let loss = relational_loss(student, teacher, 10.0).into_scalar::<f32>();
+        assert!(loss.abs() < 1e-6, "{loss}");
     }
 
     #[test]

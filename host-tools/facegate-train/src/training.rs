@@ -16,10 +16,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Augment, DecodedFaces, FaceFolders, batch};
+use crate::data::{Augment, DecodedFaces, FaceFolders, UNLABELLED, batch, scan_unlabelled};
 use crate::device::{ComputeDevice, DeviceError};
 use crate::distill::{
-    DistillSettings, TeacherEmbeddings, TeacherError, distillation_loss, targets_tensor,
+    DistillSettings, TeacherEmbeddings, TeacherError, distillation_loss, relational_loss,
+    targets_tensor,
 };
 use crate::heads::{Annealing, CenterLoss, HeadKind, MarginHead, labels_tensor};
 use crate::lfw_dev::LfwDev;
@@ -167,13 +168,17 @@ impl TrainConfig {
                 self.dropout
             )));
         }
-        if let Some(d) = &self.distill
-            && !(d.weight.is_finite() && d.weight >= 0.0)
-        {
-            return Err(TrainError::Setting(format!(
-                "distill.weight must be a finite number ≥ 0, got {}",
-                d.weight
-            )));
+        if let Some(d) = &self.distill {
+            for (name, w) in [
+                ("distill.weight", d.weight),
+                ("distill.relational", d.relational),
+            ] {
+                if !(w.is_finite() && w >= 0.0) {
+                    return Err(TrainError::Setting(format!(
+                        "{name} must be a finite number ≥ 0, got {w}"
+                    )));
+                }
+            }
         }
         if self.batch_size == 0 || self.epochs == 0 {
             return Err(TrainError::Setting(
@@ -369,8 +374,10 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// Per-epoch metrics (all epochs, including resumed ones).
     pub history: Vec<EpochMetrics>,
-    /// Faces and identities trained on.
+    /// Faces trained on (with and without a class).
     pub faces: usize,
+    /// Of those, faces without a class (teacher targets only).
+    pub unlabelled: usize,
     /// Classes of the head.
     pub classes: usize,
     /// Files skipped as undecodable.
@@ -423,7 +430,21 @@ pub fn train(
         .map(|d| TeacherEmbeddings::load(&d.teacher))
         .transpose()?;
 
-    let mut folders = FaceFolders::scan(&cfg.data)?.with_min_images(cfg.min_images);
+    let keep_small = cfg
+        .distill
+        .as_ref()
+        .is_some_and(|d| d.keep_small_identities);
+    let (mut folders, mut unlabelled) = if keep_small {
+        FaceFolders::scan(&cfg.data)?.split_min_images(cfg.min_images)
+    } else {
+        (
+            FaceFolders::scan(&cfg.data)?.with_min_images(cfg.min_images),
+            Vec::new(),
+        )
+    };
+    if let Some(d) = &cfg.distill {
+        unlabelled.extend(scan_unlabelled(&d.unlabelled)?);
+    }
     if let Some(n) = cfg.max_identities {
         folders = folders.truncated(n, cfg.max_images_per_identity.unwrap_or(usize::MAX));
     } else if let Some(per) = cfg.max_images_per_identity {
@@ -438,7 +459,7 @@ pub fn train(
             cfg.data
         )));
     }
-    let set = DecodedFaces::decode(&train_folders, opts.progress);
+    let mut set = DecodedFaces::decode(&train_folders, opts.progress);
     if set.len() < 2 || set.classes() < 2 {
         return Err(TrainError::TooLittleData(format!(
             "{} decodable faces of {} identities",
@@ -446,6 +467,8 @@ pub fn train(
             set.classes()
         )));
     }
+    // Faces without a class train toward their teacher targets only.
+    set.append_unlabelled(&unlabelled, opts.progress);
     let lfw = match &cfg.lfw {
         Some(dir) => Some(LfwDev::load(dir).map_err(TrainError::Lfw)?),
         None => None,
@@ -454,7 +477,7 @@ pub fn train(
     let arch = cfg.preset.architecture();
     // One row of unit-length teacher targets per decoded face, in the set's order.
     let teacher = match (teacher_file, &cfg.distill) {
-        (Some(t), Some(d)) => Some((t.targets_for(&set.files, arch.embedding)?, d.weight)),
+        (Some(t), Some(d)) => Some((t.targets_for(&set.files, arch.embedding)?, d)),
         _ => None,
     };
     let device = plain_device.clone().autodiff();
@@ -528,6 +551,8 @@ pub fn train(
             cfg.seed ^ (epoch as u64 + 1) << 20,
         ));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        // Every face stepped through, with or without a class.
+        let mut processed = 0usize;
         let mut lr = cfg.lr;
         for (step, idx) in order
             .chunks_exact(cfg.batch_size.min(set.len()))
@@ -536,36 +561,59 @@ pub fn train(
         {
             lr = cfg.lr_at(epoch as f64 + step as f64 / steps_per_epoch as f64);
             let lambda = cfg.annealing.lambda(state.iteration);
-            let (x, labels) = batch(&set, idx, Some((&cfg.augment, cfg.seed, epoch)), &device);
-            let emb = model.embedder.forward_train(x, cfg.dropout);
+            let (x, all_labels) = batch(&set, idx, Some((&cfg.augment, cfg.seed, epoch)), &device);
+            let emb_all = model.embedder.forward_train(x, cfg.dropout);
+            // The head and the centres see only the faces that have a class.
+            let rows: Vec<usize> = (0..all_labels.len())
+                .filter(|&r| all_labels[r] != UNLABELLED)
+                .collect();
+            let labels: Vec<usize> = rows.iter().map(|&r| all_labels[r]).collect();
+            let emb = if rows.len() == all_labels.len() {
+                emb_all.clone()
+            } else {
+                emb_all.clone().select(0, labels_tensor(&rows, &device))
+            };
             let lt = labels_tensor(&labels, &device);
-            let mut loss = model.head.loss(emb.clone(), lt.clone(), lambda);
-            if let Some(c) = &state.center {
+            let mut loss = if labels.is_empty() {
+                emb_all.clone().sum() * 0.0
+            } else {
+                model.head.loss(emb.clone(), lt.clone(), lambda)
+            };
+            if let Some(c) = &state.center
+                && !labels.is_empty()
+            {
                 loss = loss + c.loss(emb.clone(), &labels);
             }
-            if let Some((table, weight)) = &teacher {
+            if let Some((table, d)) = &teacher {
                 let t = targets_tensor(table, arch.embedding, idx, &device);
-                loss = loss + distillation_loss(emb.clone(), t, *weight);
+                if d.relational > 0.0 {
+                    loss = loss + relational_loss(emb_all.clone(), t.clone(), d.relational);
+                }
+                loss = loss + distillation_loss(emb_all.clone(), t, d.weight);
             }
             let feats = emb.detach();
-            let pred = model
-                .head
-                .cosines(feats.clone())
-                .argmax(1)
-                .reshape([labels.len()]);
-            correct += pred
-                .equal(lt)
-                .int()
-                .sum()
-                .into_scalar::<i64>()
-                .try_into()
-                .unwrap_or(0usize);
+            if !labels.is_empty() {
+                let pred = model
+                    .head
+                    .cosines(feats.clone())
+                    .argmax(1)
+                    .reshape([labels.len()]);
+                correct += pred
+                    .equal(lt)
+                    .int()
+                    .sum()
+                    .into_scalar::<i64>()
+                    .try_into()
+                    .unwrap_or(0usize);
+            }
             seen += labels.len();
             let value = f64::from(loss.clone().into_scalar::<f32>());
             loss_sum += value;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
-            if let Some(c) = &mut state.center {
+            if let Some(c) = &mut state.center
+                && !labels.is_empty()
+            {
                 let f = feats
                     .into_data()
                     .try_to_vec::<f32>()
@@ -573,11 +621,12 @@ pub fn train(
                 c.update(&f, &labels);
             }
             state.iteration += 1;
-            bar.inc(labels.len() as u64);
+            processed += all_labels.len();
+            bar.inc(all_labels.len() as u64);
             bar.set_message(format!(
                 "loss {:.3} acc {:.3}",
                 loss_sum / (step + 1) as f64,
-                correct as f64 / seen as f64
+                correct as f64 / seen.max(1) as f64
             ));
         }
         let secs = started.elapsed().as_secs_f64();
@@ -591,7 +640,7 @@ pub fn train(
             train_accuracy: correct as f64 / seen.max(1) as f64,
             lr,
             lfw_dev_accuracy,
-            images_per_second: seen as f64 / secs.max(1e-9),
+            images_per_second: processed as f64 / secs.max(1e-9),
         };
         if opts.progress {
             bar.println(format!(
@@ -620,6 +669,7 @@ pub fn train(
     Ok(RunSummary {
         history: state.history,
         faces: set.len(),
+        unlabelled: set.len() - set.labelled(),
         classes: set.classes(),
         skipped: set.skipped,
     })
@@ -737,10 +787,10 @@ mod tests {
     fn an_unreadable_teacher_file_is_refused_before_any_face_is_read() {
         // No faces either: the teacher must be the error reported.
         let mut cfg = TrainConfig::new(Preset::Tiny, vec![PathBuf::from("no-such-faces")]);
-        cfg.distill = Some(DistillSettings {
-            teacher: PathBuf::from("no-such-teacher.tsv"),
-            weight: 1.0,
-        });
+        cfg.distill = Some(DistillSettings::new(
+            PathBuf::from("no-such-teacher.tsv"),
+            1.0,
+        ));
         let run = tempfile::tempdir().expect("tempdir");
         match train(&cfg, run.path(), RunOptions::default()) {
             Err(TrainError::Teacher(TeacherError::Io { path, .. })) => {

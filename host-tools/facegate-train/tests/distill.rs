@@ -87,10 +87,7 @@ fn distillation_pulls_embeddings_toward_the_teacher() {
     cfg.max_images_per_identity = Some(TRAIN_PER_PERSON);
     let plain = tmp.path().join("plain");
     train(&cfg, &plain, RunOptions::default()).expect("plain run");
-    cfg.distill = Some(DistillSettings {
-        teacher: teacher.clone(),
-        weight: 30.0,
-    });
+    cfg.distill = Some(DistillSettings::new(teacher.clone(), 30.0));
     let distilled = tmp.path().join("distilled");
     train(&cfg, &distilled, RunOptions::default()).expect("distilled run");
 
@@ -127,14 +124,102 @@ fn a_teacher_missing_a_training_face_is_refused() {
     let mut cfg = TrainConfig::new(Preset::Tiny, vec![orl]);
     cfg.max_identities = Some(3);
     cfg.max_images_per_identity = Some(2);
-    cfg.distill = Some(DistillSettings {
-        teacher,
-        weight: 1.0,
-    });
+    cfg.distill = Some(DistillSettings::new(teacher, 1.0));
     match train(&cfg, &tmp.path().join("run"), RunOptions::default()) {
         Err(TrainError::Teacher(TeacherError::Missing { missing: 1, first })) => {
             assert_eq!(first.file_name(), last.file_name());
         }
         other => panic!("expected the missing face to be named, got {other:?}"),
     }
+}
+
+/// Copies `files` into `dir` (created), returning the copies.
+fn copy_into(dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    files
+        .iter()
+        .map(|f| {
+            let to = dir.join(f.file_name().expect("file name"));
+            std::fs::copy(f, &to).expect("copy");
+            to
+        })
+        .collect()
+}
+
+#[test]
+fn unlabelled_faces_train_toward_their_teacher_targets_only() {
+    let Some(data) = facegate_e2e::shared_data() else {
+        return;
+    };
+    let orl = FaceFolders::scan(&[data.join("orl")])
+        .expect("ORL")
+        .truncated(PEOPLE, usize::MAX);
+    // People 0–4 are labelled identities; people 5–9 appear only without a
+    // class: one photo each in an identity folder (too few for the head)
+    // and their other training photos in a flat, unlabelled folder.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let labelled_root = tmp.path().join("people");
+    let flat = tmp.path().join("unlabelled");
+    let mut folders = FaceFolders::default();
+    for (k, id) in orl.identities.iter().enumerate() {
+        let train_files = &id.files[..TRAIN_PER_PERSON];
+        let held_out = &id.files[TRAIN_PER_PERSON..];
+        let mut files = if k < PEOPLE / 2 {
+            copy_into(&labelled_root.join(&id.name), train_files)
+        } else {
+            let mut one = copy_into(&labelled_root.join(&id.name), &train_files[..1]);
+            std::fs::create_dir_all(&flat).expect("mkdir");
+            for f in &train_files[1..] {
+                // Flat names must not collide across people.
+                let name = f.file_name().expect("name").to_string_lossy();
+                let to = flat.join(format!("{}_{name}", id.name));
+                std::fs::copy(f, &to).expect("copy");
+                one.push(to);
+            }
+            one
+        };
+        files.extend(held_out.iter().cloned());
+        folders.identities.push(facegate_train::data::Identity {
+            name: id.name.clone(),
+            files,
+        });
+    }
+    let teacher = tmp.path().join("teacher.tsv");
+    let width = Preset::Tiny.architecture().embedding;
+    let directions = teacher_file(&folders, width, &teacher);
+
+    let mut cfg = TrainConfig::new(Preset::Tiny, vec![labelled_root]);
+    cfg.epochs = 16;
+    cfg.batch_size = 14;
+    cfg.warmup_epochs = 0.5;
+    cfg.distill = Some(DistillSettings::new(teacher.clone(), 30.0));
+    let without = tmp.path().join("without");
+    let a = train(&cfg, &without, RunOptions::default()).expect("labelled only");
+    assert_eq!((a.classes, a.unlabelled), (PEOPLE / 2, 0));
+
+    let mut d = DistillSettings::new(teacher, 30.0);
+    d.keep_small_identities = true;
+    d.unlabelled = vec![flat];
+    d.relational = 10.0;
+    cfg.distill = Some(d);
+    let with = tmp.path().join("with");
+    let b = train(&cfg, &with, RunOptions::default()).expect("with unlabelled faces");
+    // The head still has only the labelled people; every other training
+    // photo joined as a teacher target.
+    assert_eq!(b.classes, PEOPLE / 2);
+    assert_eq!(b.unlabelled, (PEOPLE / 2) * TRAIN_PER_PERSON);
+    assert_eq!(b.faces, PEOPLE * TRAIN_PER_PERSON);
+
+    // Agreement with the teacher on the people who never had a class.
+    let only_unlabelled = FaceFolders {
+        identities: folders.identities[PEOPLE / 2..].to_vec(),
+    };
+    let (a_seen, a_held) = agreement(&without, &only_unlabelled, &directions[PEOPLE / 2..]);
+    let (b_seen, b_held) = agreement(&with, &only_unlabelled, &directions[PEOPLE / 2..]);
+    eprintln!(
+        "people without a class, cosine to the teacher: labelled-only run {a_seen:.3} / {a_held:.3}, \
+         with unlabelled faces {b_seen:.3} / {b_held:.3} (trained / held-out photos)"
+    );
+    assert!(b_seen > a_seen + 0.3, "{b_seen} vs {a_seen}");
+    assert!(b_held > a_held + 0.2, "{b_held} vs {a_held}");
 }

@@ -189,14 +189,16 @@ pub fn config(a: &TrainArgs) -> Result<TrainConfig> {
         cfg.optimizer = Optimizer::AdamW;
     }
     if let Some(teacher) = &a.teacher {
-        let weight = cfg
-            .distill
-            .as_ref()
-            .map_or(DEFAULT_DISTILL_WEIGHT, |d| d.weight);
-        cfg.distill = Some(DistillSettings {
-            teacher: teacher.clone(),
-            weight,
-        });
+        match &mut cfg.distill {
+            // The recipe's other distillation settings stay.
+            Some(d) => d.teacher = teacher.clone(),
+            None => {
+                cfg.distill = Some(DistillSettings::new(
+                    teacher.clone(),
+                    DEFAULT_DISTILL_WEIGHT,
+                ));
+            }
+        }
     }
     if let Some(w) = a.distill_weight {
         match &mut cfg.distill {
@@ -255,9 +257,17 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     }
     if let Some(last) = summary.history.last() {
         println!(
-            "{} faces of {} identities; epoch {}: loss {:.4}, train accuracy {:.4}{}, {:.1} img/s",
+            "{} faces of {} identities{}; epoch {}: loss {:.4}, train accuracy {:.4}{}, {:.1} img/s",
             summary.faces,
             summary.classes,
+            if summary.unlabelled > 0 {
+                format!(
+                    " ({} of them unlabelled, teacher targets only)",
+                    summary.unlabelled
+                )
+            } else {
+                String::new()
+            },
             last.epoch,
             last.loss,
             last.train_accuracy,
