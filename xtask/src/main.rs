@@ -13,6 +13,7 @@
 //! (see `toolchain.rs` and DESIGN.md).
 
 mod edge;
+mod fuzz;
 mod qemu;
 mod toolchain;
 
@@ -80,6 +81,21 @@ enum Task {
     },
     /// Print which Cortex-M toolchain would be used, and why.
     Toolchain,
+    /// Fuzz the parsers that meet outside bytes with libFuzzer (protocol
+    /// frames, template database, flash store image, model blob, images).
+    Fuzz {
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Stop a target after this many inputs.
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Write the runs as a Markdown table here (e.g. docs/fuzz-runs.md).
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -124,6 +140,36 @@ fn run_task(cli: Cli) -> Result<()> {
             qemu::run_door(&root, &elf.with_file_name("door"), port, fresh)
         }
         Task::EdgePackage { out, host } => edge::package(&root, &out, host).map(drop),
+        Task::Fuzz {
+            targets,
+            seconds,
+            runs,
+            record,
+        } => {
+            let chosen: Vec<&'static str> = if targets.is_empty() {
+                fuzz::TARGETS.to_vec()
+            } else {
+                fuzz::TARGETS
+                    .iter()
+                    .copied()
+                    .filter(|t| targets.iter().any(|a| a == t))
+                    .collect()
+            };
+            if chosen.len() != targets.len().max(chosen.len()) || chosen.is_empty() {
+                bail!("fuzz targets are {}", fuzz::TARGETS.join(", "));
+            }
+            let done = fuzz::fuzz(&root, &chosen, seconds, runs)?;
+            match record {
+                Some(path) => {
+                    let command = std::iter::once("cargo xtask".to_string())
+                        .chain(std::env::args().skip(1))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    fuzz::write_record(&path, &done, &command)
+                }
+                None => Ok(()),
+            }
+        }
         Task::Toolchain => {
             println!("{}", CrossToolchain::detect()?);
             Ok(())

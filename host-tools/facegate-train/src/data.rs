@@ -178,10 +178,7 @@ pub fn scan_unlabelled(roots: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
 /// target only, never through the classification head.
 pub const UNLABELLED: usize = usize::MAX;
 
-fn decode_files<'a>(
-    files: Vec<&'a PathBuf>,
-    progress: bool,
-) -> Vec<(&'a PathBuf, Result<Face, String>)> {
+fn decode_files(files: Vec<&PathBuf>, progress: bool) -> Vec<(&PathBuf, Result<Face, String>)> {
     let bar = if progress {
         ProgressBar::new(files.len() as u64)
     } else {

@@ -1,0 +1,208 @@
+//! `cargo xtask fuzz`: libFuzzer on every parser that meets outside bytes
+//! (`fuzz/fuzz_targets/`), seeded from real structures.
+//!
+//! The targets link `libfuzzer-sys` and are instrumented with LLVM's
+//! SanitizerCoverage through stable `-C` flags, so no nightly toolchain is
+//! needed. What nightly would add is AddressSanitizer (`cargo fuzz`'s
+//! default), which matters for `unsafe` code: the workspace denies
+//! `unsafe_code`, so a memory error would have to come from a dependency;
+//! panics, overflows (checked in these builds) and failed assertions abort
+//! and count as crashes either way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run, target_dir};
+
+/// Every fuzz target.
+pub const TARGETS: [&str; 5] = [
+    "protocol_frame",
+    "template_db",
+    "flash_store",
+    "model_blob",
+    "image_decode",
+];
+
+const SANCOV: &str = "--cfg fuzzing -Cdebug-assertions -Coverflow-checks \
+     -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+     -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+     -Cllvm-args=-sanitizer-coverage-pc-table \
+     -Cllvm-args=-sanitizer-coverage-trace-compares";
+
+/// One target's run, as libFuzzer reported it.
+#[derive(Debug)]
+pub struct FuzzRun {
+    /// Target name.
+    pub target: &'static str,
+    /// Inputs executed.
+    pub executions: u64,
+    /// Wall time, seconds.
+    pub seconds: u64,
+    /// Coverage points (`cov:`) and features (`ft:`) at the end.
+    pub coverage: (u64, u64),
+    /// Corpus size at the end.
+    pub corpus: u64,
+    /// Whether it ended on a crash (the input is in `crash_dir`).
+    pub crashed: bool,
+}
+
+/// Builds the targets; returns the folder of the binaries.
+pub fn build(root: &Path) -> Result<PathBuf> {
+    let dir = target_dir(root).join("fuzz");
+    run(cargo(&root.join("fuzz"))
+        .args(["build", "--release", "--bins"])
+        .env("RUSTFLAGS", SANCOV)
+        .env("CARGO_TARGET_DIR", &dir))?;
+    Ok(dir.join("release"))
+}
+
+/// Runs `targets` for `seconds` each (or `runs` inputs, whichever first).
+pub fn fuzz(
+    root: &Path,
+    targets: &[&'static str],
+    seconds: u64,
+    runs: Option<u64>,
+) -> Result<Vec<FuzzRun>> {
+    let bin = build(root)?;
+    let work = target_dir(root).join("fuzz-work");
+    let seeds = work.join("seeds");
+    let data = crate::data_dir(root);
+    run(Command::new(bin.join("write_seeds"))
+        .arg(&seeds)
+        .arg(root)
+        .arg(&data))?;
+    let mut out = Vec::new();
+    for &target in targets {
+        if !TARGETS.contains(&target) {
+            bail!(
+                "no fuzz target {target}; the targets are {}",
+                TARGETS.join(", ")
+            );
+        }
+        let corpus = work.join("corpus").join(target);
+        let crashes = work.join("crashes").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        std::fs::create_dir_all(&crashes)?;
+        let mut cmd = Command::new(bin.join(target));
+        cmd.arg(&corpus)
+            .arg(seeds.join(target))
+            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-artifact_prefix={}/", crashes.display()))
+            .arg("-print_final_stats=1")
+            // The flash image and model headers are larger than libFuzzer's
+            // default 4 KiB.
+            .arg("-max_len=20000");
+        if let Some(n) = runs {
+            cmd.arg(format!("-runs={n}"));
+        }
+        println!("fuzz: {target} for up to {seconds} s");
+        let started = std::time::Instant::now();
+        let output = cmd
+            .output()
+            .with_context(|| format!("could not start the {target} fuzzer"))?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        let r = FuzzRun {
+            target,
+            executions: stat(&log, "stat::number_of_executed_units:").unwrap_or(0),
+            seconds: started.elapsed().as_secs(),
+            coverage: last_coverage(&log),
+            corpus: last_field(&log, "corp:").unwrap_or(0),
+            crashed: !output.status.success(),
+        };
+        println!(
+            "fuzz: {target}: {} executions in {} s, cov {} ft {}, corpus {}, {}",
+            r.executions,
+            r.seconds,
+            r.coverage.0,
+            r.coverage.1,
+            r.corpus,
+            if r.crashed { "CRASHED" } else { "no crash" }
+        );
+        if r.crashed {
+            eprintln!(
+                "{}",
+                log.lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        out.push(r);
+    }
+    if out.iter().any(|r| r.crashed) {
+        bail!(
+            "a fuzz target crashed; its input is under {}",
+            work.join("crashes").display()
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `runs` as a Markdown table to `path` (the record kept in the repo).
+pub fn write_record(path: &Path, runs: &[FuzzRun], command: &str) -> Result<()> {
+    let mut text = format!(
+        "<!-- written by `{command}`; do not edit -->\n\n| target | executions | seconds | coverage (cov / ft) | corpus | crashes |\n|---|---:|---:|---|---:|---:|\n"
+    );
+    for r in runs {
+        text.push_str(&format!(
+            "| `{}` | {} | {} | {} / {} | {} | {} |\n",
+            r.target,
+            r.executions,
+            r.seconds,
+            r.coverage.0,
+            r.coverage.1,
+            r.corpus,
+            u8::from(r.crashed)
+        ));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn stat(log: &str, key: &str) -> Option<u64> {
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `cov:` and `ft:` of libFuzzer's last status line.
+fn last_coverage(log: &str) -> (u64, u64) {
+    (
+        last_field(log, "cov:").unwrap_or(0),
+        last_field(log, "ft:").unwrap_or(0),
+    )
+}
+
+fn last_field(log: &str, key: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let mut words = l.split_whitespace();
+        words.find(|w| *w == key)?;
+        words
+            .next()?
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libfuzzer_status_lines_are_read() {
+        let log = "#2\tINITED cov: 10 ft: 11 corp: 2/40b exec/s: 0 rss: 30Mb\n\
+                   #4096\tpulse  cov: 120 ft: 300 corp: 25/1Kb lim: 43 exec/s: 2048 rss: 31Mb\n\
+                   #5000\tDONE   cov: 130 ft: 321 corp: 27/1337b lim: 43 exec/s: 2500 rss: 31Mb\n\
+                   stat::number_of_executed_units: 5000\n\
+                   stat::peak_rss_mb:              31\n";
+        assert_eq!(stat(log, "stat::number_of_executed_units:"), Some(5000));
+        assert_eq!(last_coverage(log), (130, 321));
+        assert_eq!(last_field(log, "corp:"), Some(27));
+    }
+}
