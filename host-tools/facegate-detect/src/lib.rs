@@ -18,7 +18,7 @@ pub mod quality;
 use std::path::{Path, PathBuf};
 
 use facegate_core::align::{FACE_SIDE, align_face};
-use facegate_eval::faces::{ImageBounds, ImageReadError, read_image};
+use facegate_image::{ImageBounds, ImageReadError, read_image};
 use image::RgbImage;
 
 pub use mtcnn::{Detection, Mtcnn, MtcnnConfig, MtcnnError};
