@@ -48,14 +48,36 @@ pub struct FuzzRun {
     pub crashed: bool,
 }
 
-/// Builds the targets; returns the folder of the binaries.
-pub fn build(root: &Path) -> Result<PathBuf> {
+/// The host's target triple (`rustc -vV`).
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .context("rustc -vV names no host")
+}
+
+/// Builds the targets (instrumented) and the seed writer (plain); returns
+/// the folders of their binaries.
+pub fn build(root: &Path) -> Result<(PathBuf, PathBuf)> {
     let dir = target_dir(root).join("fuzz");
+    let host = host_triple()?;
+    let mut cmd = cargo(&root.join("fuzz"));
+    cmd.args(["build", "--release", "--target", &host]);
+    for t in TARGETS {
+        cmd.args(["--bin", t]);
+    }
+    // An explicit --target keeps RUSTFLAGS (the coverage instrumentation)
+    // off build scripts and proc macros, which link no fuzzer runtime.
+    run(cmd.env("RUSTFLAGS", SANCOV).env("CARGO_TARGET_DIR", &dir))?;
     run(cargo(&root.join("fuzz"))
-        .args(["build", "--release", "--bins"])
-        .env("RUSTFLAGS", SANCOV)
+        .args(["build", "--release", "--bin", "write_seeds"])
         .env("CARGO_TARGET_DIR", &dir))?;
-    Ok(dir.join("release"))
+    Ok((dir.join(host).join("release"), dir.join("release")))
 }
 
 /// Runs `targets` for `seconds` each (or `runs` inputs, whichever first).
@@ -65,11 +87,11 @@ pub fn fuzz(
     seconds: u64,
     runs: Option<u64>,
 ) -> Result<Vec<FuzzRun>> {
-    let bin = build(root)?;
+    let (bin, plain) = build(root)?;
     let work = target_dir(root).join("fuzz-work");
     let seeds = work.join("seeds");
     let data = crate::data_dir(root);
-    run(Command::new(bin.join("write_seeds"))
+    run(Command::new(plain.join("write_seeds"))
         .arg(&seeds)
         .arg(root)
         .arg(&data))?;
@@ -182,11 +204,13 @@ fn last_field(log: &str, key: &str) -> Option<u64> {
     log.lines().rev().find_map(|l| {
         let mut words = l.split_whitespace();
         words.find(|w| *w == key)?;
-        words
+        // `corp: 27/1337b`: the number before any unit or slash.
+        let digits: String = words
             .next()?
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
-            .parse()
-            .ok()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
     })
 }
 

@@ -1,8 +1,11 @@
 //! `cargo xtask`: the one entry point for facegate's builds and tests.
 //!
-//! - `cargo xtask test`: everything CI runs (format, clippy, host tests, the
-//!   core for `thumbv7em-none-eabihf` with and without defmt, both firmware
-//!   boards, and the firmware self-test in QEMU).
+//! - `cargo xtask test`: everything CI runs (format, clippy, host tests, a
+//!   10-second smoke run of every fuzz target, the core for
+//!   `thumbv7em-none-eabihf` with and without defmt, both firmware boards,
+//!   and the firmware self-test in QEMU).
+//! - `cargo xtask fuzz [TARGET…] --seconds N [--record FILE]`: libFuzzer on
+//!   every parser that meets outside bytes.
 //! - `cargo xtask demo`: builds the firmware and boots it in QEMU.
 //! - `cargo xtask edge-package`: a deployable folder for a Linux board.
 //! - `cargo xtask door --port 4444`: boots the door image in QEMU with its
@@ -185,7 +188,8 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
     if lint {
         step("cargo fmt --check", || {
             run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
-            run(cargo(&root.join("firmware")).args(["fmt", "--all", "--", "--check"]))
+            run(cargo(&root.join("firmware")).args(["fmt", "--all", "--", "--check"]))?;
+            run(cargo(&root.join("fuzz")).args(["fmt", "--all", "--", "--check"]))
         })?;
         step("clippy (host workspace, -D warnings)", || {
             run(cargo(root).args([
@@ -214,6 +218,10 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
     step("host tests", || {
         run(cargo(root).args(["test", "--workspace", "--locked"]))
     })?;
+    step(
+        "fuzz smoke: every libFuzzer target for 10 s (cargo xtask fuzz)",
+        || fuzz::fuzz(root, &fuzz::TARGETS, 10, None).map(drop),
+    )?;
     step("facegate-core for thumbv7em-none-eabihf", || {
         build_core_for_thumb(root, &tc)
     })?;
