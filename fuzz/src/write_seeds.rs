@@ -106,8 +106,13 @@ fn main() {
     s.set_lockout_rejects(2).expect("lockout");
     write(&out.join("flash_store"), "used.bin", &s.into_flash().0);
 
-    // The shipped model blobs, cut to the size libFuzzer mutates here: the
-    // header, the tensor and op tables and the first weights.
+    // A whole small blob (`facegate quantize` of tests/fixtures/
+    // tiny_mfn_random.onnx, 24,736 bytes: every op kind of the shipped
+    // networks), and the shipped blobs cut to the size libFuzzer mutates
+    // here (header, tables, first weights).
+    if let Ok(bytes) = std::fs::read(root.join("fuzz/seeds/tiny_mfn_random.fgm")) {
+        write(&out.join("model_blob"), "tiny_mfn_random.fgm", &bytes);
+    }
     for blob in ["models/nano.fgm", "models/mfn.fgm"] {
         if let Ok(bytes) = std::fs::read(root.join(blob)) {
             let name = Path::new(blob).file_name().expect("name").to_string_lossy();

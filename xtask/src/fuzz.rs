@@ -113,9 +113,9 @@ pub fn fuzz(
             .arg(format!("-max_total_time={seconds}"))
             .arg(format!("-artifact_prefix={}/", crashes.display()))
             .arg("-print_final_stats=1")
-            // The flash image and model headers are larger than libFuzzer's
-            // default 4 KiB.
-            .arg("-max_len=20000");
+            // The flash image (16 KiB) and the small model blob seed (24 KiB)
+            // are larger than libFuzzer's default 4 KiB.
+            .arg("-max_len=32768");
         if let Some(n) = runs {
             cmd.arg(format!("-runs={n}"));
         }
