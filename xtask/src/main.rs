@@ -152,15 +152,22 @@ fn run_task(cli: Cli) -> Result<()> {
             let chosen: Vec<&'static str> = if targets.is_empty() {
                 fuzz::TARGETS.to_vec()
             } else {
-                fuzz::TARGETS
+                targets
                     .iter()
-                    .copied()
-                    .filter(|t| targets.iter().any(|a| a == t))
-                    .collect()
+                    .map(|a| {
+                        fuzz::TARGETS
+                            .iter()
+                            .copied()
+                            .find(|t| t == a)
+                            .with_context(|| {
+                                format!(
+                                    "no fuzz target {a}; the targets are {}",
+                                    fuzz::TARGETS.join(", ")
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?
             };
-            if chosen.len() != targets.len().max(chosen.len()) || chosen.is_empty() {
-                bail!("fuzz targets are {}", fuzz::TARGETS.join(", "));
-            }
             let done = fuzz::fuzz(&root, &chosen, seconds, runs)?;
             match record {
                 Some(path) => {

@@ -27,7 +27,7 @@ impl ImageBounds {
         max_side: 1024,
         max_alloc: 16 << 20,
     };
-    /// Raw photos and camera frames (up to 8192 px a side, 40 megapixels).
+    /// Raw photos and camera frames (up to 8192 px a side, 160 MiB decoded).
     pub const PHOTO: Self = Self {
         max_file_bytes: 64 << 20,
         max_side: 8192,

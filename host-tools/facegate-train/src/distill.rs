@@ -262,14 +262,14 @@ pub fn targets_tensor(
 
 /// `weight · mean(1 − cos(student_i, teacher_i))`; `teacher` rows are unit length.
 pub fn distillation_loss(student: Tensor<2>, teacher: Tensor<2>, weight: f32) -> Tensor<1> {
-    let norm = student
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    let cos = (student / norm * teacher).sum_dim(1);
+    let cos = (unit_rows(student) * teacher).sum_dim(1);
     (cos.neg() + 1.0).mean() * weight
+}
+
+/// Each row divided by its L2 norm (zero rows stay zero).
+fn unit_rows(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
 }
 
 /// `weight · mean_{i≠j} (ŝ_i·ŝ_j − t_i·t_j)²`: the student's in-batch cosine
@@ -277,13 +277,7 @@ pub fn distillation_loss(student: Tensor<2>, teacher: Tensor<2>, weight: f32) ->
 /// length). The diagonal is 1 on both sides and is left out of the mean.
 pub fn relational_loss(student: Tensor<2>, teacher: Tensor<2>, weight: f32) -> Tensor<1> {
     let [n, _] = student.dims();
-    let norm = student
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    let s = student / norm;
+    let s = unit_rows(student);
     let gram_s = s.clone().matmul(s.transpose());
     let gram_t = teacher.clone().matmul(teacher.transpose());
     let pairs = (n * n.saturating_sub(1)).max(1) as f32;
