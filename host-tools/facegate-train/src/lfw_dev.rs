@@ -9,8 +9,8 @@ use facegate_eval::faces::Face;
 use facegate_eval::pairs::{ImageRef, Pair, parse_pairs};
 use facegate_eval::verification::{accuracy_at, best_threshold};
 
+use crate::inference::embed_faces;
 use crate::model::Embedder;
-use crate::training::embed_faces;
 
 /// The dev pairs with their faces decoded in memory.
 #[derive(Debug)]

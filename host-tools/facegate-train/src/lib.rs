@@ -7,6 +7,8 @@
 //! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
 //!   AM-Softmax, ArcFace and the combined margin.
 //! - [`distill`]: embedding distillation from a stronger teacher's embeddings.
+//! - [`training`]: the training loop, its config and run folder; [`inference`]:
+//!   a trained embedder's embeddings; [`lfw_dev`]: the LFW check between epochs.
 //! - [`throughput`]: timed training steps for the PyTorch peer benchmark.
 #![deny(missing_docs)]
 
@@ -16,6 +18,7 @@ pub mod device;
 pub mod distill;
 pub mod export;
 pub mod heads;
+pub mod inference;
 pub mod lfw_dev;
 pub mod model;
 pub mod throughput;

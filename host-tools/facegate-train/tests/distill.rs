@@ -11,8 +11,9 @@ use burn::tensor::Device;
 use facegate_eval::faces::Face;
 use facegate_train::data::FaceFolders;
 use facegate_train::distill::{DistillSettings, TeacherError};
+use facegate_train::inference::embed_faces;
 use facegate_train::model::Preset;
-use facegate_train::training::{RunDir, RunOptions, TrainConfig, TrainError, embed_faces, train};
+use facegate_train::training::{RunDir, RunOptions, TrainConfig, TrainError, train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -10,10 +10,9 @@ use facegate_eval::faces::Face;
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
 use facegate_train::data::FaceFolders;
 use facegate_train::heads::HeadKind;
+use facegate_train::inference::embed_faces;
 use facegate_train::model::Preset;
-use facegate_train::training::{
-    CenterSettings, RunDir, RunOptions, TrainConfig, embed_faces, train,
-};
+use facegate_train::training::{CenterSettings, RunDir, RunOptions, TrainConfig, train};
 
 const TRAIN_PER_PERSON: usize = 7;
 

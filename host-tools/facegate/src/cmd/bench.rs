@@ -1,9 +1,8 @@
 //! `facegate bench engine`: host latency of facegate's int8 engine against
 //! tract on the same model, batch 1, one thread, side by side.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -100,42 +99,6 @@ struct OrtPeerResult {
     qdq: Option<f64>,
 }
 
-/// Runs a Python peer benchmark (`cmd`, its script and arguments set),
-/// feeding it `stdin`, and reads the JSON object on its last output line.
-/// `name` and `setup` go into the errors (which peer, how to install it).
-pub(super) fn run_peer<T: serde::de::DeserializeOwned>(
-    mut cmd: Command,
-    stdin: &[u8],
-    name: &str,
-    setup: &str,
-) -> Result<T> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running the {name} peer ({setup})"))?;
-    // A peer that dies early closes its stdin: its exit status and stderr
-    // say more than the broken pipe, so the write error waits for them.
-    let written = child
-        .stdin
-        .take()
-        .context("no stdin for the peer")?
-        .write_all(stdin);
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "the {name} peer failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    written.with_context(|| format!("feeding the {name} peer"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("reading the {name} peer's result {line:?}"))
-}
-
 /// Runs the onnxruntime peer on the same face files, batch 1, one thread.
 fn onnxruntime_peer(a: &EngineArgs, files: &[PathBuf]) -> Result<OrtLatency> {
     let mut cmd = Command::new(&a.python);
@@ -147,7 +110,7 @@ fn onnxruntime_peer(a: &EngineArgs, files: &[PathBuf]) -> Result<OrtLatency> {
     }
     let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
     let setup = format!("{}; set it up with bench/setup-ort.sh", a.python.display());
-    let r: OrtPeerResult = run_peer(cmd, list.as_bytes(), "onnxruntime", &setup)?;
+    let r: OrtPeerResult = super::peer::run_peer(cmd, list.as_bytes(), "onnxruntime", &setup)?;
     Ok(OrtLatency {
         version: r.onnxruntime,
         float_ms: r.float,

@@ -114,7 +114,7 @@ fn peer(a: &TrainBenchArgs, channels_last: bool) -> Result<PeerResult> {
         "{}; set it up with bench/setup-torch.sh, or pass --no-peer",
         a.python.display()
     );
-    super::bench::run_peer(cmd, &[], "PyTorch", &setup)
+    super::peer::run_peer(cmd, &[], "PyTorch", &setup)
 }
 
 /// Runs `facegate bench train`.

@@ -1,0 +1,79 @@
+//! The fast paths held to the reference kernels (property tests).
+
+use super::*;
+use proptest::prelude::*;
+use std::vec::Vec;
+
+fn le(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The pointwise fast path gives the reference's bits.
+    #[test]
+    fn pointwise_equals_reference(
+        h in 1usize..6, w in 1usize..6, cin in 1usize..20, cout in 1usize..12,
+        in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
+        prelu in any::<bool>(),
+    ) {
+        let mut s = seed | 1;
+        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+        #[allow(clippy::cast_possible_truncation)]
+        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let input = bytes(h * w * cin);
+        let weights = bytes(cout * cin);
+        let cout32 = i32::try_from(cout).unwrap();
+        let bias: Vec<i32> = (0..cout32).map(|i| (i - 5) * 1000).collect();
+        let mult: Vec<i32> = (0..cout32).map(|i| (1 << 30) + i * 1_000_003).collect();
+        let shift: Vec<i32> = (0..cout32).map(|i| -(i % 9) - 1).collect();
+        let neg: Vec<i32> = mult.iter().map(|m| if prelu { m / 4 } else { *m }).collect();
+        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
+        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
+        let g = ConvGeometry { in_h: h, in_w: w, in_c: cin, out_h: h, out_w: w, out_c: cout, kh: 1, kw: 1, stride: 1, pad_top: 0, pad_left: 0, groups: 1 };
+        let mut fast = vec![0i8; h * w * cout];
+        let mut reference = vec![0i8; h * w * cout];
+        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
+        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        prop_assert_eq!(fast, reference);
+    }
+
+    /// The depthwise and regular paths give the reference's bits for any
+    /// kernel, stride and padding (borders, all-padding windows, strides
+    /// that skip the last row), with and without PReLU.
+    #[test]
+    fn depthwise_and_dense_equal_reference(
+        h in 1usize..9, w in 1usize..9, cin in 1usize..7, cout in 1usize..40,
+        kh in 1usize..5, kw in 1usize..5, stride in 1usize..4,
+        pads in (0usize..4, 0usize..4, 0usize..4, 0usize..4),
+        depthwise in any::<bool>(),
+        in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
+        prelu in any::<bool>(),
+    ) {
+        let (pt, pb, pl, pr) = pads;
+        let out_h = ConvGeometry::out_len(h, kh, stride, pt, pb);
+        let out_w = ConvGeometry::out_len(w, kw, stride, pl, pr);
+        let (Some(out_h), Some(out_w)) = (out_h, out_w) else { return Ok(()) };
+        let (groups, cout) = if depthwise { (cin, cin) } else { (1, cout) };
+        let g = ConvGeometry { in_h: h, in_w: w, in_c: cin, out_h, out_w, out_c: cout, kh, kw, stride, pad_top: pt, pad_left: pl, groups };
+        let mut s = seed | 1;
+        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+        #[allow(clippy::cast_possible_truncation)]
+        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let input = bytes(h * w * cin);
+        let weights = bytes(cout * g.weights_per_output());
+        let cout32 = i32::try_from(cout).unwrap();
+        let bias: Vec<i32> = (0..cout32).map(|i| (i - 2) * 777).collect();
+        let mult: Vec<i32> = (0..cout32).map(|i| (1 << 30) + i * 1_000_003).collect();
+        let shift: Vec<i32> = (0..cout32).map(|i| -(i % 7) - 3).collect();
+        let neg: Vec<i32> = mult.iter().map(|m| if prelu { m / 4 } else { *m }).collect();
+        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
+        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
+        let mut fast = vec![0i8; out_h * out_w * cout];
+        let mut reference = vec![0i8; out_h * out_w * cout];
+        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
+        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        prop_assert_eq!(fast, reference);
+    }
+}
