@@ -1,6 +1,6 @@
 //! `cargo xtask`: the one entry point for facegate's builds and tests.
 //!
-//! - `cargo xtask test`: everything CI runs (format, clippy, host tests, a
+//! - `cargo xtask test`: everything CI runs (format, clippy, rustdoc, host tests, a
 //!   10-second smoke run of every fuzz target, the core for
 //!   `thumbv7em-none-eabihf` with and without defmt, both firmware boards,
 //!   and the firmware self-test in QEMU).
@@ -43,9 +43,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run every check CI runs: fmt, clippy, host tests, cross builds, QEMU.
+    /// Run every check CI runs: fmt, clippy, rustdoc, host tests, cross builds, QEMU.
     Test {
-        /// Skip `cargo fmt --check` and clippy (faster local loop).
+        /// Skip `cargo fmt --check`, clippy and rustdoc (faster local loop).
         #[arg(long)]
         no_lint: bool,
     },
@@ -220,6 +220,11 @@ fn test_all(root: &Path, lint: bool) -> Result<()> {
                 "-D",
                 "warnings",
             ]))
+        })?;
+        step("rustdoc (host workspace, warnings denied)", || {
+            run(cargo(root)
+                .args(["doc", "--workspace", "--no-deps", "--locked"])
+                .env("RUSTDOCFLAGS", "-D warnings"))
         })?;
     }
     step("host tests", || {

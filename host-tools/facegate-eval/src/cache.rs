@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::allpairs::Embeddings;
+use crate::lighting::Lighting;
 
 const MAGIC: &[u8; 8] = b"FGEMBC01";
 
@@ -25,9 +26,23 @@ pub fn default_dir() -> PathBuf {
 
 /// The cache key: model, flip, and the exact list of files (paths relative to the set).
 pub fn key(model_hash: &facegate_core::ModelHash, flip: bool, files: &[&Path]) -> String {
+    key_lit(model_hash, flip, Lighting::Colour, files)
+}
+
+/// [`key`] for faces seen under `lighting` (the stored faces' keys unchanged).
+pub fn key_lit(
+    model_hash: &facegate_core::ModelHash,
+    flip: bool,
+    lighting: Lighting,
+    files: &[&Path],
+) -> String {
     let mut h = Sha256::new();
     h.update(model_hash.0);
     h.update([u8::from(flip)]);
+    if let Some(tag) = lighting.cache_tag() {
+        h.update(tag.as_bytes());
+        h.update([0xff]);
+    }
     for f in files {
         h.update(f.to_string_lossy().as_bytes());
         h.update([0]);

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::allpairs::Embeddings;
 use crate::faces::{FACE_SIZE, Face, FaceError, FaceSet};
+use crate::lighting::Lighting;
 
 /// A face embedder: a trained model through an inference engine, or a baseline.
 pub trait Embedder: Sync {
@@ -61,6 +62,8 @@ pub struct EmbedOptions {
     pub flip: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// The light each face is seen under (the stored faces by default).
+    pub lighting: Lighting,
 }
 
 /// Embeddings of a set; images that failed are listed, their rows are zero.
@@ -93,9 +96,11 @@ pub fn embed_set(
     let rows: Vec<Result<Vec<f32>, String>> = set
         .files
         .par_iter()
+        .enumerate()
         .progress_with(bar.clone())
-        .map(|f| {
+        .map(|(i, f)| {
             let face = Face::load(&set.root.join(&f.path)).map_err(|e| e.to_string())?;
+            let face = opts.lighting.apply(&face, i);
             let mut v = embedder.embed(&face)?;
             if opts.flip {
                 let m = embedder.embed(&face.mirrored())?;

@@ -13,6 +13,7 @@ use crate::deploy::{CURVE_FARS, DeploymentAdvice};
 use crate::embedder::{EmbedOptions, Embedder, embed_set};
 use crate::faces::{FaceError, FaceSet};
 use crate::identification::{IdentificationReport, identify};
+use crate::lighting::Lighting;
 use crate::pairs::{PairList, PairsError, parse_pairs};
 use crate::roc::{DEFAULT_BINS, OperatingPoint, Roc, histograms};
 use crate::verification::{KFoldReport, accuracy_at, best_threshold, kfold_accuracy};
@@ -33,6 +34,8 @@ pub struct EvalConfig {
     pub pair_lists: Option<PathBuf>,
     /// Flip-test embeddings.
     pub flip: bool,
+    /// The light the faces are seen under.
+    pub lighting: Lighting,
     /// Run the all-pairs (low FAR) protocol.
     pub all_pairs: bool,
     /// Run 1:N identification.
@@ -139,6 +142,8 @@ pub struct EvalReport {
     pub model_hash: String,
     /// Flip test used.
     pub flip: bool,
+    /// The light the faces were seen under.
+    pub lighting: Lighting,
     /// Images in the set.
     pub images: usize,
     /// Images that could not be embedded, with the reason.
@@ -204,7 +209,7 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
     let t = Instant::now();
     let hash = embedder.model_hash();
     let paths: Vec<&Path> = set.files.iter().map(|f| f.path.as_path()).collect();
-    let key = cache::key(&hash, cfg.flip, &paths);
+    let key = cache::key_lit(&hash, cfg.flip, cfg.lighting, &paths);
     let cached = cfg
         .cache
         .as_deref()
@@ -219,6 +224,7 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
                 EmbedOptions {
                     flip: cfg.flip,
                     progress: cfg.progress,
+                    lighting: cfg.lighting,
                 },
             )?;
             // Only complete runs are cached: a failure must be seen again, not hidden.
@@ -278,6 +284,7 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
         model: embedder.name(),
         model_hash: hash_hex,
         flip: cfg.flip,
+        lighting: cfg.lighting,
         set: cfg.set_name.clone(),
         images: set.files.len(),
         failed_images: failed

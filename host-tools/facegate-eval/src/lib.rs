@@ -7,6 +7,8 @@
 //! - [`allpairs`]: every genuine and impostor pair of a labelled set, by
 //!   matrix products and histogram counting (LFW: ~240 k genuine, ~87 M impostor).
 //! - [`identification`]: open-set 1:N (rank-1, DIR at FAR).
+//! - [`lighting`]: grey and side-lit copies of a set, and the threshold that
+//!   holds under every lighting.
 //!
 //! Everything is deterministic: the same scores give the same numbers.
 #![deny(missing_docs)]
@@ -18,6 +20,7 @@ pub mod embedder;
 pub mod faces;
 pub mod identification;
 pub mod lfw;
+pub mod lighting;
 pub mod onnx;
 pub mod pairs;
 pub mod plot;

@@ -220,7 +220,7 @@ impl ConvBn {
     }
 
     /// Applies the layer. Depthwise and 1×1 convolutions go through
-    /// [`conv_ops`](crate::conv_ops) (same values as `Conv2d::forward`, faster
+    /// [`crate::conv_ops`] (same values as `Conv2d::forward`, faster
     /// gradients); the stem uses burn's convolution.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let c = &self.conv;

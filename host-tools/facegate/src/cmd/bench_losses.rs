@@ -34,7 +34,7 @@ pub struct LossesArgs {
     /// Only these losses (default: all six).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Head>,
-    /// Compute device: flex, or with a LibTorch build tch-cpu, tch-cuda[:N].
+    /// Compute device: flex, or with a LibTorch build tch-cpu, tch-cuda or tch-cuda:N (GPU N).
     #[arg(long, default_value_t = ComputeDevice::Flex)]
     device: ComputeDevice,
 }
@@ -138,6 +138,7 @@ pub fn run(a: LossesArgs) -> Result<ExitCode> {
                 set_name: "LFW".into(),
                 pair_lists: Some(a.lfw.clone()),
                 flip: false,
+                lighting: facegate_eval::lighting::Lighting::Colour,
                 all_pairs: true,
                 identification: false,
                 target_far: 1e-3,

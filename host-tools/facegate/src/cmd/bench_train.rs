@@ -52,7 +52,7 @@ pub struct TrainBenchArgs {
     #[arg(long)]
     no_peer: bool,
     /// burn's compute devices to time, comma-separated: flex, and in a
-    /// LibTorch build (scripts/build-tch.sh) tch-cpu, tch-cuda[:N].
+    /// LibTorch build (scripts/build-tch.sh) tch-cpu, tch-cuda or tch-cuda:N (GPU N).
     #[arg(long, value_delimiter = ',', default_value = "flex")]
     device: Vec<ComputeDevice>,
 }

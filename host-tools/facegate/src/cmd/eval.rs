@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_eval::embedder::{Embedder, PixelBaseline};
 use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
+use facegate_eval::lighting::Lighting;
 use facegate_eval::onnx::{InputNorm, OnnxEmbedder};
 use facegate_eval::plot::{self, Curve};
 use facegate_eval::roc::OperatingPoint;
@@ -33,6 +34,9 @@ pub struct EvalArgs {
     /// Add the embedding of the mirrored face (flip test).
     #[arg(long)]
     flip: bool,
+    /// See every face under this light (the model card measures all four).
+    #[arg(long, value_enum, default_value_t = LightingArg::Colour)]
+    lighting: LightingArg,
     /// Skip the all-pairs protocol (~87 M impostor comparisons on LFW).
     #[arg(long)]
     no_all_pairs: bool,
@@ -60,6 +64,30 @@ pub enum Norm {
     Arcface,
     /// x / 255.
     Unit,
+}
+
+/// Lighting choices (`facegate_eval::lighting::Lighting`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LightingArg {
+    /// The faces as stored.
+    Colour,
+    /// Luma only, as a mono or infrared camera sees them.
+    Grey,
+    /// Light from one side: 130 % on the lit edge falling to 20 % on the other.
+    SideLit,
+    /// Grey and side-lit.
+    GreySideLit,
+}
+
+impl From<LightingArg> for Lighting {
+    fn from(l: LightingArg) -> Self {
+        match l {
+            LightingArg::Colour => Self::Colour,
+            LightingArg::Grey => Self::Grey,
+            LightingArg::SideLit => Self::SideLit,
+            LightingArg::GreySideLit => Self::GreySideLit,
+        }
+    }
 }
 
 /// The library's normalisation for a CLI choice.
@@ -115,11 +143,18 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
             (lfw.join("aligned_112"), "LFW".to_string(), Some(lfw))
         }
     };
+    let lighting = Lighting::from(a.lighting);
+    let set_name = if lighting == Lighting::Colour {
+        set_name
+    } else {
+        format!("{set_name} ({})", lighting.name())
+    };
     let cfg = EvalConfig {
         set,
         set_name,
         pair_lists,
         flip: a.flip,
+        lighting,
         all_pairs: !a.no_all_pairs,
         identification: !a.no_identification,
         target_far: a.target_far,

@@ -239,6 +239,7 @@ pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
             EmbedOptions {
                 flip: false,
                 progress: true,
+                ..EmbedOptions::default()
             },
         )?;
         if !set.failed.is_empty() {

@@ -12,6 +12,7 @@ pub mod export;
 pub mod keygen;
 pub mod model;
 pub mod model_card;
+pub mod peer;
 pub mod photos;
 pub mod provision;
 pub mod quantize;

@@ -59,9 +59,12 @@ pub struct PhotoLoader {
 /// The weights folder: `--detector`, else `models/third_party/mtcnn` under
 /// the working directory, else under the checkout this binary was built in.
 fn weights_dir(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
-    }
+    explicit.map_or_else(default_weights, Path::to_path_buf)
+}
+
+/// The MTCNN weights folder when none is named: `models/third_party/mtcnn`
+/// under the working directory, else under the checkout this binary was built in.
+pub fn default_weights() -> PathBuf {
     let here = PathBuf::from(facegate_detect::DEFAULT_WEIGHTS);
     if here.is_dir() {
         return here;

@@ -148,7 +148,7 @@ pub struct TrainArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Compute device: flex (pure Rust, CPU), or with a LibTorch build
-    /// (scripts/build-tch.sh) tch-cpu, tch-cuda[:N].
+    /// (scripts/build-tch.sh) tch-cpu, tch-cuda or tch-cuda:N (GPU N).
     #[arg(long, default_value_t = ComputeDevice::Flex)]
     device: ComputeDevice,
     /// No progress bars.
