@@ -55,9 +55,11 @@ fn main() {
     )
     .expect("command")
     .to_vec();
+    let read_audit = postcard::to_slice(&Command::ReadAudit { start: 0 }, &mut [0u8; 16])
+        .expect("command")
+        .to_vec();
     let requests = [
         Request::Info,
-        Request::List { start: 0 },
         Request::Claim { site_key: [9; 32] },
         Request::Signed {
             nonce: 0,
@@ -68,7 +70,11 @@ fn main() {
             offset: 0,
             bytes: &[1; 64],
         },
-        Request::AuditRead { start: 0 },
+        Request::Signed {
+            nonce: 0,
+            command: &read_audit,
+            signature: &[5; 64],
+        },
     ];
     for (k, r) in requests.iter().enumerate() {
         let mut frame = [0u8; 2048];

@@ -453,6 +453,8 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
             os("audit"),
             os("--port"),
             os(&port),
+            os("--key"),
+            key.as_os_str(),
         ])?)?;
         let text = std::fs::read_to_string(&log)?;
         for line in text.lines().filter(|l| l.contains("lock relay")) {

@@ -96,6 +96,10 @@ pub struct Door<L: OutputPin> {
     lockout_restored: bool,
     policy: LockoutPolicy,
     margin: Option<f32>,
+    /// Whether the last outcome was `LockedOut` (and logged): the attempts
+    /// that follow inside the same wait are refused without a log entry, so
+    /// someone at the camera cannot flood the log until it forgets.
+    locked_out_logged: bool,
 }
 
 impl<L: OutputPin> Door<L> {
@@ -110,6 +114,7 @@ impl<L: OutputPin> Door<L> {
             lockout_restored: false,
             policy,
             margin,
+            locked_out_logged: false,
         }
     }
 
@@ -136,10 +141,16 @@ impl<L: OutputPin> Door<L> {
     ) -> Outcome {
         let now = clock.now_ms();
         let outcome = self.decide(face, embedder, store, now);
-        audit.record(AuditEvent {
-            time_ms: now,
-            outcome,
-        });
+        let locked_out = matches!(outcome, Outcome::LockedOut { .. });
+        // One entry per wait: a presenter adds at most two events per
+        // lockout period (the judged reject and the first refusal).
+        if !(locked_out && self.locked_out_logged) {
+            audit.record(AuditEvent {
+                time_ms: now,
+                outcome,
+            });
+        }
+        self.locked_out_logged = locked_out;
         outcome
     }
 

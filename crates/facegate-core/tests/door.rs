@@ -238,6 +238,53 @@ fn five_rejects_then_back_off_and_an_accept_resets() {
     assert_eq!(log.0.len(), 10);
 }
 
+/// Issue 25 #10: someone at the camera cannot flood the audit log until it
+/// forgets who came in. Inside a lockout wait, refusals after the first add
+/// no entry; a presenter adds at most two entries per wait (the judged
+/// reject and one refusal), and the waits double up to the policy's cap.
+#[test]
+fn a_presenter_cannot_flood_the_audit_log() {
+    let mut s = store();
+    let clock = FakeClock(Cell::new(0));
+    let policy = LockoutPolicy {
+        free_attempts: 5,
+        base_ms: 1_000,
+        max_ms: 8_000,
+    };
+    let mut door = Door::new(FakeLock::default(), policy, None);
+    let mut log = Log::default();
+    assert!(matches!(
+        door.present_face(&[1], &mut FakeEmbedder, &mut s, &clock, &mut log),
+        Outcome::Unlocked { .. }
+    ));
+    // A stranger tries ten times a second for a minute.
+    let mut judged = 0;
+    for t in (10_000..70_000).step_by(100) {
+        clock.0.set(t);
+        if !matches!(
+            door.present_face(&[9], &mut FakeEmbedder, &mut s, &clock, &mut log),
+            Outcome::LockedOut { .. }
+        ) {
+            judged += 1;
+        }
+    }
+    let refusals = log
+        .0
+        .iter()
+        .filter(|e| matches!(e.outcome, Outcome::LockedOut { .. }))
+        .count();
+    // 600 attempts: 5 free, then waits of 1, 2, 4 and 8 s… (about 12 judged).
+    assert!((10..=16).contains(&judged), "{judged} judged");
+    assert_eq!(log.0.len(), 1 + judged + refusals, "{:?}", log.0);
+    assert!(
+        refusals <= judged,
+        "{refusals} refusals logged for {judged} judged"
+    );
+    assert!(log.0.len() < 40, "{} entries for 600 attempts", log.0.len());
+    // The owner's entry is still the first.
+    assert!(matches!(log.0[0].outcome, Outcome::Unlocked { .. }));
+}
+
 /// Issue 25 #7: the reject count lives in the store, so a restart (a new
 /// `Door`, the clock back at 0) neither resets it nor shortens the wait.
 #[test]
@@ -302,13 +349,36 @@ fn site() -> SigningKey {
 /// The signed `VerifyFace` frame for `face` at `nonce`, signed by `key`.
 fn verify_request(key: &SigningKey, nonce: u32, face: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let face_sha256: [u8; 32] = Sha256::digest(face).into();
+    sign(key, nonce, &Command::VerifyFace { face_sha256 })
+}
+
+/// `command` and `key`'s signature of it at `nonce`.
+fn sign(key: &SigningKey, nonce: u32, command: &Command<'_>) -> (Vec<u8>, Vec<u8>) {
     let mut buf = [0u8; 256];
-    let command = postcard::to_slice(&Command::VerifyFace { face_sha256 }, &mut buf)
-        .unwrap()
-        .to_vec();
+    let command = postcard::to_slice(command, &mut buf).unwrap().to_vec();
     let mut msg = vec![0u8; 512];
     let msg = signing_message(&BOARD.device_id, nonce, &command, &mut msg).unwrap();
     (command, key.sign(msg).to_bytes().to_vec())
+}
+
+/// Asks the board, with `key`'s signature, for the audit page at `start`.
+fn read_audit(
+    store: &mut RamStore<8>,
+    diag: &mut impl facegate_core::protocol::device::Diagnostics<RamStore<8>>,
+    key: &SigningKey,
+    start: u16,
+) -> Response<'static> {
+    let nonce = store.nonce;
+    let (command, signature) = sign(key, nonce, &Command::ReadAudit { start });
+    ask(
+        store,
+        diag,
+        &Request::Signed {
+            nonce,
+            command: &command,
+            signature: &signature,
+        },
+    )
 }
 
 /// Asks the board, with `key`'s signature, to verify the staged `face`.
@@ -475,22 +545,32 @@ fn faces_over_the_link_go_through_the_same_door() {
     assert_eq!(kinds[..6], [DecisionKind::Rejected; 6]);
     assert_eq!(kinds[6], DecisionKind::LockedOut);
 
-    // The audit log pages back in order: 12 events, 8 + 4. Read without a
-    // signature, it carries no scores (they would be an oracle).
-    let Response::Audit { events, more } = ask(&mut s, &mut svc, &Request::AuditRead { start: 0 })
+    // The audit log pages back in order, 8 + 1 events (the four refusals
+    // inside one wait are one entry), with scores, to the
+    // site key only; every page spends a nonce.
+    assert_eq!(
+        read_audit(&mut s, &mut svc, &stranger_key, 0),
+        Response::Error(ErrorCode::BadSignature)
+    );
+    let nonce_before = s.nonce;
+    let Response::Audit {
+        events,
+        more,
+        nonce,
+    } = read_audit(&mut s, &mut svc, &key, 0)
     else {
         panic!("no audit");
     };
+    assert_eq!(nonce, nonce_before + 1);
     assert!(more);
     assert_eq!(events.len(), AUDIT_PAGE);
-    assert_eq!(events[0], AuditEntry { score: None, ..d });
-    assert!(events.iter().all(|e| e.score.is_none()), "{events:?}");
-    let Response::Audit { events, more } = ask(&mut s, &mut svc, &Request::AuditRead { start: 8 })
-    else {
+    assert_eq!(events[0], d);
+    assert!(events[0].score.is_some(), "{events:?}");
+    let Response::Audit { events, more, .. } = read_audit(&mut s, &mut svc, &key, 8) else {
         panic!("no audit");
     };
     assert!(!more);
-    assert_eq!(events.len(), 4);
-    assert_eq!(events[2].kind, DecisionKind::LockedOut);
-    assert!(events[2].wait_ms > 0);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, DecisionKind::LockedOut);
+    assert!(events[0].wait_ms > 0);
 }

@@ -129,9 +129,16 @@ fn info_claim_and_every_command() {
     );
     assert_eq!(s.people.len(), 2);
     assert_eq!(s.people[0].templates.len(), 3);
-    let Response::List { people, more } = send(&mut s, &Request::List { start: 0 }) else {
+    // Reading who is enrolled is a signed command like any other.
+    let Response::List {
+        people,
+        more,
+        nonce,
+    } = run(&mut s, &key, &Command::ReadPeople { start: 0 })
+    else {
         panic!()
     };
+    assert_eq!(nonce, 3);
     let listed: Vec<(u32, u8)> = people.iter().map(|p| (p.id, p.templates)).collect();
     assert_eq!((listed.as_slice(), more), (&[(10, 3), (11, 1)][..], false));
     // The digest is what the host computes from what it sent.
@@ -147,7 +154,7 @@ fn info_claim_and_every_command() {
     assert_ne!(people[0].digest, person_digest("Adb", &sent));
     assert_eq!(
         run(&mut s, &key, &Command::Remove { id: 10 }),
-        Response::Ok { nonce: 3 }
+        Response::Ok { nonce: 4 }
     );
     assert_eq!(
         run(&mut s, &key, &Command::Remove { id: 10 }),
@@ -155,22 +162,22 @@ fn info_claim_and_every_command() {
     );
     assert_eq!(
         run(&mut s, &key, &Command::SetThreshold { threshold: 0.42 }),
-        Response::Ok { nonce: 4 }
+        Response::Ok { nonce: 5 }
     );
     assert_eq!(s.threshold, 0.42);
     assert_eq!(
         run(&mut s, &key, &Command::SetUnlockTime { ms: 1500 }),
-        Response::Ok { nonce: 5 }
+        Response::Ok { nonce: 6 }
     );
     assert_eq!(s.unlock_ms, 1500);
     assert_eq!(
         run(&mut s, &key, &Command::FactoryReset),
-        Response::Ok { nonce: 6 }
+        Response::Ok { nonce: 7 }
     );
     assert!(s.people.is_empty() && s.site_key.is_some());
     assert_eq!(
         run(&mut s, &key, &Command::Unclaim),
-        Response::Ok { nonce: 7 }
+        Response::Ok { nonce: 8 }
     );
     assert_eq!(s.site_key, None);
     let Response::Info {
@@ -182,7 +189,7 @@ fn info_claim_and_every_command() {
         panic!()
     };
     assert!(!is_claimed);
-    assert_eq!(nonce, 7);
+    assert_eq!(nonce, 8);
 }
 
 #[test]
@@ -466,32 +473,31 @@ fn f_equal(original: &[u8], edits: &[(prop::sample::Index, u8)], n: usize) -> bo
 fn a_board_without_a_face_pipeline_says_unsupported() {
     let mut store = claimed();
     let before = store.clone();
-    for req in [
-        Request::FaceChunk {
-            offset: 0,
-            bytes: &[1, 2, 3],
-        },
-        Request::AuditRead { start: 0 },
-    ] {
-        assert_eq!(
-            send(&mut store, &req),
-            Response::Error(ErrorCode::Unsupported),
-            "{req:?}"
-        );
-    }
-    assert_eq!(store, before);
-    // A signed VerifyFace too, and it spends no nonce.
     assert_eq!(
-        run(
+        send(
             &mut store,
-            &site(),
-            &Command::VerifyFace {
-                face_sha256: [0; 32]
+            &Request::FaceChunk {
+                offset: 0,
+                bytes: &[1, 2, 3],
             }
         ),
         Response::Error(ErrorCode::Unsupported)
     );
     assert_eq!(store, before);
+    // Signed VerifyFace and ReadAudit too, and they spend no nonce.
+    for command in [
+        Command::VerifyFace {
+            face_sha256: [0; 32],
+        },
+        Command::ReadAudit { start: 0 },
+    ] {
+        assert_eq!(
+            run(&mut store, &site(), &command),
+            Response::Error(ErrorCode::Unsupported),
+            "{command:?}"
+        );
+        assert_eq!(store, before, "{command:?}");
+    }
 }
 
 /// Issue 25 #2: an id ≥ 2³¹ used to wrap the flash store's person key onto

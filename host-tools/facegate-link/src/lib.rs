@@ -82,12 +82,14 @@ pub struct BoardInfo {
 pub enum Reply {
     /// Answer to `Info`.
     Info(BoardInfo),
-    /// A page of `(id, templates)`.
+    /// A page of `(id, templates)`; the next nonce.
     List {
         /// People on this page.
         people: Vec<PersonEntry>,
         /// More pages follow.
         more: bool,
+        /// Next nonce.
+        nonce: u32,
     },
     /// Done; the next nonce.
     Ok {
@@ -108,13 +110,28 @@ pub enum Reply {
         /// Next nonce.
         nonce: u32,
     },
-    /// A page of audit events.
+    /// A page of audit events; the next nonce.
     Audit {
         /// Events, oldest first.
         events: Vec<AuditEntry>,
         /// More pages follow.
         more: bool,
+        /// Next nonce.
+        nonce: u32,
     },
+}
+
+impl Reply {
+    /// The next nonce, for replies to signed commands.
+    fn nonce(&self) -> Option<u32> {
+        match self {
+            Self::Ok { nonce }
+            | Self::Decision { nonce, .. }
+            | Self::List { nonce, .. }
+            | Self::Audit { nonce, .. } => Some(*nonce),
+            _ => None,
+        }
+    }
 }
 
 impl From<Response<'_>> for Reply {
@@ -143,17 +160,27 @@ impl From<Response<'_>> for Reply {
                 threshold,
                 unlock_ms,
             }),
-            Response::List { people, more } => Self::List {
+            Response::List {
+                people,
+                more,
+                nonce,
+            } => Self::List {
                 people: people.to_vec(),
                 more,
+                nonce,
             },
             Response::Ok { nonce } => Self::Ok { nonce },
             Response::Error(code) => Self::Error(code),
             Response::Staged { received } => Self::Staged { received },
             Response::Decision { entry, nonce } => Self::Decision { entry, nonce },
-            Response::Audit { events, more } => Self::Audit {
+            Response::Audit {
+                events,
+                more,
+                nonce,
+            } => Self::Audit {
                 events: events.to_vec(),
                 more,
+                nonce,
             },
         }
     }
@@ -249,27 +276,29 @@ impl Board {
         }
     }
 
-    /// Every enrolled person.
-    pub fn list(&mut self) -> Result<Vec<PersonEntry>, LinkError> {
+    /// Every enrolled person (signed: only the site key may read them).
+    pub fn list(&mut self, key: &SigningKey) -> Result<Vec<PersonEntry>, LinkError> {
         self.pages(
-            |start| Request::List { start },
+            key,
+            |start| Command::ReadPeople { start },
             |reply| match reply {
-                Reply::List { people, more } => Ok((people, more)),
+                Reply::List { people, more, .. } => Ok((people, more)),
                 other => Err(unexpected(&other)),
             },
         )
     }
 
-    /// Asks `request(start)` page after page until the board says no more.
+    /// Sends `command(start)`, signed, page after page until the board says no more.
     fn pages<T>(
         &mut self,
-        request: impl Fn(u16) -> Request<'static>,
+        key: &SigningKey,
+        command: impl Fn(u16) -> Command<'static>,
         page: impl Fn(Reply) -> Result<(Vec<T>, bool), LinkError>,
     ) -> Result<Vec<T>, LinkError> {
         let mut all = Vec::new();
         loop {
             let start = u16::try_from(all.len()).map_err(|_| LinkError::TooLarge)?;
-            let (items, more) = page(self.ask(&request(start))?)?;
+            let (items, more) = page(self.signed_exchange(key, &command(start))?)?;
             let empty = items.is_empty();
             all.extend(items);
             if !more || empty {
@@ -292,6 +321,19 @@ impl Board {
     /// the next nonce. The nonce comes from the last `Info` or `Ok`; only
     /// when it is unknown does this ask for `Info` first.
     pub fn signed(&mut self, key: &SigningKey, command: &Command<'_>) -> Result<u32, LinkError> {
+        match self.signed_exchange(key, command)? {
+            Reply::Ok { nonce } => Ok(nonce),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Signs `command` at the board's current nonce, sends it and returns
+    /// the reply, keeping the next nonce it carries.
+    fn signed_exchange(
+        &mut self,
+        key: &SigningKey,
+        command: &Command<'_>,
+    ) -> Result<Reply, LinkError> {
         let (device_id, nonce) = match self.signing.take() {
             Some(known) => known,
             None => {
@@ -301,12 +343,11 @@ impl Board {
         };
         let frame = signed_frame(key, &device_id, nonce, command)?;
         match self.exchange(&frame)? {
-            Reply::Ok { nonce } => {
-                self.signing = Some((device_id, nonce));
-                Ok(nonce)
-            }
             Reply::Error(code) => Err(LinkError::Refused(code)),
-            other => Err(unexpected(&other)),
+            reply => {
+                self.signing = reply.nonce().map(|next| (device_id, next));
+                Ok(reply)
+            }
         }
     }
 
@@ -328,30 +369,20 @@ impl Board {
             }
         }
         let face_sha256: [u8; 32] = Sha256::digest(face).into();
-        let (device_id, nonce) = match self.signing.take() {
-            Some(known) => known,
-            None => {
-                let info = self.info()?;
-                (info.device_id, info.nonce)
-            }
-        };
-        let frame = signed_frame(key, &device_id, nonce, &Command::VerifyFace { face_sha256 })?;
-        match self.exchange(&frame)? {
-            Reply::Decision { entry, nonce } => {
-                self.signing = Some((device_id, nonce));
-                Ok(entry)
-            }
-            Reply::Error(code) => Err(LinkError::Refused(code)),
+        match self.signed_exchange(key, &Command::VerifyFace { face_sha256 })? {
+            Reply::Decision { entry, .. } => Ok(entry),
             other => Err(unexpected(&other)),
         }
     }
 
-    /// The whole audit log, oldest first.
-    pub fn audit(&mut self) -> Result<Vec<AuditEntry>, LinkError> {
+    /// The whole audit log, oldest first, with scores (signed: only the
+    /// site key may read who came in when).
+    pub fn audit(&mut self, key: &SigningKey) -> Result<Vec<AuditEntry>, LinkError> {
         self.pages(
-            |start| Request::AuditRead { start },
+            key,
+            |start| Command::ReadAudit { start },
             |reply| match reply {
-                Reply::Audit { events, more } => Ok((events, more)),
+                Reply::Audit { events, more, .. } => Ok((events, more)),
                 other => Err(unexpected(&other)),
             },
         )

@@ -582,7 +582,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
         board.signed(&stranger_key, &BoardCommand::Remove { id: 1 }),
         Err(LinkError::Refused(ErrorCode::BadSignature))
     ));
-    let mut garbled = encode(&Request::List { start: 0 }).unwrap();
+    let mut garbled = encode(&Request::Info).unwrap();
     garbled[1] ^= 0x40;
     assert_eq!(
         board.send_frame(&garbled).unwrap(),
@@ -665,18 +665,29 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     }
     // Five pulses, each closed after the unlock time; strangers opened nothing.
     board1.check_relay(PEOPLE);
+    // Only the site key reads the log (who came in when); its holder sees scores.
+    let stranger = SigningKey::from_bytes(&[9; 32]);
+    assert!(matches!(
+        Board::connect(&port).unwrap().audit(&stranger),
+        Err(LinkError::Refused(ErrorCode::BadSignature))
+    ));
+    assert!(matches!(
+        Board::connect(&port).unwrap().list(&stranger),
+        Err(LinkError::Refused(ErrorCode::BadSignature))
+    ));
     let audit = ok(d, &["board", "audit", "--port", &port]);
     assert!(audit.contains("10 events"), "{audit}");
     assert_eq!(audit.matches("UNLOCKED").count(), PEOPLE, "{audit}");
+    assert!(audit.contains("score 0."), "{audit}");
 
-    // Every verification spent a nonce (none of them can be replayed).
+    // Every verification spent a nonce (none of them can be replayed), and
+    // so did each page of the signed audit read (8 events a page).
     let before_cut = Board::connect(&port).unwrap().info().unwrap();
+    let audit_pages = (people.len() + strangers.len()).div_ceil(8);
     assert_eq!(
         before_cut.nonce,
-        after.nonce + u32::try_from(people.len() + strangers.len()).unwrap()
+        after.nonce + u32::try_from(people.len() + strangers.len() + audit_pages).unwrap()
     );
-    // The audit log, read without a signature, carries no scores.
-    assert!(!audit.contains("score 0."), "{audit}");
 
     // Power cut: stop the board, boot it again from the same flash files.
     drop(board1);
@@ -796,7 +807,10 @@ fn a_sync_cut_midway_is_finished_by_the_next_provision() {
     let o = provision(d, &proxy, "site.key", &[]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("closed the link"), "{}", text(&o));
-    let listed = Board::connect(&port).unwrap().list().unwrap();
+    let listed = Board::connect(&port)
+        .unwrap()
+        .list(&facegate_key(&d.join("site.key")))
+        .unwrap();
     assert_eq!(listed.len(), 1, "one person made it before the cut");
     // The site database is untouched; the next run finishes the sync.
     let o = provisioned(d, &port, &[]);

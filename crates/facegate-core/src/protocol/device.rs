@@ -175,20 +175,6 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             Ok(received) => Response::Staged { received },
             Err(code) => Response::Error(code),
         },
-        Request::AuditRead { start } => {
-            let mut events = heapless::Vec::new();
-            match diagnostics.audit(start, &mut events) {
-                Ok(more) => {
-                    // The link is not authenticated: how close a face came is
-                    // an oracle for forging one, so scores stay on the board.
-                    for e in &mut events {
-                        e.score = None;
-                    }
-                    Response::Audit { events, more }
-                }
-                Err(code) => Response::Error(code),
-            }
-        }
         Request::Info => Response::Info {
             firmware: board.firmware,
             model_hash: board.model_hash.0,
@@ -201,20 +187,6 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             threshold: store.threshold(),
             unlock_ms: store.unlock_ms(),
         },
-        Request::List { start } => {
-            let mut people = heapless::Vec::new();
-            let mut i = start;
-            while i < store.len() && !people.is_full() {
-                if let Some(e) = store.entry(i) {
-                    let _ = people.push(e);
-                }
-                i += 1;
-            }
-            Response::List {
-                people,
-                more: i < store.len(),
-            }
-        }
         Request::Claim { site_key } => {
             if store.site_key().is_some() {
                 return Response::Error(ErrorCode::AlreadyClaimed);
@@ -250,6 +222,44 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
                     match diagnostics.verify_face(store) {
                         Ok(entry) => Response::Decision { entry, nonce: next },
                         Err(code) => Response::Error(code),
+                    }
+                }
+                Ok(Command::ReadPeople { start }) => {
+                    // Spent like any command: a recorded read replays nothing.
+                    let next = nonce.wrapping_add(1);
+                    if store.set_nonce(next).is_err() {
+                        return Response::Error(ErrorCode::Storage);
+                    }
+                    let mut people = heapless::Vec::new();
+                    let mut i = start;
+                    while i < store.len() && !people.is_full() {
+                        if let Some(e) = store.entry(i) {
+                            let _ = people.push(e);
+                        }
+                        i += 1;
+                    }
+                    Response::List {
+                        people,
+                        more: i < store.len(),
+                        nonce: next,
+                    }
+                }
+                Ok(Command::ReadAudit { start }) => {
+                    // Read first (a board without a log spends no nonce),
+                    // answer only once the nonce is spent.
+                    let mut events = heapless::Vec::new();
+                    let more = match diagnostics.audit(start, &mut events) {
+                        Ok(more) => more,
+                        Err(code) => return Response::Error(code),
+                    };
+                    let next = nonce.wrapping_add(1);
+                    if store.set_nonce(next).is_err() {
+                        return Response::Error(ErrorCode::Storage);
+                    }
+                    Response::Audit {
+                        events,
+                        more,
+                        nonce: next,
                     }
                 }
                 Ok(cmd) => match prepare(store, cmd) {
@@ -347,7 +357,10 @@ fn prepare<S: DoorStore>(store: &S, cmd: Command<'_>) -> Result<Action, ErrorCod
         Command::FactoryReset => Ok(Action::FactoryReset),
         Command::Unclaim => Ok(Action::Unclaim),
         // Handled with the face pipeline before `prepare`.
-        Command::VerifyFace { .. } => Err(ErrorCode::Unsupported),
+        // Answered in `respond`; never an action on the store.
+        Command::VerifyFace { .. } | Command::ReadPeople { .. } | Command::ReadAudit { .. } => {
+            Err(ErrorCode::Unsupported)
+        }
     }
 }
 

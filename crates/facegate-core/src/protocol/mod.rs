@@ -9,9 +9,11 @@
 //! command, so a recorded command can never be played again.
 //!
 //! Only the site key may ask the door to judge a face over the link
-//! ([`Command::VerifyFace`], bound to the staged face's SHA-256); anyone
-//! else learns nothing from the link about how close a face came: audit
-//! events read without a signature carry no scores.
+//! ([`Command::VerifyFace`], bound to the staged face's SHA-256), or read
+//! who is enrolled and who came in when ([`Command::ReadPeople`],
+//! [`Command::ReadAudit`]): anyone else learns the board's identity, nonce
+//! and settings ([`Request::Info`], needed to claim and to sign), nothing
+//! about people.
 
 pub mod device;
 pub mod frame;
@@ -41,11 +43,6 @@ pub const AUDIT_PAGE: usize = 8;
 pub enum Request<'a> {
     /// Firmware version, model hash, capacity, device id, nonce, claim state.
     Info,
-    /// Enrolled people from index `start`.
-    List {
-        /// First index.
-        start: u16,
-    },
     /// Set the site public key on an unclaimed board.
     Claim {
         /// Ed25519 public key of the site.
@@ -69,11 +66,6 @@ pub enum Request<'a> {
         offset: u32,
         /// At most [`FACE_CHUNK`] bytes.
         bytes: &'a [u8],
-    },
-    /// Audit events from index `start` (oldest first), scores removed.
-    AuditRead {
-        /// First index.
-        start: u16,
     },
 }
 
@@ -117,6 +109,18 @@ pub enum Command<'a> {
         /// SHA-256 of the staged [`FACE_BYTES`].
         face_sha256: [u8; 32],
     },
+    /// Enrolled people from index `start`: who may enter is the site's
+    /// business only.
+    ReadPeople {
+        /// First index.
+        start: u16,
+    },
+    /// Audit events from index `start`, oldest first, with their scores:
+    /// who came in when is the site's business only.
+    ReadAudit {
+        /// First index.
+        start: u16,
+    },
 }
 
 /// Board → host.
@@ -146,12 +150,14 @@ pub enum Response<'a> {
         /// How long the lock stays open, in milliseconds.
         unlock_ms: u32,
     },
-    /// Answer to [`Request::List`]: up to 8 people.
+    /// Answer to [`Command::ReadPeople`]: up to 8 people; `nonce` is the next one.
     List {
         /// People, in the board's order.
         people: heapless::Vec<PersonEntry, 8>,
         /// More people follow.
         more: bool,
+        /// Next nonce.
+        nonce: u32,
     },
     /// The request was carried out; `nonce` is the next one.
     Ok {
@@ -173,12 +179,15 @@ pub enum Response<'a> {
         /// Next nonce.
         nonce: u32,
     },
-    /// Answer to [`Request::AuditRead`]: up to [`AUDIT_PAGE`] events.
+    /// Answer to [`Command::ReadAudit`]: up to [`AUDIT_PAGE`] events;
+    /// `nonce` is the next one.
     Audit {
         /// Events, oldest first.
         events: heapless::Vec<AuditEntry, AUDIT_PAGE>,
         /// More events follow.
         more: bool,
+        /// Next nonce.
+        nonce: u32,
     },
 }
 

@@ -17,11 +17,12 @@ use super::photos::PhotoArgs;
 pub enum BoardCommand {
     /// Firmware, model, claim state, people, threshold and nonce.
     Info(PortArgs),
-    /// The people enrolled on the board.
-    List(PortArgs),
-    /// The board's audit log: every decision with time and person (the
-    /// board keeps scores to itself on an unauthenticated link).
-    Audit(PortArgs),
+    /// The people enrolled on the board (signed with the site key: only its
+    /// holder may read who is enrolled).
+    List(SignedPortArgs),
+    /// The board's audit log: every decision with time, person and score
+    /// (signed with the site key: only its holder may read it).
+    Audit(SignedPortArgs),
     /// Present a face photo to the board's door, signed with the site key
     /// (nobody else may probe the door over the link): the board decides
     /// and pulses its lock exactly as for a camera frame, and tells the
@@ -35,6 +36,16 @@ pub struct PortArgs {
     /// `tcp:HOST:PORT` (QEMU board, edge board) or a serial device (`/dev/ttyACM0[@BAUD]`).
     #[arg(long)]
     pub port: String,
+}
+
+/// A board and the site key that may read it.
+#[derive(Debug, Args)]
+pub struct SignedPortArgs {
+    #[command(flatten)]
+    port: PortArgs,
+    /// Site private key (`facegate keygen`).
+    #[arg(long, default_value = "site.key")]
+    key: PathBuf,
 }
 
 /// `facegate board verify …`
@@ -60,7 +71,8 @@ pub fn run(c: BoardCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BoardCommand::List(a) => {
-            let people = connect(&a.port)?.list()?;
+            let key = load_site_key(&a.key)?;
+            let people = connect(&a.port.port)?.list(&key)?;
             println!("{:>10}  {:>9}  digest", "id", "templates");
             for p in &people {
                 println!("{:>10}  {:>9}  {:08x}", p.id, p.templates, p.digest);
@@ -69,7 +81,8 @@ pub fn run(c: BoardCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BoardCommand::Audit(a) => {
-            let events = connect(&a.port)?.audit()?;
+            let key = load_site_key(&a.key)?;
+            let events = connect(&a.port.port)?.audit(&key)?;
             for e in &events {
                 println!("{}", audit_line(e));
             }
@@ -166,8 +179,8 @@ pub fn describe(port: &str, i: &BoardInfo) -> String {
 
 fn audit_line(e: &AuditEntry) -> String {
     let t = format!("{:>9.3} s", e.time_ms as f64 / 1000.0);
-    // Scores come back only to the site key's holder (`board verify`); the
-    // audit log, readable by anyone on the link, has none.
+    // Scores come back only to the site key's holder (`board verify`,
+    // `board audit`, both signed).
     let score = |label: &str| {
         e.score
             .map_or_else(String::new, |s| format!("  {label} {s:.4}"))

@@ -192,7 +192,7 @@ pub fn run(a: ProvisionArgs) -> Result<ExitCode> {
     }
 
     let on_board: BTreeMap<u32, u32> = board
-        .list()?
+        .list(&key)?
         .into_iter()
         .map(|p| (p.id, p.digest))
         .collect();
@@ -280,7 +280,7 @@ pub fn run(a: ProvisionArgs) -> Result<ExitCode> {
 
     // Read back: the board must now list exactly the site.
     let listed: BTreeMap<u32, u32> = board
-        .list()?
+        .list(&key)?
         .into_iter()
         .map(|p| (p.id, p.digest))
         .collect();
