@@ -9,15 +9,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use facegate_core::audit::FlashAuditLog;
-use facegate_core::door::Door;
+use facegate_core::door::{AuditLog, Door};
+use facegate_core::face_service::AuditHistory;
 use facegate_core::face_service::FaceService;
 use facegate_core::flash_store::{DeviceKey, FlashStore};
 use facegate_core::lockout::LockoutPolicy;
+use facegate_core::protocol::DecisionKind;
 use facegate_core::protocol::device::{BoardInfo, DoorStore};
 use facegate_core::protocol::{DEVICE_ID_LEN, FACE_BYTES};
+use facegate_detect::{FaceFinder, MtcnnConfig, QualityGates};
 use facegate_eval::faces::Face;
 
 use crate::SystemClock;
+use crate::camera::{Eyes, FRAME_BOUNDS, MjpegStream, PhotoFolder, Presence, PresencePolicy};
 use crate::embedder::TractEmbedder;
 use crate::faces::FaceFolder;
 use crate::file_flash::{FileFlash, PAGE, create_atomically};
@@ -148,13 +152,236 @@ pub struct ServeConfig {
     pub state: PathBuf,
     /// `tcp:ADDR:PORT` or a serial device `PATH[@BAUD]`.
     pub port: String,
-    /// Folder of camera frames.
+    /// Folder of aligned face crops, each a frame.
     pub faces: Option<PathBuf>,
+    /// A camera: whole frames, faces found on the board.
+    pub camera: Option<CameraConfig>,
     /// Device id text (≤ 16 bytes); `None`: the hardware serial number, else
     /// a random id kept in the state folder.
     pub device_id: Option<String>,
     /// GPIO chip and line of the lock relay.
     pub gpio: Option<(String, u32)>,
+}
+
+/// Where whole camera frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraSource {
+    /// An MJPEG stream: a FIFO fed by the camera, or a recording replayed
+    /// at `fps` frames a second.
+    Mjpeg {
+        /// The stream.
+        path: PathBuf,
+        /// Replay rate of a recording (`None`: as fast as it arrives).
+        fps: Option<f64>,
+    },
+    /// New photos dropped into a folder.
+    Photos(PathBuf),
+}
+
+impl std::str::FromStr for CameraSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("mjpeg:") {
+            let (path, fps) = match rest.rsplit_once('@') {
+                Some((p, f)) => {
+                    let fps: f64 = f
+                        .parse()
+                        .map_err(|_| format!("{f:?} is not a frame rate (mjpeg:PATH@FPS)"))?;
+                    if !(fps > 0.0 && fps <= 240.0) {
+                        return Err(format!("frame rate {fps} is not in (0, 240]"));
+                    }
+                    (p, Some(fps))
+                }
+                None => (rest, None),
+            };
+            Ok(Self::Mjpeg {
+                path: PathBuf::from(path),
+                fps,
+            })
+        } else if let Some(dir) = s.strip_prefix("photos:") {
+            Ok(Self::Photos(PathBuf::from(dir)))
+        } else {
+            Err(format!(
+                "{s:?}: expected mjpeg:PATH[@FPS] (a FIFO fed by the camera, or a recording) or photos:DIR"
+            ))
+        }
+    }
+}
+
+/// A camera and the detector that looks at its frames.
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    /// The frames.
+    pub source: CameraSource,
+    /// Folder with the MTCNN weights (`pnet.onnx`, `rnet.onnx`, `onet.onnx`).
+    pub detector: PathBuf,
+    /// Smallest face looked for, in pixels.
+    pub min_face: f32,
+}
+
+enum Frames {
+    Stream(MjpegStream),
+    Photos(PhotoFolder),
+}
+
+/// The camera side of the door loop: frames, faces, presence, and the
+/// numbers a user wants (frames/s, frame → decision latency).
+struct Camera {
+    frames: Frames,
+    eyes: Eyes,
+    presence: Presence,
+    looked: u64,
+    faces: u64,
+    decisions: u64,
+    look_time: Vec<Duration>,
+    latency: Vec<Duration>,
+    started: Instant,
+    reported_end: bool,
+}
+
+impl Camera {
+    fn open(c: &CameraConfig) -> Result<Self> {
+        let finder = FaceFinder::load(
+            &c.detector,
+            MtcnnConfig {
+                min_face: c.min_face,
+                ..MtcnnConfig::default()
+            },
+        )
+        .with_context(|| {
+            format!(
+                "cannot load the face detector from {}",
+                c.detector.display()
+            )
+        })?;
+        let frames = match &c.source {
+            CameraSource::Mjpeg { path, fps } => Frames::Stream(MjpegStream::open(path, *fps)),
+            CameraSource::Photos(dir) => Frames::Photos(
+                PhotoFolder::new(dir).with_context(|| format!("cannot watch {}", dir.display()))?,
+            ),
+        };
+        Ok(Self {
+            frames,
+            eyes: Eyes::new(finder, QualityGates::default()),
+            presence: Presence::new(PresencePolicy::default()),
+            looked: 0,
+            faces: 0,
+            decisions: 0,
+            look_time: Vec::new(),
+            latency: Vec::new(),
+            started: Instant::now(),
+            reported_end: false,
+        })
+    }
+
+    /// Frames ready now: (name, bytes, arrival).
+    fn ready(&mut self) -> Result<Vec<(String, Vec<u8>, Instant)>> {
+        match &mut self.frames {
+            Frames::Stream(s) => {
+                let n = self.looked;
+                Ok(s.take()
+                    .map(|(bytes, at)| (format!("frame {n}"), bytes, at))
+                    .into_iter()
+                    .collect())
+            }
+            Frames::Photos(folder) => {
+                let mut out = Vec::new();
+                for p in folder.poll()? {
+                    let at = Instant::now();
+                    // The same bound as a streamed frame; decoded by `look_at`.
+                    match std::fs::metadata(&p) {
+                        Ok(m) if m.len() <= FRAME_BOUNDS.max_file_bytes => {
+                            out.push((p.display().to_string(), std::fs::read(&p)?, at));
+                        }
+                        Ok(m) => eprintln!(
+                            "edge: camera {}: {} bytes, over the {}-byte frame bound",
+                            p.display(),
+                            m.len(),
+                            FRAME_BOUNDS.max_file_bytes
+                        ),
+                        Err(e) => eprintln!("edge: camera {}: {e}", p.display()),
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Looks at the frames ready now and presents a face to the door when
+    /// [`Presence`] says so.
+    fn step<S: DoorStore, A: AuditLog + AuditHistory>(
+        &mut self,
+        service: &mut FaceService<'_, Relay, TractEmbedder, A, SystemClock>,
+        store: &mut S,
+    ) -> Result<()> {
+        let ready = self.ready()?;
+        let mut seen = Vec::new();
+        for (name, bytes, arrived) in ready {
+            let t = Instant::now();
+            let look = self.eyes.look_at(&bytes, arrived);
+            self.look_time.push(t.elapsed());
+            self.looked += 1;
+            match look {
+                Ok(face) => {
+                    self.faces += u64::from(face.is_some());
+                    seen.push((name, face));
+                }
+                Err(e) => eprintln!("edge: camera {name}: {e}"),
+            }
+        }
+        if seen.is_empty() {
+            // No frame: nobody seen now (lets a look end, a person leave).
+            seen.push((String::new(), None));
+        }
+        for (name, face) in seen {
+            if let Some(c) = self.presence.observe(Instant::now(), face) {
+                let d = service.present(store, &c.aligned);
+                self.presence.judged(d.kind == DecisionKind::Unlocked);
+                let latency = c.arrived.elapsed();
+                self.latency.push(latency);
+                self.decisions += 1;
+                println!(
+                    "edge: camera {} → {:?}{} ({} ms after its frame)",
+                    if name.is_empty() {
+                        "(best frame)"
+                    } else {
+                        &name
+                    },
+                    d.kind,
+                    d.person.map(|p| format!(" person {p}")).unwrap_or_default(),
+                    latency.as_millis()
+                );
+            }
+        }
+        if let Frames::Stream(s) = &self.frames {
+            if s.finished() && !self.reported_end {
+                self.reported_end = true;
+                if let Some(e) = s.error() {
+                    eprintln!("edge: camera stream failed: {e}");
+                }
+                println!("{}", self.report(s.read(), s.dropped()));
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&self, read: u64, dropped: u64) -> String {
+        let median = |v: &[Duration]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.get(v.len() / 2).map_or(0, Duration::as_millis)
+        };
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        format!(
+            "edge: camera: {read} frames read, {} looked at ({:.1}/s), {dropped} dropped, {} with a face, {} decisions; detect+align median {} ms, frame → decision median {} ms",
+            self.looked,
+            self.looked as f64 / secs,
+            self.faces,
+            self.decisions,
+            median(&self.look_time),
+            median(&self.latency)
+        )
+    }
 }
 
 /// Runs the door until `stop` is set (a signal handler, a test) or the link fails.
@@ -202,6 +429,7 @@ pub fn serve(a: &ServeConfig, stop: &AtomicBool) -> Result<()> {
     };
     let mut link = LinkServer::open(&a.port)?;
     let mut folder = a.faces.as_deref().map(FaceFolder::new).transpose()?;
+    let mut camera = a.camera.as_ref().map(Camera::open).transpose()?;
     println!(
         "edge: store opened: {} people, claimed {}, nonce {}",
         store.len(),
@@ -228,6 +456,9 @@ pub fn serve(a: &ServeConfig, stop: &AtomicBool) -> Result<()> {
                     Err(e) => eprintln!("edge: {}: {e}", path.display()),
                 }
             }
+        }
+        if let Some(camera) = camera.as_mut() {
+            camera.step(&mut service, &mut store)?;
         }
     }
     Ok(())

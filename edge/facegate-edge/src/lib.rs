@@ -10,9 +10,15 @@
 //!   sequential-storage store keeps its power-loss guarantees;
 //! - [`lock`]: the relay on a GPIO line (feature `gpio`) or logged only;
 //! - [`link`]: the provisioning protocol on a TCP socket or a serial device;
-//! - [`faces`]: aligned face crops dropped into a folder are camera frames.
+//! - [`camera`]: camera frames (an MJPEG stream or new photos in a folder)
+//!   → the host's MTCNN detection, alignment and quality gates → one door
+//!   decision per person in view;
+//! - [`faces`]: aligned face crops dropped into a folder are camera frames;
+//! - [`bench`]: what the camera path costs per photo on this board.
 #![deny(missing_docs)]
 
+pub mod bench;
+pub mod camera;
 pub mod door_app;
 pub mod embedder;
 pub mod faces;

@@ -152,6 +152,7 @@ impl Edge {
             state: state.join("edge-state"),
             port: format!("tcp:127.0.0.1:{port}"),
             faces: None,
+            camera: None,
             device_id: Some("edge-test-board".into()),
             gpio: None,
         };
