@@ -102,7 +102,7 @@ pub fn package(root: &Path, out: &Path, host: bool) -> Result<PathBuf> {
             .join("release/facegate-edge")
     };
     let _ = std::fs::remove_dir_all(out);
-    for dir in ["bin", "models"] {
+    for dir in ["bin", "models/mtcnn"] {
         std::fs::create_dir_all(out.join(dir))?;
     }
     let copy = |from: &Path, to: &str| {
@@ -119,12 +119,22 @@ pub fn package(root: &Path, out: &Path, host: bool) -> Result<PathBuf> {
     ] {
         copy(&root.join("models").join(m), &format!("models/{m}"))?;
     }
+    // The camera's face detector (the weights scripts/setup.sh fetched).
+    for m in ["pnet.onnx", "rnet.onnx", "onet.onnx", "LICENSE"] {
+        copy(
+            &root.join("models/third_party/mtcnn").join(m),
+            &format!("models/mtcnn/{m}"),
+        )?;
+    }
     std::fs::write(
         out.join("facegate-edge.env"),
         "# facegate-edge settings (read by facegate-edge.service)\n\
          FACEGATE_PORT=tcp:0.0.0.0:4555\n\
          FACEGATE_STATE=/var/lib/facegate\n\
          FACEGATE_FACES=/run/facegate/faces\n\
+         # The camera: facegate-camera.service writes its MJPEG frames into this FIFO.\n\
+         FACEGATE_CAMERA=/run/facegate/camera.mjpeg\n\
+         FACEGATE_VIDEO=/dev/video0\n\
          # The lock relay: build with --features gpio and add to ExecStart:\n\
          #   --gpio-chip /dev/gpiochip0 --gpio-line 17\n",
     )?;
@@ -136,7 +146,22 @@ pub fn package(root: &Path, out: &Path, host: bool) -> Result<PathBuf> {
          [Service]\n\
          EnvironmentFile=/opt/facegate/facegate-edge.env\n\
          ExecStartPre=/bin/mkdir -p ${FACEGATE_STATE} ${FACEGATE_FACES}\n\
-         ExecStart=/opt/facegate/bin/facegate-edge serve --model /opt/facegate/models/nano.onnx --blob /opt/facegate/models/nano.fgm --state ${FACEGATE_STATE} --port ${FACEGATE_PORT} --faces ${FACEGATE_FACES}\n\
+         ExecStartPre=/bin/sh -c 'test -p ${FACEGATE_CAMERA} || mkfifo ${FACEGATE_CAMERA}'\n\
+         ExecStart=/opt/facegate/bin/facegate-edge serve --model /opt/facegate/models/nano.onnx --blob /opt/facegate/models/nano.fgm --state ${FACEGATE_STATE} --port ${FACEGATE_PORT} --faces ${FACEGATE_FACES} --camera mjpeg:${FACEGATE_CAMERA} --detector /opt/facegate/models/mtcnn\n\
+         Restart=always\n\
+         RestartSec=2\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+    )?;
+    std::fs::write(
+        out.join("facegate-camera.service"),
+        "[Unit]\n\
+         Description=facegate camera: MJPEG frames from V4L2 into the door's FIFO\n\
+         After=facegate-edge.service\n\
+         Requires=facegate-edge.service\n\n\
+         [Service]\n\
+         EnvironmentFile=/opt/facegate/facegate-edge.env\n\
+         ExecStart=/usr/bin/ffmpeg -loglevel error -f v4l2 -input_format mjpeg -framerate 10 -i ${FACEGATE_VIDEO} -c copy -f mjpeg -y ${FACEGATE_CAMERA}\n\
          Restart=always\n\
          RestartSec=2\n\n\
          [Install]\n\
@@ -145,8 +170,9 @@ pub fn package(root: &Path, out: &Path, host: bool) -> Result<PathBuf> {
     std::fs::write(
         out.join("INSTALL.txt"),
         "Copy this folder to /opt/facegate on the board, then:\n\
-         \n  sudo cp /opt/facegate/facegate-edge.service /etc/systemd/system/\n\
-         \x20 sudo systemctl enable --now facegate-edge\n\
+         \n  sudo cp /opt/facegate/facegate-edge.service /opt/facegate/facegate-camera.service /etc/systemd/system/\n\
+         \x20 sudo systemctl enable --now facegate-edge facegate-camera\n\
+         \n(facegate-camera needs ffmpeg and a camera that gives MJPEG; the door runs without it.)\n\
          \nProvision it from the installer's machine:\n\
          \n  facegate provision --port tcp:BOARD:4555 --key site.key --db site.fgdb --deployment models/nano.deployment.toml\n",
     )?;
