@@ -166,14 +166,28 @@ pub fn fuzz(
     Ok(out)
 }
 
-/// Writes `runs` as a Markdown table to `path` (the record kept in the repo).
-pub fn write_record(path: &Path, runs: &[FuzzRun], command: &str) -> Result<()> {
-    let mut text = format!(
-        "<!-- written by `{command}`; do not edit -->\n\n| target | executions | seconds | coverage (cov / ft) | corpus | crashes |\n|---|---:|---:|---|---:|---:|\n"
-    );
+/// Cells of a record row, the target's name included.
+const RECORD_COLUMNS: usize = 9;
+
+/// Writes `runs` into the Markdown table at `path` (the record kept in the
+/// repo): one row per target, a re-run target's row replaced, the others
+/// kept, each row with the date, commit and command that measured it.
+pub fn write_record(path: &Path, runs: &[FuzzRun], command: &str, commit: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let mut rows: Vec<(String, String)> = old
+        .lines()
+        .filter_map(|l| {
+            let target = l.strip_prefix("| `")?.split('`').next()?.to_string();
+            // Rows written before the date/commit/command columns get empty ones.
+            let cells = l.matches('|').count().saturating_sub(1);
+            let pad = " |".repeat(RECORD_COLUMNS.saturating_sub(cells));
+            Some((target, format!("{l}{pad}")))
+        })
+        .collect();
+    let date = utc_date();
     for r in runs {
-        text.push_str(&format!(
-            "| `{}` | {} | {} | {} / {} | {} | {} |\n",
+        let row = format!(
+            "| `{}` | {} | {} | {} / {} | {} | {} | {date} | `{commit}` | `{command}` |",
             r.target,
             r.executions,
             r.seconds,
@@ -181,9 +195,31 @@ pub fn write_record(path: &Path, runs: &[FuzzRun], command: &str) -> Result<()> 
             r.coverage.1,
             r.corpus,
             u8::from(r.crashed)
-        ));
+        );
+        match rows.iter_mut().find(|(t, _)| *t == r.target) {
+            Some(slot) => slot.1 = row,
+            None => rows.push((r.target.to_string(), row)),
+        }
+    }
+    rows.sort_by_key(|(t, _)| TARGETS.iter().position(|k| k == t).unwrap_or(usize::MAX));
+    let mut text = String::from(
+        "<!-- written by `cargo xtask fuzz … --record`: a re-run target's row is replaced; do not edit -->\n\n| target | executions | seconds | coverage (cov / ft) | corpus | crashes | date | commit | command |\n|---|---:|---:|---|---:|---:|---|---|---|\n",
+    );
+    for (_, row) in rows {
+        text.push_str(&row);
+        text.push('\n');
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, from `date` (no date crate for one line).
+fn utc_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "?".into(), |d| d.trim().to_string())
 }
 
 fn stat(log: &str, key: &str) -> Option<u64> {
@@ -228,5 +264,39 @@ mod tests {
         assert_eq!(stat(log, "stat::number_of_executed_units:"), Some(5000));
         assert_eq!(last_coverage(log), (130, 321));
         assert_eq!(last_field(log, "corp:"), Some(27));
+    }
+
+    #[test]
+    fn a_record_keeps_other_targets_and_replaces_a_rerun_one() {
+        let path = std::env::temp_dir().join(format!("fuzz-record-{}.md", std::process::id()));
+        // A record in the first format (no date, commit, command).
+        std::fs::write(
+            &path,
+            "<!-- old -->\n\n| target | executions | seconds | coverage (cov / ft) | corpus | crashes |\n|---|---:|---:|---|---:|---:|\n| `protocol_frame` | 5 | 1 | 2 / 3 | 4 | 0 |\n| `template_db` | 7 | 1 | 2 / 3 | 4 | 0 |\n",
+        )
+        .unwrap();
+        let run = FuzzRun {
+            target: "protocol_frame",
+            executions: 10_000_000,
+            seconds: 1200,
+            coverage: (230, 1100),
+            corpus: 160,
+            crashed: false,
+        };
+        write_record(&path, &[run], "cargo xtask fuzz protocol_frame", "abc1234").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert!(
+            rows[0].starts_with("| `protocol_frame` | 10000000 | 1200 | 230 / 1100 | 160 | 0 |"),
+            "{text}"
+        );
+        assert!(
+            rows[0].ends_with("| `abc1234` | `cargo xtask fuzz protocol_frame` |"),
+            "{text}"
+        );
+        // The other row stays, padded to the new columns.
+        assert_eq!(rows[1], "| `template_db` | 7 | 1 | 2 / 3 | 4 | 0 | | | |");
     }
 }
