@@ -13,6 +13,7 @@ const BOARD: BoardInfo<'static> = BoardInfo {
     firmware: "fuzz",
     model_hash: facegate_core::ModelHash([7; 32]),
     device_id: *b"facegate-fuzz-01",
+    claim_key: None,
 };
 
 fuzz_target!(|data: &[u8]| {

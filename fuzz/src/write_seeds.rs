@@ -60,7 +60,14 @@ fn main() {
         .to_vec();
     let requests = [
         Request::Info,
-        Request::Claim { site_key: [9; 32] },
+        Request::Claim {
+            site_key: [9; 32],
+            token: &[],
+        },
+        Request::Claim {
+            site_key: [9; 32],
+            token: &[3; 64],
+        },
         Request::Signed {
             nonce: 0,
             command: &enroll,

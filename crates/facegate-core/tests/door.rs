@@ -326,6 +326,7 @@ const BOARD: BoardInfo<'static> = BoardInfo {
     firmware: "test",
     model_hash: ModelHash([3; 32]),
     device_id: *b"fg-test-board-02",
+    claim_key: None,
 };
 
 /// One request through `handle_with`; the decoded response.

@@ -323,6 +323,7 @@ fn a_signed_command_cut_anywhere_is_never_replayable() {
         firmware: "test",
         model_hash: MODEL,
         device_id: *b"fg-cut-test-0001",
+        claim_key: None,
     };
     let provisioned = || {
         let mut s = open(CutFlash::new());

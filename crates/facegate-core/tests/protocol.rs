@@ -5,7 +5,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use facegate_core::protocol::device::{BoardInfo, RamStore, handle};
 use facegate_core::protocol::frame::{decode, encode};
 use facegate_core::protocol::{
-    Command, ErrorCode, Request, Response, person_digest, signing_message,
+    Command, ErrorCode, Request, Response, claim_message, key_from_hex, person_digest,
+    signing_message,
 };
 use facegate_core::{Embedding, ModelHash, Template};
 use proptest::prelude::*;
@@ -15,6 +16,7 @@ const BOARD: BoardInfo<'static> = BoardInfo {
     firmware: "0.1.0",
     model_hash: ModelHash([3; 32]),
     device_id: DEVICE,
+    claim_key: None,
 };
 
 fn site() -> SigningKey {
@@ -80,6 +82,7 @@ fn claimed() -> RamStore<4> {
         &mut s,
         &Request::Claim {
             site_key: site().verifying_key().to_bytes(),
+            token: &[],
         },
     );
     assert_eq!(r, Response::Ok { nonce: 0 });
@@ -301,7 +304,13 @@ fn every_rejection_changes_nothing() {
     }
     // Second claim refused.
     assert_eq!(
-        send(&mut s, &Request::Claim { site_key: [1; 32] }),
+        send(
+            &mut s,
+            &Request::Claim {
+                site_key: [1; 32],
+                token: &[]
+            }
+        ),
         Response::Error(ErrorCode::AlreadyClaimed)
     );
     assert_eq!(s, before);
@@ -596,4 +605,101 @@ fn templates_with_a_forged_scale_are_refused() {
         );
     }
     assert!(s.people.is_empty());
+}
+
+/// Issue 25 #10: a board built with an installer's key is not trust on
+/// first use: only a claim carrying the installer's signature over this
+/// board's id and this site key takes it; every other claim changes nothing.
+#[test]
+fn a_board_with_an_installer_key_is_claimed_only_with_its_token() {
+    let installer = SigningKey::from_bytes(&[41; 32]);
+    let board = BoardInfo {
+        claim_key: Some(installer.verifying_key().to_bytes()),
+        ..BOARD
+    };
+    let send = |s: &mut RamStore<4>, req: &Request<'_>| {
+        let mut frame = [0u8; 2048];
+        let n = encode(req, &mut frame).unwrap();
+        let mut out = vec![0u8; 2048];
+        let n = handle(&board, s, &mut frame[..n], &mut out).unwrap();
+        out.truncate(n);
+        let out: &'static mut [u8] = Box::leak(out.into_boxed_slice());
+        decode::<Response<'static>>(out).unwrap()
+    };
+    let site_key = site().verifying_key().to_bytes();
+    let token = |by: &SigningKey, device: &[u8; 16], key: &[u8; 32]| {
+        by.sign(&claim_message(device, key)).to_bytes()
+    };
+    let mut s = RamStore::<4>::default();
+    let Response::Info {
+        claim_needs_token, ..
+    } = send(&mut s, &Request::Info)
+    else {
+        panic!()
+    };
+    assert!(claim_needs_token);
+    let stranger = SigningKey::from_bytes(&[42; 32]);
+    let refused: [(&str, Vec<u8>); 5] = [
+        ("no token", Vec::new()),
+        (
+            "short token",
+            token(&installer, &DEVICE, &site_key)[..63].to_vec(),
+        ),
+        (
+            "another signer",
+            token(&stranger, &DEVICE, &site_key).to_vec(),
+        ),
+        (
+            "another board",
+            token(&installer, b"fg-test-board-99", &site_key).to_vec(),
+        ),
+        (
+            "another site key",
+            token(&installer, &DEVICE, &[9; 32]).to_vec(),
+        ),
+    ];
+    for (why, t) in &refused {
+        assert_eq!(
+            send(&mut s, &Request::Claim { site_key, token: t }),
+            Response::Error(ErrorCode::BadSignature),
+            "{why}"
+        );
+        assert_eq!(s, RamStore::default(), "{why}");
+    }
+    let good = token(&installer, &DEVICE, &site_key);
+    assert_eq!(
+        send(
+            &mut s,
+            &Request::Claim {
+                site_key,
+                token: &good
+            }
+        ),
+        Response::Ok { nonce: 0 }
+    );
+    assert_eq!(s.site_key, Some(site_key));
+    // A trust-on-first-use board says it needs no token.
+    let Response::Info {
+        claim_needs_token, ..
+    } = tofu_info()
+    else {
+        panic!()
+    };
+    assert!(!claim_needs_token);
+}
+
+/// `Info` of a fresh board built without an installer key.
+fn tofu_info() -> Response<'static> {
+    send(&mut RamStore::<4>::default(), &Request::Info)
+}
+
+#[test]
+fn installer_keys_are_read_from_64_hex_digits() {
+    let key: [u8; 32] = core::array::from_fn(|i| (i * 9) as u8);
+    let hex: String = key.iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(key_from_hex(&hex), Some(key));
+    assert_eq!(key_from_hex(&hex.to_lowercase()), Some(key));
+    assert_eq!(key_from_hex(&hex[..62]), None);
+    assert_eq!(key_from_hex(&format!("{}g", &hex[..63])), None);
+    assert_eq!(key_from_hex(""), None);
 }

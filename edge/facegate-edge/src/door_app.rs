@@ -161,6 +161,21 @@ pub struct ServeConfig {
     pub device_id: Option<String>,
     /// GPIO chip and line of the lock relay.
     pub gpio: Option<(String, u32)>,
+    /// The installer's public key file (`facegate keygen`'s `.pub`): a
+    /// claim must carry its token. `None`: trust on first use.
+    pub claim_key: Option<PathBuf>,
+}
+
+/// Reads an installer's public key (64 hex digits, `facegate keygen`'s `.pub`).
+fn installer_key(path: &Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the installer key {}", path.display()))?;
+    facegate_core::protocol::key_from_hex(text.trim()).with_context(|| {
+        format!(
+            "{} is not a public key (64 hex digits, as `facegate keygen` writes to KEY.pub)",
+            path.display()
+        )
+    })
 }
 
 /// Where whole camera frames come from.
@@ -426,6 +441,7 @@ pub fn serve(a: &ServeConfig, stop: &AtomicBool) -> Result<()> {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: hash,
         device_id: device_id(a.device_id.as_deref(), &a.state)?,
+        claim_key: a.claim_key.as_deref().map(installer_key).transpose()?,
     };
     let mut link = LinkServer::open(&a.port)?;
     let mut folder = a.faces.as_deref().map(FaceFolder::new).transpose()?;

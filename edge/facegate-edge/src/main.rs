@@ -82,6 +82,12 @@ struct ServeArgs {
     /// serial number, else a random id kept in the state folder.
     #[arg(long)]
     device_id: Option<String>,
+    /// The installer's public key (`facegate keygen --out installer.key`
+    /// writes installer.key.pub): only a claim carrying its token
+    /// (`facegate provision --installer-key`) can claim this board. Without
+    /// it, whoever reaches the unclaimed board first owns it.
+    #[arg(long, value_name = "KEY_PUB")]
+    claim_key: Option<PathBuf>,
     /// GPIO chip of the lock relay (feature `gpio`).
     #[arg(long, requires = "gpio_line")]
     gpio_chip: Option<String>,
@@ -106,6 +112,7 @@ fn main() -> std::process::ExitCode {
                 }),
                 device_id: a.device_id,
                 gpio: a.gpio_chip.zip(a.gpio_line),
+                claim_key: a.claim_key,
             },
             &AtomicBool::new(false),
         ),

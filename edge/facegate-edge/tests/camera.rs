@@ -141,6 +141,7 @@ fn one_person_in_view_is_one_decision_from_raw_camera_frames() {
         }),
         device_id: Some("edge-camera-test".into()),
         gpio: None,
+        claim_key: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -159,7 +160,7 @@ fn one_person_in_view_is_one_decision_from_raw_camera_frames() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let key = SigningKey::from_bytes(&[7; 32]);
-    board.claim(&key.verifying_key()).unwrap();
+    board.claim(&key.verifying_key(), &[]).unwrap();
     board
         .signed(
             &key,

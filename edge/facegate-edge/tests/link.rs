@@ -18,6 +18,7 @@ const BOARD: BoardInfo<'static> = BoardInfo {
     firmware: "edge-test",
     model_hash: ModelHash([1; 32]),
     device_id: *b"edge-link-test-1",
+    claim_key: None,
 };
 
 fn info_frame() -> Vec<u8> {

@@ -124,6 +124,7 @@ pub fn run(flash: &mut [u8], arena: &mut [i8]) -> bool {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: model.hash(),
         device_id: DEVICE_ID,
+        claim_key: None,
     };
     flash.fill(0xFF);
     let Ok(mut store) = FlashStore::<_, 16>::open(

@@ -17,7 +17,7 @@ use facegate_core::Template;
 use facegate_core::protocol::frame::{self, FrameError};
 use facegate_core::protocol::{
     AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, FACE_BYTES, FACE_CHUNK, MAX_FRAME, PersonEntry,
-    Request, Response, signing_message,
+    Request, Response, claim_message, signing_message,
 };
 use sha2::{Digest, Sha256};
 
@@ -71,6 +71,8 @@ pub struct BoardInfo {
     pub claimed: bool,
     /// The site's public key, when claimed.
     pub site_key: Option<[u8; 32]>,
+    /// Whether a claim needs an installer's token ([`claim_token`]).
+    pub claim_needs_token: bool,
     /// Match threshold in force.
     pub threshold: f32,
     /// Lock pulse, milliseconds.
@@ -146,6 +148,7 @@ impl From<Response<'_>> for Reply {
                 nonce,
                 claimed,
                 site_key,
+                claim_needs_token,
                 threshold,
                 unlock_ms,
             } => Self::Info(BoardInfo {
@@ -157,6 +160,7 @@ impl From<Response<'_>> for Reply {
                 nonce,
                 claimed,
                 site_key: claimed.then_some(site_key),
+                claim_needs_token,
                 threshold,
                 unlock_ms,
             }),
@@ -194,6 +198,18 @@ pub fn encode_templates(templates: &[Template]) -> Vec<u8> {
         out.extend(t.values().iter().map(|v| v.to_le_bytes()[0]));
     }
     out
+}
+
+/// The installer's permission for `site` to claim the board `device_id`:
+/// `installer`'s signature over [`claim_message`].
+pub fn claim_token(
+    installer: &SigningKey,
+    device_id: &[u8; DEVICE_ID_LEN],
+    site: &VerifyingKey,
+) -> [u8; 64] {
+    installer
+        .sign(&claim_message(device_id, &site.to_bytes()))
+        .to_bytes()
 }
 
 /// The frame of `command` signed by `key` for `device_id` at `nonce`.
@@ -307,10 +323,12 @@ impl Board {
         }
     }
 
-    /// Sets the site key of an unclaimed board.
-    pub fn claim(&mut self, site: &VerifyingKey) -> Result<(), LinkError> {
+    /// Sets the site key of an unclaimed board; `token` is the installer's
+    /// [`claim_token`] on a board that needs one (else empty).
+    pub fn claim(&mut self, site: &VerifyingKey, token: &[u8]) -> Result<(), LinkError> {
         match self.ask(&Request::Claim {
             site_key: site.to_bytes(),
+            token,
         })? {
             Reply::Ok { .. } => Ok(()),
             other => Err(unexpected(&other)),

@@ -120,6 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     push(&Request::Claim {
         site_key: site.verifying_key().to_bytes(),
+        token: &[],
     })?;
     let mut commands = Vec::new();
     for (id, t) in [(1u32, &templates[0]), (2, &templates[1])] {

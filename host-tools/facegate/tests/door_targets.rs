@@ -155,6 +155,7 @@ impl Edge {
             camera: None,
             device_id: Some("edge-test-board".into()),
             gpio: None,
+            claim_key: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -576,7 +577,7 @@ fn door_flow(boot: &mut dyn FnMut(&Path, u32) -> Box<dyn Target>, capacity: u16)
     let before = board.info().unwrap();
     let stranger_key = SigningKey::from_bytes(&[9; 32]);
     assert!(matches!(
-        board.claim(&stranger_key.verifying_key()),
+        board.claim(&stranger_key.verifying_key(), &[]),
         Err(LinkError::Refused(ErrorCode::AlreadyClaimed))
     ));
     assert!(matches!(

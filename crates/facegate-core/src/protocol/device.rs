@@ -72,6 +72,10 @@ pub struct BoardInfo<'a> {
     pub model_hash: ModelHash,
     /// Unique device id.
     pub device_id: [u8; DEVICE_ID_LEN],
+    /// The installer's public key: a claim must carry its signature over
+    /// [`claim_message`](super::claim_message). `None`: trust on first use
+    /// (whoever reaches the unclaimed board first owns it).
+    pub claim_key: Option<[u8; 32]>,
 }
 
 /// The requests beyond provisioning: the face pipeline and the audit log,
@@ -184,15 +188,27 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             nonce: store.nonce(),
             claimed: store.site_key().is_some(),
             site_key: store.site_key().unwrap_or([0; 32]),
+            claim_needs_token: board.claim_key.is_some(),
             threshold: store.threshold(),
             unlock_ms: store.unlock_ms(),
         },
-        Request::Claim { site_key } => {
+        Request::Claim { site_key, token } => {
             if store.site_key().is_some() {
                 return Response::Error(ErrorCode::AlreadyClaimed);
             }
             if VerifyingKey::from_bytes(&site_key).is_err() {
                 return Response::Error(ErrorCode::Invalid);
+            }
+            if let Some(installer) = board.claim_key {
+                let message = super::claim_message(&board.device_id, &site_key);
+                let signed = <&[u8; 64]>::try_from(token).ok().is_some_and(|sig| {
+                    VerifyingKey::from_bytes(&installer)
+                        .and_then(|k| k.verify_strict(&message, &Signature::from_bytes(sig)))
+                        .is_ok()
+                });
+                if !signed {
+                    return Response::Error(ErrorCode::BadSignature);
+                }
             }
             match store.set_site_key(Some(site_key)) {
                 Ok(()) => Response::Ok {

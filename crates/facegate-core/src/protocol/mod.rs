@@ -31,6 +31,50 @@ pub const MAX_MESSAGE: usize = 1536;
 pub const MAX_FRAME: usize = cobs::max_encoding_length(MAX_MESSAGE + 4) + 1;
 /// Domain separation of signed commands.
 pub const SIGNING_CONTEXT: &[u8; 4] = b"FGP1";
+/// Domain separation of claim tokens.
+pub const CLAIM_CONTEXT: &[u8; 4] = b"FGC1";
+/// Bytes of [`claim_message`].
+pub const CLAIM_MESSAGE_LEN: usize = 4 + DEVICE_ID_LEN + 32;
+
+/// What an installer key signs to let `site_key` claim the board
+/// `device_id`: `b"FGC1" ‖ device_id ‖ site_key`.
+pub fn claim_message(
+    device_id: &[u8; DEVICE_ID_LEN],
+    site_key: &[u8; 32],
+) -> [u8; CLAIM_MESSAGE_LEN] {
+    let mut m = [0u8; CLAIM_MESSAGE_LEN];
+    m[..4].copy_from_slice(CLAIM_CONTEXT);
+    m[4..4 + DEVICE_ID_LEN].copy_from_slice(device_id);
+    m[4 + DEVICE_ID_LEN..].copy_from_slice(site_key);
+    m
+}
+
+/// A 32-byte key from 64 hex digits, at compile time too (firmware takes
+/// its installer key from the build environment); `None` for anything else.
+pub const fn key_from_hex(hex: &str) -> Option<[u8; 32]> {
+    const fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        let (Some(hi), Some(lo)) = (digit(b[2 * i]), digit(b[2 * i + 1])) else {
+            return None;
+        };
+        key[i] = hi << 4 | lo;
+        i += 1;
+    }
+    Some(key)
+}
 /// Bytes of one aligned face crop (112×112 RGB), as `VerifyFace` expects it.
 pub const FACE_BYTES: usize = 112 * 112 * 3;
 /// Largest slice of a face one `FaceChunk` carries.
@@ -47,6 +91,10 @@ pub enum Request<'a> {
     Claim {
         /// Ed25519 public key of the site.
         site_key: [u8; 32],
+        /// On a board built with an installer key: that key's signature
+        /// over [`claim_message`] (64 bytes), so that only the installer's
+        /// customer can claim it. Empty on a trust-on-first-use board.
+        token: &'a [u8],
     },
     /// A state-changing command signed by the site key.
     Signed {
@@ -145,6 +193,9 @@ pub enum Response<'a> {
         /// The site's public key (zeros when unclaimed): public, and lets the
         /// host see before signing anything whether its key owns the board.
         site_key: [u8; 32],
+        /// Whether a claim must carry an installer's token (the board was
+        /// built with an installer key).
+        claim_needs_token: bool,
         /// The match threshold in force.
         threshold: f32,
         /// How long the lock stays open, in milliseconds.

@@ -144,6 +144,7 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: hash,
         device_id: device_id(),
+        claim_key: door_app::CLAIM_KEY,
     };
     let uart = Uart::new_blocking(p.USART3, p.PD9, p.PD8, usart::Config::default())
         .map_err(|_| "USART3 config")?;

@@ -152,12 +152,28 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A device id as `board info` prints it and `claim-token --device-id`
+/// takes it: text when it is printable ASCII (zero padding dropped), else
+/// `hex:` and its 32 hex digits.
+pub fn device_id_text(id: &[u8]) -> String {
+    let text = &id[..id.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)];
+    if !text.is_empty() && text.iter().all(|b| b.is_ascii_graphic()) {
+        String::from_utf8_lossy(text).into_owned()
+    } else {
+        format!("hex:{}", hex(id))
+    }
+}
+
 /// `Info` as people read it.
 pub fn describe(port: &str, i: &BoardInfo) -> String {
-    let id = String::from_utf8_lossy(&i.device_id);
-    let claimed = match &i.site_key {
-        Some(k) => format!("yes, site key {}…", &hex(k)[..16]),
-        None => "no (the first `facegate provision` claims it)".to_string(),
+    let id = device_id_text(&i.device_id);
+    let claimed = match (&i.site_key, i.claim_needs_token) {
+        (Some(k), _) => format!("yes, site key {}…", &hex(k)[..16]),
+        (None, false) => "no (the first `facegate provision` claims it)".to_string(),
+        (None, true) => {
+            "no (only with its installer's token: `facegate provision --installer-key` or --claim-token)"
+                .to_string()
+        }
     };
     let factory = if i.threshold >= facegate_core::matcher::FACTORY_THRESHOLD {
         " (factory: opens for no one until provisioned with the model's threshold)"
@@ -167,7 +183,7 @@ pub fn describe(port: &str, i: &BoardInfo) -> String {
     format!(
         "board      {port}\nfirmware   {}\ndevice id  {}\nmodel      {}\nclaimed    {claimed}\npeople     {} of {}\nthreshold  {:.4}{factory}\nunlock     {} ms\nnonce      {}\n",
         i.firmware,
-        id.trim_end_matches('\0'),
+        id,
         hex(&i.model_hash),
         i.enrolled,
         i.capacity,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_losses;
 pub mod bench_train;
 pub mod board;
+pub mod claim_token;
 pub mod db;
 pub mod enroll;
 pub mod eval;
@@ -58,6 +59,8 @@ enum Command {
     EvalEnroll(eval_enroll::EvalEnrollArgs),
     /// Check a face against the site database on the host, or on a board with --port (exit 0 accept, 3 reject).
     Verify(verify::VerifyArgs),
+    /// An installer's token that lets one site claim one board (boards built with an installer key).
+    ClaimToken(claim_token::ClaimTokenArgs),
     /// Sync the site database to a board over its serial port (claim, enroll, remove, threshold).
     Provision(provision::ProvisionArgs),
     /// Ask a board: info, people, audit log, or its decision on a face.
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::EvalEnroll(a) => eval_enroll::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Provision(a) => provision::run(a),
+        Command::ClaimToken(a) => claim_token::run(a),
         Command::Board(c) => board::run(c),
     }
 }

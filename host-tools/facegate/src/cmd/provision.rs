@@ -49,6 +49,15 @@ pub struct ProvisionArgs {
     /// How long the lock stays open after an accept, in milliseconds.
     #[arg(long)]
     unlock_ms: Option<u32>,
+    /// Installer private key (`facegate keygen --out installer.key`): signs
+    /// the claim of a board built or started with that installer's public
+    /// key (`FACEGATE_CLAIM_KEY`, `facegate-edge serve --claim-key`).
+    #[arg(long, conflicts_with = "claim_token")]
+    installer_key: Option<PathBuf>,
+    /// A claim token for this board and site key, made by its installer
+    /// (`facegate claim-token`), as 128 hex digits.
+    #[arg(long)]
+    claim_token: Option<String>,
 }
 
 struct SitePerson {
@@ -173,7 +182,25 @@ pub fn run(a: ProvisionArgs) -> Result<ExitCode> {
     let public = key.verifying_key().to_bytes();
     match info.site_key {
         None => {
-            board.claim(&key.verifying_key())?;
+            let token: Vec<u8> = match (&a.installer_key, &a.claim_token) {
+                (Some(path), _) => facegate_link::claim_token(
+                    &load_site_key(path)?,
+                    &info.device_id,
+                    &key.verifying_key(),
+                )
+                .to_vec(),
+                (None, Some(text)) => super::claim_token::parse_token(text)?.to_vec(),
+                (None, None) if info.claim_needs_token => bail!(
+                    "this board only accepts a claim its installer signed: pass --installer-key installer.key, or --claim-token from `facegate claim-token`"
+                ),
+                (None, None) => Vec::new(),
+            };
+            board.claim(&key.verifying_key(), &token).map_err(|e| match e {
+                LinkError::Refused(ErrorCode::BadSignature) => anyhow::anyhow!(
+                    "the board refused the claim token: it was made for another board, another site key, or by another installer"
+                ),
+                e => e.into(),
+            })?;
             println!("claimed the board for site key {}…", &hex(&public)[..16]);
         }
         Some(k) if k != public => bail!(

@@ -91,6 +91,7 @@ fn run() -> Result<Infallible, &'static str> {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: hash,
         device_id: DEVICE_ID,
+        claim_key: door_app::CLAIM_KEY,
     };
     let mut uart = Uart0::take();
     defmt::info!("door: ready on UART0");
