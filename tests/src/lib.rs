@@ -3,6 +3,7 @@
 //! The face data lives outside the repository (research-only terms); tests
 //! find it through `FACEGATE_DATA`, defaulting to `../shared/data` beside the
 //! checkout, and skip with a clear message only where it is absent.
+#![deny(missing_docs)]
 
 use std::path::PathBuf;
 

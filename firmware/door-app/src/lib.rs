@@ -4,6 +4,7 @@
 //! exit path; everything they run lives here so it can grow into the full
 //! verify / store / provision app without touching board code.
 #![no_std]
+#![deny(missing_docs)]
 
 pub mod clock;
 pub mod demo;

@@ -9,6 +9,7 @@
 //! It also ends every run cleanly: a panic or a hard fault exits QEMU with a
 //! status the harness reports, instead of hanging.
 #![no_std]
+#![deny(missing_docs)]
 
 /// The MPS2's system clock (QEMU `hw/arm/mps2.c`: 25 MHz), for SysTick.
 pub const SYSCLK_HZ: u32 = 25_000_000;
