@@ -30,6 +30,21 @@ pub struct DeploymentAdvice {
     /// are (see [`Self::open_set_far`]). Empty in files written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub far_curve: Vec<OperatingPoint>,
+    /// The FAR measured at `threshold` on people and sources the threshold
+    /// was not chosen on: how far the promise carries. Empty when not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_out: Vec<HeldOutCheck>,
+}
+
+/// The false accept rate of a deployment threshold on a set it was not chosen on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutCheck {
+    /// The set, e.g. "ORL (grey, 40 people; MTCNN-aligned)".
+    pub set: String,
+    /// Stranger pairs compared.
+    pub impostor_pairs: u64,
+    /// Share of them accepted at the threshold.
+    pub far: f64,
 }
 
 /// Boards hold thresholds as `f32`: 0.9141 comes back as 0.91409999…, which
@@ -111,6 +126,11 @@ mod tests {
                 point(0.85, 1e-3, 0.80),
                 point(0.90, 1e-4, 0.50),
             ],
+            held_out: vec![HeldOutCheck {
+                set: "ORL".into(),
+                impostor_pairs: 76_830,
+                far: 3e-4,
+            }],
         };
         assert_eq!(DeploymentAdvice::from_toml(&a.to_toml()).unwrap(), a);
         // A file written before the curve existed still reads, without one.
@@ -149,6 +169,7 @@ mod tests {
                 point(0.85, 1e-3, 0.80),
                 point(0.90, 1e-4, 0.50),
             ],
+            held_out: Vec::new(),
         };
         // 12 templates at 0.85: 12 × 1e-3; between points the lower one's FAR (conservative).
         assert!((a.open_set_far(0.85, 12).unwrap() - 0.012).abs() < 1e-12);

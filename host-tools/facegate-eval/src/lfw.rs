@@ -478,5 +478,6 @@ fn advise(
         measured_on: on,
         flip_test: cfg.flip,
         far_curve,
+        held_out: Vec::new(),
     }))
 }

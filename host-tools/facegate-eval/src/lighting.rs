@@ -167,6 +167,7 @@ pub fn strictest_advice(
         ),
         flip_test: false,
         far_curve,
+        held_out: Vec::new(),
     })
 }
 

@@ -112,6 +112,16 @@ fn site_threshold(
         (None, None, _) => None,
     };
     if let (Some(t), Some((path, adv))) = (threshold, advice) {
+        if (f64::from(t) - adv.threshold).abs() < 1e-6 {
+            for h in &adv.held_out {
+                println!(
+                    "held out (strangers the threshold was not chosen on): {}: {:.3} % of {} pairs accepted",
+                    h.set,
+                    100.0 * h.far,
+                    h.impostor_pairs
+                );
+            }
+        }
         match adv.open_set_far(f64::from(t), templates) {
             Some(f) => {
                 println!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use facegate_detect::{Choice, FaceFinder, MtcnnConfig};
 use facegate_eval::allpairs::{Embeddings, all_pairs};
-use facegate_eval::deploy::DeploymentAdvice;
+use facegate_eval::deploy::{DeploymentAdvice, HeldOutCheck};
 use facegate_eval::embedder::{EmbedOptions, Embedder, embed_set};
 use facegate_eval::faces::{Face, FaceFile, FaceSet};
 use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
@@ -134,6 +134,16 @@ pub fn measure(
         orl(engine, &data.join("orl"), t)?,
         utkface(engine, data, t, cache)?,
     ];
+    // The deployment file states how far its promise carries, too.
+    let mut advice = advice;
+    advice.held_out = held_out
+        .iter()
+        .map(|h| HeldOutCheck {
+            set: h.set.clone(),
+            impostor_pairs: h.impostor,
+            far: h.far_deployed,
+        })
+        .collect();
     Ok((
         Robustness {
             lighting,
