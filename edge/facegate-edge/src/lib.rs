@@ -14,7 +14,7 @@
 //!   → the host's MTCNN detection, alignment and quality gates → one door
 //!   decision per person in view;
 //! - [`faces`]: aligned face crops dropped into a folder are camera frames;
-//! - [`bench`]: what the camera path costs per photo on this board.
+//! - [`bench`](mod@bench): what the camera path costs per photo on this board.
 #![deny(missing_docs)]
 
 pub mod bench;
