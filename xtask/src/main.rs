@@ -168,6 +168,15 @@ fn run_task(cli: Cli) -> Result<()> {
                     })
                     .collect::<Result<_>>()?
             };
+            // The code the targets are built from (`-dirty`: uncommitted
+            // changes), taken before the runs: commits made meanwhile are not it.
+            let commit = Command::new("git")
+                .args(["describe", "--always", "--dirty"])
+                .current_dir(&root)
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .map_or_else(|| "?".into(), |c| c.trim().to_string());
             let done = fuzz::fuzz(&root, &chosen, seconds, runs)?;
             match record {
                 Some(path) => {
@@ -175,14 +184,6 @@ fn run_task(cli: Cli) -> Result<()> {
                         .chain(std::env::args().skip(1))
                         .collect::<Vec<_>>()
                         .join(" ");
-                    // The code the targets were built from (`-dirty`: uncommitted changes).
-                    let commit = Command::new("git")
-                        .args(["describe", "--always", "--dirty"])
-                        .current_dir(&root)
-                        .output()
-                        .ok()
-                        .and_then(|o| String::from_utf8(o.stdout).ok())
-                        .map_or_else(|| "?".into(), |c| c.trim().to_string());
                     fuzz::write_record(&path, &done, &command, &commit)
                 }
                 None => Ok(()),

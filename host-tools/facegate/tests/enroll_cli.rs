@@ -197,6 +197,39 @@ fn enroll_two_people_reject_outliers_and_bad_photos() {
         text(&v)
     );
 
+    // A threshold measured with the flip test sits on another score scale:
+    // no door flips, so such a file is refused, not used.
+    let hash = text(&q)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("model hash"))
+        .map(|h| h.trim().to_string())
+        .expect("quantize prints the model hash");
+    std::fs::write(
+        d.join("flip.toml"),
+        format!(
+            "model_hash = \"{hash}\"\nmodel = \"m\"\ntarget_far = 0.001\nthreshold = 0.5\nmeasured_far = 0.001\nexpected_tar = 0.5\nmeasured_on = \"LFW\"\nflip_test = true\n"
+        ),
+    )
+    .unwrap();
+    let v = facegate(
+        d,
+        &[
+            "verify",
+            "--aligned",
+            "--model",
+            "m.fgm",
+            "--deployment",
+            "flip.toml",
+            &a1,
+        ],
+    );
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("was measured with the flip test"),
+        "{}",
+        text(&v)
+    );
+
     // Templates of another model are refused.
     let other = facegate(
         d,

@@ -69,6 +69,14 @@ pub fn deployment(path: &Path, model: &ModelHash) -> Result<DeploymentAdvice> {
             &model[..16]
         );
     }
+    // Doors and enrollment embed each face once: a threshold measured on
+    // flip-test embeddings (face + mirror) sits on another score scale.
+    if advice.flip_test {
+        bail!(
+            "{} was measured with the flip test (`facegate eval --flip`), which no door does: write it again without --flip",
+            path.display()
+        );
+    }
     Ok(advice)
 }
 
