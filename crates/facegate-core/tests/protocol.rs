@@ -25,14 +25,27 @@ fn site() -> SigningKey {
 
 /// Sends one request; returns the decoded response.
 fn send(store: &mut RamStore<4>, req: &Request<'_>) -> Response<'static> {
+    send_to(&BOARD, store, req)
+}
+
+/// [`send`] to the board `board`.
+fn send_to(board: &BoardInfo<'_>, store: &mut RamStore<4>, req: &Request<'_>) -> Response<'static> {
     let mut frame = [0u8; 2048];
     let n = encode(req, &mut frame).unwrap();
-    exchange(store, &mut frame[..n])
+    exchange_with(board, store, &mut frame[..n])
 }
 
 fn exchange(store: &mut RamStore<4>, frame: &mut [u8]) -> Response<'static> {
+    exchange_with(&BOARD, store, frame)
+}
+
+fn exchange_with(
+    board: &BoardInfo<'_>,
+    store: &mut RamStore<4>,
+    frame: &mut [u8],
+) -> Response<'static> {
     let mut out = vec![0u8; 2048];
-    let n = handle(&BOARD, store, frame, &mut out).unwrap();
+    let n = handle(board, store, frame, &mut out).unwrap();
     out.truncate(n);
     let out: &'static mut [u8] = Box::leak(out.into_boxed_slice());
     decode::<Response<'static>>(out).unwrap()
@@ -617,15 +630,7 @@ fn a_board_with_an_installer_key_is_claimed_only_with_its_token() {
         claim_key: Some(installer.verifying_key().to_bytes()),
         ..BOARD
     };
-    let send = |s: &mut RamStore<4>, req: &Request<'_>| {
-        let mut frame = [0u8; 2048];
-        let n = encode(req, &mut frame).unwrap();
-        let mut out = vec![0u8; 2048];
-        let n = handle(&board, s, &mut frame[..n], &mut out).unwrap();
-        out.truncate(n);
-        let out: &'static mut [u8] = Box::leak(out.into_boxed_slice());
-        decode::<Response<'static>>(out).unwrap()
-    };
+    let send = |s: &mut RamStore<4>, req: &Request<'_>| send_to(&board, s, req);
     let site_key = site().verifying_key().to_bytes();
     let token = |by: &SigningKey, device: &[u8; 16], key: &[u8; 32]| {
         by.sign(&claim_message(device, key)).to_bytes()
@@ -681,16 +686,11 @@ fn a_board_with_an_installer_key_is_claimed_only_with_its_token() {
     // A trust-on-first-use board says it needs no token.
     let Response::Info {
         claim_needs_token, ..
-    } = tofu_info()
+    } = send_to(&BOARD, &mut RamStore::default(), &Request::Info)
     else {
         panic!()
     };
     assert!(!claim_needs_token);
-}
-
-/// `Info` of a fresh board built without an installer key.
-fn tofu_info() -> Response<'static> {
-    send(&mut RamStore::<4>::default(), &Request::Info)
 }
 
 #[test]

@@ -65,10 +65,8 @@ pub fn run(c: &BenchConfig) -> Result<String> {
         )
     })?;
     let eyes = Eyes::new(finder, QualityGates::default());
-    let reference = [Face {
-        rgb: vec![128; facegate_core::protocol::FACE_BYTES],
-    }];
-    let embedder = TractEmbedder::load(&c.model, &c.blob, &reference)?;
+    // The same start-up check of the model against its blob as the door's.
+    let embedder = TractEmbedder::load(&c.model, &c.blob, &crate::door_app::reference_faces())?;
     let (mut decode, mut look, mut embed, mut total) = (vec![], vec![], vec![], vec![]);
     let mut faces = 0usize;
     let started = Instant::now();

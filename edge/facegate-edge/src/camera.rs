@@ -250,7 +250,8 @@ impl Drop for MjpegStream {
     }
 }
 
-/// A folder watched for new photos (full pictures, not crops): each is a frame.
+/// A folder watched for new images (JPEG, PNG): whole photos for the
+/// camera, aligned crops for [`crate::faces::FaceFolder`].
 #[derive(Debug)]
 pub struct PhotoFolder {
     dir: PathBuf,
@@ -352,6 +353,31 @@ impl Eyes {
     }
 }
 
+/// The last [`Self::KEPT`] durations of something the door loop does per
+/// frame: a door runs for months, so its statistics must not grow.
+#[derive(Debug, Default)]
+pub struct RecentDurations(std::collections::VecDeque<Duration>);
+
+impl RecentDurations {
+    /// How many are kept.
+    pub const KEPT: usize = 1024;
+
+    /// Adds one, forgetting the oldest beyond [`Self::KEPT`].
+    pub fn push(&mut self, d: Duration) {
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(d);
+    }
+
+    /// Their median, in milliseconds (0 with none).
+    pub fn median_ms(&self) -> u128 {
+        let mut v: Vec<Duration> = self.0.iter().copied().collect();
+        v.sort();
+        v.get(v.len() / 2).map_or(0, Duration::as_millis)
+    }
+}
+
 /// How [`Presence`] paces decisions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PresencePolicy {
@@ -410,17 +436,13 @@ impl Presence {
     /// Takes what a frame at `now` showed; returns the face to judge now, if any.
     pub fn observe(&mut self, now: Instant, face: Option<Candidate>) -> Option<Candidate> {
         let p = self.policy;
-        let watch = std::mem::replace(&mut self.watch, Watch::Empty);
-        let (next, judge) = match (watch, face) {
-            (Watch::Empty, None) => (Watch::Empty, None),
-            (Watch::Empty, Some(f)) => (
-                Watch::Looking {
-                    since: now,
-                    best: f,
-                    last_seen: now,
-                },
-                None,
-            ),
+        let looking = |f| Watch::Looking {
+            since: now,
+            best: f,
+            last_seen: now,
+        };
+        let (next, judge) = match (std::mem::replace(&mut self.watch, Watch::Empty), face) {
+            (Watch::Empty, seen) => (seen.map_or(Watch::Empty, looking), None),
             (
                 Watch::Looking {
                     since,
@@ -439,7 +461,12 @@ impl Presence {
                 if now.duration_since(since) >= p.look
                     || now.duration_since(last_seen) >= p.gone_after
                 {
-                    (Watch::Empty, Some(best))
+                    let judged = Watch::Judged {
+                        at: now,
+                        unlocked: false,
+                        last_seen: now,
+                    };
+                    (judged, Some(best))
                 } else {
                     (
                         Watch::Looking {
@@ -460,49 +487,20 @@ impl Presence {
                 seen,
             ) => {
                 let last_seen = if seen.is_some() { now } else { last_seen };
-                if now.duration_since(last_seen) >= p.gone_after {
-                    (Watch::Empty, None)
-                } else if let (Some(f), false) = (seen, unlocked) {
-                    if now.duration_since(at) >= p.retry_after {
-                        (
-                            Watch::Looking {
-                                since: now,
-                                best: f,
-                                last_seen: now,
-                            },
-                            None,
-                        )
-                    } else {
-                        (
-                            Watch::Judged {
-                                at,
-                                unlocked,
-                                last_seen,
-                            },
-                            None,
-                        )
-                    }
-                } else {
-                    (
-                        Watch::Judged {
-                            at,
-                            unlocked,
-                            last_seen,
-                        },
-                        None,
-                    )
-                }
+                let next = match seen {
+                    _ if now.duration_since(last_seen) >= p.gone_after => Watch::Empty,
+                    // A refused person still in view: look again after the pause.
+                    Some(f) if !unlocked && now.duration_since(at) >= p.retry_after => looking(f),
+                    _ => Watch::Judged {
+                        at,
+                        unlocked,
+                        last_seen,
+                    },
+                };
+                (next, None)
             }
         };
-        self.watch = if judge.is_some() {
-            Watch::Judged {
-                at: now,
-                unlocked: false,
-                last_seen: now,
-            }
-        } else {
-            next
-        };
+        self.watch = next;
         judge
     }
 
@@ -582,6 +580,18 @@ mod tests {
         // The passer-by is judged when the look is over (their best frame),
         // the next person after their own look, once the first has gone.
         assert_eq!(judged, vec![(6, 31.0), (28, 60.0)]);
+    }
+
+    #[test]
+    fn recent_durations_stay_bounded_and_give_the_median_of_the_newest() {
+        let mut r = RecentDurations::default();
+        assert_eq!(r.median_ms(), 0);
+        for ms in 0..5_000u64 {
+            r.push(Duration::from_millis(ms));
+        }
+        assert_eq!(r.0.len(), RecentDurations::KEPT);
+        // The newest 1024 are 3976..=4999: their median is 3976 + 512.
+        assert_eq!(r.median_ms(), 4488);
     }
 
     fn jpeg(w: u32, h: u32, shade: u8) -> Vec<u8> {

@@ -21,7 +21,9 @@ use facegate_detect::{FaceFinder, MtcnnConfig, QualityGates};
 use facegate_eval::faces::Face;
 
 use crate::SystemClock;
-use crate::camera::{Eyes, FRAME_BOUNDS, MjpegStream, PhotoFolder, Presence, PresencePolicy};
+use crate::camera::{
+    Eyes, FRAME_BOUNDS, MjpegStream, PhotoFolder, Presence, PresencePolicy, RecentDurations,
+};
 use crate::embedder::TractEmbedder;
 use crate::faces::FaceFolder;
 use crate::file_flash::{FileFlash, PAGE, create_atomically};
@@ -126,7 +128,7 @@ fn state_device_id(state: &Path) -> Result<String> {
 
 /// Faces the start-up twin check embeds with both models: smooth synthetic
 /// images, so a board needs no face data.
-fn reference_faces() -> Vec<Face> {
+pub(crate) fn reference_faces() -> Vec<Face> {
     (0..2u32)
         .map(|k| Face {
             rgb: (0..FACE_BYTES)
@@ -248,8 +250,8 @@ struct Camera {
     looked: u64,
     faces: u64,
     decisions: u64,
-    look_time: Vec<Duration>,
-    latency: Vec<Duration>,
+    look_time: RecentDurations,
+    latency: RecentDurations,
     started: Instant,
     reported_end: bool,
 }
@@ -282,8 +284,8 @@ impl Camera {
             looked: 0,
             faces: 0,
             decisions: 0,
-            look_time: Vec::new(),
-            latency: Vec::new(),
+            look_time: RecentDurations::default(),
+            latency: RecentDurations::default(),
             started: Instant::now(),
             reported_end: false,
         })
@@ -381,20 +383,15 @@ impl Camera {
     }
 
     fn report(&self, read: u64, dropped: u64) -> String {
-        let median = |v: &[Duration]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v.get(v.len() / 2).map_or(0, Duration::as_millis)
-        };
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         format!(
-            "edge: camera: {read} frames read, {} looked at ({:.1}/s), {dropped} dropped, {} with a face, {} decisions; detect+align median {} ms, frame → decision median {} ms",
+            "edge: camera: {read} frames read, {} looked at ({:.1}/s), {dropped} dropped, {} with a face, {} decisions; detect+align median {} ms, frame → decision median {} ms (of the last 1024)",
             self.looked,
             self.looked as f64 / secs,
             self.faces,
             self.decisions,
-            median(&self.look_time),
-            median(&self.latency)
+            self.look_time.median_ms(),
+            self.latency.median_ms()
         )
     }
 }

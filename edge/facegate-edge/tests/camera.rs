@@ -5,28 +5,24 @@
 //! stranger's is refused, and the frames in between (nobody in view)
 //! decide nothing.
 
+mod common;
+
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Door, repo};
 use ed25519_dalek::SigningKey;
 use facegate_core::protocol::{Command, DecisionKind};
 use facegate_core::{EMBEDDING_DIM, Embedding, Template};
 use facegate_detect::{Choice, FaceFinder, QualityGates};
 use facegate_e2e::shared_data;
-use facegate_edge::door_app::{CameraConfig, CameraSource, ServeConfig, serve};
+use facegate_edge::door_app::{CameraConfig, CameraSource};
 use facegate_eval::deploy::DeploymentAdvice;
 use facegate_eval::embedder::Embedder as _;
 use facegate_eval::faces::Face;
-use facegate_link::{Board, encode_templates};
+use facegate_link::encode_templates;
 use facegate_quant::engine::EngineEmbedder;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn sorted(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -120,45 +116,18 @@ fn one_person_in_view_is_one_decision_from_raw_camera_frames() {
         .status()
         .unwrap();
     assert!(made.success(), "mkfifo");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = ServeConfig {
-        model: repo().join("models/nano.onnx"),
-        blob: repo().join("models/nano.fgm"),
-        state: dir.path().join("state"),
-        port: format!("tcp:127.0.0.1:{port}"),
-        faces: None,
-        camera: Some(CameraConfig {
+    // The door answers although no camera writes yet: it never waits for one.
+    let (door, mut board) = Door::boot(&dir.path().join("state"), |c| {
+        c.camera = Some(CameraConfig {
             source: CameraSource::Mjpeg {
                 path: fifo.clone(),
                 fps: None,
             },
             detector: weights,
             min_face: 40.0,
-        }),
-        device_id: Some("edge-camera-test".into()),
-        gpio: None,
-        claim_key: None,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let door = std::thread::spawn(move || serve(&config, &flag));
+        });
+    });
     let started = Instant::now();
-    // The door listens although no camera writes yet: it never waits for one.
-    let mut board = loop {
-        if let Ok(b) = Board::connect(&format!("tcp:127.0.0.1:{port}")) {
-            break b;
-        }
-        assert!(!door.is_finished(), "the edge runtime stopped at start-up");
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "edge never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
     let key = SigningKey::from_bytes(&[7; 32]);
     board.claim(&key.verifying_key(), &[]).unwrap();
     board
@@ -199,8 +168,7 @@ fn one_person_in_view_is_one_decision_from_raw_camera_frames() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    stop.store(true, Ordering::Relaxed);
-    door.join().unwrap().unwrap();
+    door.stop();
     let kinds: Vec<(DecisionKind, Option<u32>)> =
         events.iter().map(|e| (e.kind, e.person)).collect();
     assert_eq!(

@@ -2,20 +2,12 @@
 //! (`--claim-key`), the board refuses a plain claim and one signed for
 //! another board, and takes the claim its installer signed for it.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::Door;
 use ed25519_dalek::SigningKey;
 use facegate_core::protocol::ErrorCode;
-use facegate_edge::door_app::{ServeConfig, serve};
-use facegate_link::{Board, LinkError, claim_token};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use facegate_link::{LinkError, claim_token};
 
 #[test]
 fn only_the_installers_token_claims_the_board() {
@@ -29,37 +21,7 @@ fn only_the_installers_token_claims_the_board() {
         .map(|b| format!("{b:02x}"))
         .collect();
     std::fs::write(&pub_file, format!("{hex}\n")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = ServeConfig {
-        model: repo().join("models/nano.onnx"),
-        blob: repo().join("models/nano.fgm"),
-        state: dir.path().join("state"),
-        port: format!("tcp:127.0.0.1:{port}"),
-        faces: None,
-        camera: None,
-        device_id: Some("edge-claim-test".into()),
-        gpio: None,
-        claim_key: Some(pub_file),
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let door = std::thread::spawn(move || serve(&config, &flag));
-    let started = Instant::now();
-    let mut board = loop {
-        if let Ok(b) = Board::connect(&format!("tcp:127.0.0.1:{port}")) {
-            break b;
-        }
-        assert!(!door.is_finished(), "the edge runtime stopped at start-up");
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "edge never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (door, mut board) = Door::boot(&dir.path().join("state"), |c| c.claim_key = Some(pub_file));
     let info = board.info().unwrap();
     assert!(info.claim_needs_token && !info.claimed);
     let site = SigningKey::from_bytes(&[6; 32]).verifying_key();
@@ -76,6 +38,5 @@ fn only_the_installers_token_claims_the_board() {
         .unwrap();
     let info = board.info().unwrap();
     assert_eq!(info.site_key, Some(site.to_bytes()));
-    stop.store(true, Ordering::Relaxed);
-    door.join().unwrap().unwrap();
+    door.stop();
 }

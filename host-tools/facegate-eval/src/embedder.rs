@@ -131,3 +131,33 @@ pub fn embed_set(
     let embeddings = Embeddings::new(dim, data).map_err(|_| FaceError::Empty(set.root.clone()))?;
     Ok(SetEmbeddings { embeddings, failed })
 }
+
+/// [`embed_set`] through the embedding cache in `cache` (none: no cache):
+/// a complete earlier run is read back, a new complete run stored; a run
+/// with failures is never cached (a failure must be seen again, not
+/// hidden). Returns the embeddings and whether they came from the cache.
+pub fn embed_set_cached(
+    embedder: &dyn Embedder,
+    set: &FaceSet,
+    opts: EmbedOptions,
+    cache: Option<&std::path::Path>,
+) -> Result<(SetEmbeddings, bool), FaceError> {
+    let paths: Vec<&std::path::Path> = set.files.iter().map(|f| f.path.as_path()).collect();
+    let key = crate::cache::key_lit(&embedder.model_hash(), opts.flip, opts.lighting, &paths);
+    if let Some(embeddings) =
+        cache.and_then(|d| crate::cache::load(d, &key, embedder.dim(), set.files.len()))
+    {
+        let failed = Vec::new();
+        return Ok((SetEmbeddings { embeddings, failed }, true));
+    }
+    let r = embed_set(embedder, set, opts)?;
+    if let (Some(dir), true) = (cache, r.failed.is_empty()) {
+        if let Err(e) = crate::cache::store(dir, &key, &r.embeddings) {
+            eprintln!(
+                "warning: could not write embedding cache in {}: {e}",
+                dir.display()
+            );
+        }
+    }
+    Ok((r, false))
+}

@@ -8,16 +8,16 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::EvalError;
 use crate::allpairs::{Embeddings, all_pairs};
 use crate::deploy::{CURVE_FARS, DeploymentAdvice};
-use crate::embedder::{EmbedOptions, Embedder, embed_set};
+use crate::embedder::{EmbedOptions, Embedder, embed_set_cached};
 use crate::faces::{FaceError, FaceSet};
 use crate::identification::{IdentificationReport, identify};
 use crate::lighting::Lighting;
 use crate::pairs::{PairList, PairsError, parse_pairs};
 use crate::roc::{DEFAULT_BINS, OperatingPoint, Roc, histograms};
 use crate::verification::{KFoldReport, accuracy_at, best_threshold, kfold_accuracy};
-use crate::{EvalError, cache};
 
 /// FAR targets of the all-pairs protocol.
 pub const FAR_TARGETS: [f64; 4] = [1e-2, 1e-3, 1e-4, 1e-5];
@@ -168,6 +168,10 @@ pub struct EvalReport {
     /// serialised: reports stay small).
     #[serde(skip)]
     pub embeddings: Embeddings,
+    /// The full-resolution ROC of all pairs, when that protocol ran (not
+    /// serialised; `all_pairs` has its summary).
+    #[serde(skip)]
+    pub all_pairs_roc: Option<Roc>,
 }
 
 fn read(path: &Path) -> Result<String, RunError> {
@@ -208,37 +212,17 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
 
     let t = Instant::now();
     let hash = embedder.model_hash();
-    let paths: Vec<&Path> = set.files.iter().map(|f| f.path.as_path()).collect();
-    let key = cache::key_lit(&hash, cfg.flip, cfg.lighting, &paths);
-    let cached = cfg
-        .cache
-        .as_deref()
-        .and_then(|d| cache::load(d, &key, embedder.dim(), set.files.len()));
-    let from_cache = cached.is_some();
-    let (emb, failed) = match cached {
-        Some(e) => (e, Vec::new()),
-        None => {
-            let r = embed_set(
-                embedder,
-                &set,
-                EmbedOptions {
-                    flip: cfg.flip,
-                    progress: cfg.progress,
-                    lighting: cfg.lighting,
-                },
-            )?;
-            // Only complete runs are cached: a failure must be seen again, not hidden.
-            if let (Some(dir), true) = (cfg.cache.as_deref(), r.failed.is_empty()) {
-                if let Err(e) = cache::store(dir, &key, &r.embeddings) {
-                    eprintln!(
-                        "warning: could not write embedding cache in {}: {e}",
-                        dir.display()
-                    );
-                }
-            }
-            (r.embeddings, r.failed)
-        }
-    };
+    let (embedded, from_cache) = embed_set_cached(
+        embedder,
+        &set,
+        EmbedOptions {
+            flip: cfg.flip,
+            progress: cfg.progress,
+            lighting: cfg.lighting,
+        },
+        cfg.cache.as_deref(),
+    )?;
+    let (emb, failed) = (embedded.embeddings, embedded.failed);
     let embed_seconds = if from_cache {
         0.0
     } else {
@@ -299,6 +283,7 @@ pub fn evaluate(embedder: &dyn Embedder, cfg: &EvalConfig) -> Result<EvalReport,
         embed_seconds,
         protocol_seconds: t.elapsed().as_secs_f64(),
         embeddings: emb,
+        all_pairs_roc: all_roc,
     })
 }
 

@@ -109,17 +109,6 @@ pub fn far_at(impostor: &ScoreHistogram, threshold: f64) -> Option<f64> {
     Some(above as f64 / total as f64)
 }
 
-/// The operating point of `roc` at `threshold` (its edge at or below it:
-/// FAR and TAR never understated).
-pub fn point_at(roc: &Roc, threshold: f64) -> OperatingPoint {
-    roc.points
-        .iter()
-        .take_while(|p| p.threshold <= threshold + 1e-9)
-        .last()
-        .copied()
-        .unwrap_or(roc.points[0])
-}
-
 /// The deployment advice that holds under every lighting in `rocs` (all
 /// pairs of the same set, the first the stored faces): each curve point
 /// takes the strictest threshold any lighting needs for that FAR, its FAR
@@ -140,12 +129,12 @@ pub fn strictest_advice(
             .try_fold(f64::NEG_INFINITY, |m, t| t.map(|t| m.max(t)))?;
         let worst_far = rocs
             .iter()
-            .map(|(_, r)| point_at(r, threshold).far)
+            .map(|(_, r)| r.at_threshold(threshold).far)
             .fold(0.0, f64::max);
         Some(OperatingPoint {
             threshold,
             far: worst_far,
-            tar: point_at(stored, threshold).tar,
+            tar: stored.at_threshold(threshold).tar,
         })
     };
     let point = pooled(target_far)?;
@@ -241,7 +230,7 @@ mod tests {
         assert!(a.measured_far <= 1e-2 && a.measured_far > 0.0);
         // The TAR is the stored faces' at the strict threshold: lower than at their own.
         assert!(a.expected_tar < colour.tar_at_far(1e-2).unwrap().tar);
-        assert_eq!(a.expected_tar, point_at(&colour, t_grey).tar);
+        assert_eq!(a.expected_tar, colour.at_threshold(t_grey).tar);
         // Colour alone gives its own threshold back.
         let c = strictest_advice(
             &[(Lighting::Colour, &colour)],

@@ -163,6 +163,17 @@ impl Roc {
         self.points.iter().find(|p| p.far <= target).copied()
     }
 
+    /// The operating point at `threshold`: its bin edge at or below it, so
+    /// FAR and TAR are never understated.
+    pub fn at_threshold(&self, threshold: f64) -> OperatingPoint {
+        self.points
+            .iter()
+            .take_while(|p| p.threshold <= threshold + 1e-9)
+            .last()
+            .copied()
+            .unwrap_or(self.points[0])
+    }
+
     /// About `n` points log-spaced in FAR, from the lowest resolvable FAR to 1, for plots.
     pub fn curve(&self, n: usize) -> Vec<OperatingPoint> {
         let lo = (1.0 / self.impostor as f64).max(1e-7).log10();

@@ -225,77 +225,93 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             Err(code) => Response::Error(code),
             Ok(()) => match postcard::from_bytes::<Command<'_>>(command) {
                 Err(_) => Response::Error(ErrorCode::Invalid),
-                Ok(Command::VerifyFace { face_sha256 }) => {
-                    if let Err(code) = diagnostics.check_staged(&face_sha256) {
-                        return Response::Error(code);
-                    }
-                    // Spent first, as below: a verification is never replayable
-                    // (a replay would pulse the lock again).
-                    let next = nonce.wrapping_add(1);
-                    if store.set_nonce(next).is_err() {
-                        return Response::Error(ErrorCode::Storage);
-                    }
-                    match diagnostics.verify_face(store) {
-                        Ok(entry) => Response::Decision { entry, nonce: next },
-                        Err(code) => Response::Error(code),
-                    }
-                }
-                Ok(Command::ReadPeople { start }) => {
-                    // Spent like any command: a recorded read replays nothing.
-                    let next = nonce.wrapping_add(1);
-                    if store.set_nonce(next).is_err() {
-                        return Response::Error(ErrorCode::Storage);
-                    }
-                    let mut people = heapless::Vec::new();
-                    let mut i = start;
-                    while i < store.len() && !people.is_full() {
-                        if let Some(e) = store.entry(i) {
-                            let _ = people.push(e);
-                        }
-                        i += 1;
-                    }
-                    Response::List {
-                        people,
-                        more: i < store.len(),
-                        nonce: next,
-                    }
-                }
-                Ok(Command::ReadAudit { start }) => {
-                    // Read first (a board without a log spends no nonce),
-                    // answer only once the nonce is spent.
-                    let mut events = heapless::Vec::new();
-                    let more = match diagnostics.audit(start, &mut events) {
-                        Ok(more) => more,
-                        Err(code) => return Response::Error(code),
-                    };
-                    let next = nonce.wrapping_add(1);
-                    if store.set_nonce(next).is_err() {
-                        return Response::Error(ErrorCode::Storage);
-                    }
-                    Response::Audit {
-                        events,
-                        more,
-                        nonce: next,
-                    }
-                }
-                Ok(cmd) => match prepare(store, cmd) {
+                Ok(cmd) => match check(store, diagnostics, cmd) {
                     Err(code) => Response::Error(code),
-                    Ok(action) => {
+                    Ok(checked) => {
                         // Spend the nonce before acting: a power cut in between
                         // loses the command (the host sees no answer and sends
-                        // it again, freshly signed) but can never leave an applied
-                        // command replayable.
+                        // it again, freshly signed) but can never leave an
+                        // applied command, a verification (which would pulse
+                        // the lock again) or a read replayable.
                         let next = nonce.wrapping_add(1);
                         if store.set_nonce(next).is_err() {
                             return Response::Error(ErrorCode::Storage);
                         }
-                        match apply(store, action) {
-                            Ok(()) => Response::Ok { nonce: next },
-                            Err(StoreError) => Response::Error(ErrorCode::Storage),
-                        }
+                        carry_out(store, diagnostics, checked, next)
                     }
                 },
             },
+        },
+    }
+}
+
+/// A signed command that passed every check, ready once its nonce is spent.
+// No heap to box into: one lives briefly on the stack per command.
+#[allow(clippy::large_enum_variant)]
+enum Checked {
+    Act(Action),
+    VerifyFace,
+    ReadPeople(u16),
+    /// An audit page, read before the nonce is spent (a board without a
+    /// log refuses and spends nothing).
+    Audit(heapless::Vec<AuditEntry, AUDIT_PAGE>, bool),
+}
+
+/// Everything a signed command can be refused for, without changing anything.
+fn check<S: DoorStore, D: Diagnostics<S>>(
+    store: &S,
+    diagnostics: &mut D,
+    cmd: Command<'_>,
+) -> Result<Checked, ErrorCode> {
+    match cmd {
+        Command::VerifyFace { face_sha256 } => diagnostics
+            .check_staged(&face_sha256)
+            .map(|()| Checked::VerifyFace),
+        Command::ReadPeople { start } => Ok(Checked::ReadPeople(start)),
+        Command::ReadAudit { start } => {
+            let mut events = heapless::Vec::new();
+            let more = diagnostics.audit(start, &mut events)?;
+            Ok(Checked::Audit(events, more))
+        }
+        cmd => prepare(store, cmd).map(Checked::Act),
+    }
+}
+
+/// Carries out a checked command whose nonce is spent; `next` is the new nonce.
+fn carry_out<'b, S: DoorStore, D: Diagnostics<S>>(
+    store: &mut S,
+    diagnostics: &mut D,
+    checked: Checked,
+    next: u32,
+) -> Response<'b> {
+    match checked {
+        Checked::Act(action) => match apply(store, action) {
+            Ok(()) => Response::Ok { nonce: next },
+            Err(StoreError) => Response::Error(ErrorCode::Storage),
+        },
+        Checked::VerifyFace => match diagnostics.verify_face(store) {
+            Ok(entry) => Response::Decision { entry, nonce: next },
+            Err(code) => Response::Error(code),
+        },
+        Checked::ReadPeople(start) => {
+            let mut people = heapless::Vec::new();
+            let mut i = start;
+            while i < store.len() && !people.is_full() {
+                if let Some(e) = store.entry(i) {
+                    let _ = people.push(e);
+                }
+                i += 1;
+            }
+            Response::List {
+                people,
+                more: i < store.len(),
+                nonce: next,
+            }
+        }
+        Checked::Audit(events, more) => Response::Audit {
+            events,
+            more,
+            nonce: next,
         },
     }
 }
@@ -373,7 +389,7 @@ fn prepare<S: DoorStore>(store: &S, cmd: Command<'_>) -> Result<Action, ErrorCod
         Command::FactoryReset => Ok(Action::FactoryReset),
         Command::Unclaim => Ok(Action::Unclaim),
         // Handled with the face pipeline before `prepare`.
-        // Answered in `respond`; never an action on the store.
+        // Checked in `check`, never passed here: not an action on the store.
         Command::VerifyFace { .. } | Command::ReadPeople { .. } | Command::ReadAudit { .. } => {
             Err(ErrorCode::Unsupported)
         }

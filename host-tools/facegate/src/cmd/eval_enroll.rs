@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use facegate_core::matcher::{Decision, Matcher, MatcherConfig};
 use facegate_core::{EMBEDDING_DIM, Embedding, PersonId, Template};
-use facegate_eval::embedder::{EmbedOptions, Embedder, embed_set};
+use facegate_eval::embedder::{EmbedOptions, Embedder, embed_set_cached};
 use facegate_eval::faces::{Face, FaceSet};
 use facegate_quant::engine::EngineEmbedder;
 use indicatif::{ParallelProgressIterator, ProgressBar, ProgressStyle};
@@ -224,35 +224,26 @@ pub fn run(a: EvalEnrollArgs) -> Result<ExitCode> {
     let mut lfw = FaceSet::scan(&aligned_root)?;
     lfw.files
         .retain(|f| !inside.contains(lfw.identities[f.identity as usize].as_str()));
-    let paths: Vec<&std::path::Path> = lfw.files.iter().map(|f| f.path.as_path()).collect();
-    let key = facegate_eval::cache::key(&engine.model_hash(), false, &paths);
-    let cache_dir = facegate_eval::cache::default_dir();
-    let cached = (!a.no_cache)
-        .then(|| facegate_eval::cache::load(&cache_dir, &key, engine.dim(), lfw.files.len()))
-        .flatten();
-    let impostor_emb = if let Some(e) = cached {
-        e
-    } else {
-        let set = embed_set(
-            &engine,
-            &lfw,
-            EmbedOptions {
-                flip: false,
-                progress: true,
-                ..EmbedOptions::default()
-            },
-        )?;
-        if !set.failed.is_empty() {
-            bail!(
-                "{} impostor images failed: {:?}",
-                set.failed.len(),
-                &set.failed[..1]
-            );
-        }
-        // The cache is a convenience; failing to write it is not an error.
-        let _ = facegate_eval::cache::store(&cache_dir, &key, &set.embeddings);
-        set.embeddings
-    };
+    let (impostors, _) = embed_set_cached(
+        &engine,
+        &lfw,
+        EmbedOptions {
+            flip: false,
+            progress: true,
+            ..EmbedOptions::default()
+        },
+        (!a.no_cache)
+            .then(facegate_eval::cache::default_dir)
+            .as_deref(),
+    )?;
+    if !impostors.failed.is_empty() {
+        bail!(
+            "{} impostor images failed: {:?}",
+            impostors.failed.len(),
+            &impostors.failed[..1]
+        );
+    }
+    let impostor_emb = impostors.embeddings;
 
     let matcher = Matcher::new(MatcherConfig {
         threshold,

@@ -8,10 +8,10 @@ use anyhow::{Context, Result, bail};
 use facegate_detect::{Choice, FaceFinder, MtcnnConfig};
 use facegate_eval::allpairs::{Embeddings, all_pairs};
 use facegate_eval::deploy::{DeploymentAdvice, HeldOutCheck};
-use facegate_eval::embedder::{EmbedOptions, Embedder, embed_set};
+use facegate_eval::embedder::{EmbedOptions, Embedder, embed_set_cached};
 use facegate_eval::faces::{Face, FaceFile, FaceSet};
 use facegate_eval::lfw::{EvalConfig, EvalReport, evaluate};
-use facegate_eval::lighting::{Lighting, far_at, point_at, strictest_advice};
+use facegate_eval::lighting::{Lighting, far_at, strictest_advice};
 use facegate_eval::roc::{DEFAULT_BINS, Roc};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,6 @@ pub fn measure(
     data: &Path,
     cache: bool,
 ) -> Result<(Robustness, DeploymentAdvice)> {
-    let labels = FaceSet::scan(&lfw.join("aligned_112"))?.labels();
     let mut reports = Vec::new();
     for lighting in Lighting::ALL {
         let report = if lighting == Lighting::Colour {
@@ -103,7 +102,11 @@ pub fn measure(
         if !r.failed_images.is_empty() {
             bail!("{} LFW faces could not be embedded", r.failed_images.len());
         }
-        let roc = roc_of(&r.embeddings, &labels)?;
+        // The evaluation's own all-pairs ROC, not a second pass over 87 M pairs.
+        let roc = r
+            .all_pairs_roc
+            .clone()
+            .context("the all-pairs protocol did not run")?;
         reports.push((lighting, report, roc));
     }
     let rocs: Vec<(Lighting, &Roc)> = reports.iter().map(|(l, _, r)| (*l, r)).collect();
@@ -118,7 +121,7 @@ pub fn measure(
             .as_ref()
             .and_then(|v| v.kfold.clone())
             .context("LFW View 2 did not run")?;
-        let at = point_at(roc, t);
+        let at = roc.at_threshold(t);
         lighting.push(LightingRow {
             lighting: l.name().into(),
             lfw_accuracy: k.mean,
@@ -202,7 +205,7 @@ fn orl(engine: &dyn Embedder, dir: &Path, threshold: f64) -> Result<HeldOutRow> 
     let not_found = found.iter().filter(|f| f.is_none()).count();
     let (labels, faces): (Vec<u32>, Vec<Face>) = found.into_iter().flatten().unzip();
     let roc = roc_of(&embed_faces(engine, &faces)?, &labels)?;
-    let at = point_at(&roc, threshold);
+    let at = roc.at_threshold(threshold);
     Ok(HeldOutRow {
         set: "ORL (grey, 40 people; MTCNN-aligned)".into(),
         faces: faces.len(),
@@ -238,33 +241,20 @@ fn utkface(engine: &dyn Embedder, data: &Path, threshold: f64, cache: bool) -> R
             })
             .collect(),
     };
-    let paths: Vec<&Path> = names.iter().map(PathBuf::as_path).collect();
-    let key = facegate_eval::cache::key(&engine.model_hash(), false, &paths);
-    let dir = cache.then(facegate_eval::cache::default_dir);
-    let emb = match dir
-        .as_deref()
-        .and_then(|d| facegate_eval::cache::load(d, &key, engine.dim(), names.len()))
-    {
-        Some(e) => e,
-        None => {
-            eprintln!("embedding {} UTKFace faces", names.len());
-            let r = embed_set(
-                engine,
-                &set,
-                EmbedOptions {
-                    progress: true,
-                    ..EmbedOptions::default()
-                },
-            )?;
-            if let Some((i, why)) = r.failed.first() {
-                bail!("{}: {why}", set.files[*i].path.display());
-            }
-            if let Some(d) = dir.as_deref() {
-                facegate_eval::cache::store(d, &key, &r.embeddings)?;
-            }
-            r.embeddings
-        }
-    };
+    eprintln!("embedding {} UTKFace faces", names.len());
+    let (r, _) = embed_set_cached(
+        engine,
+        &set,
+        EmbedOptions {
+            progress: true,
+            ..EmbedOptions::default()
+        },
+        cache.then(facegate_eval::cache::default_dir).as_deref(),
+    )?;
+    if let Some((i, why)) = r.failed.first() {
+        bail!("{}: {why}", set.files[*i].path.display());
+    }
+    let emb = r.embeddings;
     let (_, impostor) = all_pairs(&emb, &set.labels(), DEFAULT_BINS)?;
     Ok(HeldOutRow {
         set: "UTKFace (unlabelled: every pair a stranger pair)".into(),
@@ -278,13 +268,11 @@ fn utkface(engine: &dyn Embedder, data: &Path, threshold: f64, cache: bool) -> R
     })
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.2} %", 100.0 * x)
-}
-
 /// The section of the card for one model.
 pub fn markdown(r: &Robustness, name: &str) -> String {
     use std::fmt::Write as _;
+
+    use super::pct;
     let mut s = String::new();
     let _ = writeln!(
         s,
