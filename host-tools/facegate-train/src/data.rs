@@ -12,6 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::views::ViewSet;
+
 /// Side of the faces handed to the network.
 pub const SIDE: usize = FACE_SIZE as usize;
 /// Bytes of one decoded face (RGB).
@@ -178,17 +180,25 @@ pub fn scan_unlabelled(roots: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
 /// target only, never through the classification head.
 pub const UNLABELLED: usize = usize::MAX;
 
-fn decode_files(files: Vec<&PathBuf>, progress: bool) -> Vec<(&PathBuf, Result<Face, String>)> {
-    let bar = if progress {
-        ProgressBar::new(files.len() as u64)
+/// A progress bar over `len` items named `what` (hidden unless `show`).
+pub(crate) fn progress_bar(len: usize, what: &str, show: bool) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::new(len as u64)
     } else {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("decoding [{bar:40}] {pos}/{len} faces {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
+    bar
+}
+
+fn decode_files(files: Vec<&PathBuf>, progress: bool) -> Vec<(&PathBuf, Result<Face, String>)> {
+    let bar = progress_bar(files.len(), "decoding faces", progress);
     let decoded = files
         .into_par_iter()
         .progress_with(bar.clone())
@@ -308,6 +318,13 @@ pub struct Augment {
     /// flat patch: robustness to glasses, hands and scarves.
     #[serde(default)]
     pub erase: f32,
+    /// Probability of light from one direction: brightness falls linearly
+    /// across the face, from 100–140 % on the lit side toward 15–80 % on
+    /// the other (both reached across the diagonal), the direction anywhere
+    /// around the face. A door's lamp or a
+    /// window beside it lights faces like this.
+    #[serde(default)]
+    pub side_light: f32,
 }
 
 /// The sides a softened face is shrunk to (see [`Augment::low_res`]).
@@ -324,6 +341,7 @@ impl Default for Augment {
             grey: 0.1,
             low_res: 0.0,
             erase: 0.0,
+            side_light: 0.0,
         }
     }
 }
@@ -339,7 +357,34 @@ impl Augment {
         grey: 0.0,
         low_res: 0.0,
         erase: 0.0,
+        side_light: 0.0,
     };
+
+    /// The views a teacher is shown beside the student
+    /// ([`crate::views`]): what a door's camera does to a face — light from
+    /// one side, grey (infrared) pictures, soft low-resolution faces,
+    /// occlusion, imprecise alignment. No mirroring: the teacher's target is
+    /// already the mean of a view and its mirror.
+    pub const DOOR_VIEWS: Self = Self {
+        flip: false,
+        scale: 0.1,
+        shift: 6.0,
+        brightness: 40.0,
+        contrast: 0.4,
+        grey: 0.35,
+        low_res: 0.35,
+        erase: 0.25,
+        side_light: 0.5,
+    };
+
+    /// Only the mirror of `self`: a teacher's view is shown as it was
+    /// embedded (or mirrored, which its target already covers).
+    pub fn flip_only(&self) -> Self {
+        Self {
+            flip: self.flip,
+            ..Self::NONE
+        }
+    }
 }
 
 /// Normalises 8-bit RGB HWC bytes to the network's CHW input, `(x − 127.5) / 128`.
@@ -403,6 +448,14 @@ pub fn augment(rgb: &[u8], a: &Augment, rng: &mut impl Rng, out: &mut [f32]) {
         let fill = rng.random_range(-1.0f32..=1.0);
         (x..x + w, y..y + h, fill)
     });
+    // Gain along a unit direction: `lit` at the side the light comes from,
+    // `dark` at the opposite one.
+    let light = (a.side_light > 0.0 && rng.random_bool(f64::from(a.side_light))).then(|| {
+        let angle = rng.random_range(0.0f32..std::f32::consts::TAU);
+        let lit = rng.random_range(1.0f32..=1.4);
+        let dark = rng.random_range(0.15f32..=0.8);
+        (angle.cos(), angle.sin(), lit, dark)
+    });
     let plane = SIDE * SIDE;
     let centre = (SIDE as f32 - 1.0) / 2.0;
     let max = SIDE as f32 - 1.0;
@@ -425,6 +478,16 @@ pub fn augment(rgb: &[u8], a: &Augment, rng: &mut impl Rng, out: &mut [f32]) {
                 let l = 0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2];
                 px = [l; 3];
             }
+            if let Some((cx, cy, lit, dark)) = light {
+                // Position along the light's direction, in units of the face's diagonal:
+                // 0 and 1 are reached at the corners of a diagonal light, 0.15 and
+                // 0.85 at the edges of a light from straight left or above.
+                let along = ((u as f32 - centre) * cx + (v as f32 - centre) * cy) / SIDE as f32
+                    * std::f32::consts::SQRT_2;
+                let t = (0.5 + along * 0.5).clamp(0.0, 1.0);
+                let gain = lit + (dark - lit) * t;
+                px.iter_mut().for_each(|p| *p *= gain);
+            }
             for (c, p) in px.iter().enumerate() {
                 let x = ((p - 128.0) * contrast + 128.0 + bright).clamp(0.0, 255.0);
                 out[c * plane + v * SIDE + u] = (x - 127.5) / 128.0;
@@ -438,6 +501,25 @@ pub fn augment(rgb: &[u8], a: &Augment, rng: &mut impl Rng, out: &mut [f32]) {
             }
         }
     }
+}
+
+/// One augmented face as 8-bit RGB bytes (HWC, like a decoded face): what
+/// [`augment`] hands the network, before normalisation. Views for a teacher
+/// are rendered with it, so the student can later be shown the very picture
+/// the teacher embedded.
+pub fn render(rgb: &[u8], a: &Augment, rng: &mut impl Rng) -> Vec<u8> {
+    let plane = SIDE * SIDE;
+    let mut chw = vec![0.0f32; 3 * plane];
+    augment(rgb, a, rng, &mut chw);
+    let mut out = vec![0u8; FACE_BYTES];
+    for (i, px) in out.chunks_exact_mut(3).enumerate() {
+        for (c, p) in px.iter_mut().enumerate() {
+            *p = (chw[c * plane + i] * 128.0 + 127.5)
+                .round()
+                .clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
 }
 
 /// A face shrunk to `side` × `side` by averaging boxes of pixels, then scaled
@@ -498,31 +580,66 @@ pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
     rng
 }
 
-/// A batch of faces `[n, 3, 112, 112]` with their labels; augmented in
-/// parallel when `augment` is given.
+/// A batch for the network.
+#[derive(Debug)]
+pub struct Batch {
+    /// Faces, `[n, 3, 112, 112]`.
+    pub faces: Tensor<4>,
+    /// Class of each face ([`UNLABELLED`] for none).
+    pub labels: Vec<usize>,
+    /// Row of each face's teacher target: the face's index in the set, or
+    /// `set.len() + slot` when it shows the teacher's view `slot`.
+    pub targets: Vec<usize>,
+}
+
+/// The faces `indices` of `set` as a batch, augmented in parallel when
+/// `augment_with` is given; with `views`, a share of them show one of the
+/// teacher's views instead (mirrored at most).
 pub fn batch(
     set: &DecodedFaces,
     indices: &[usize],
     augment_with: Option<(&Augment, u64, usize)>,
+    views: Option<&ViewSet>,
     device: &Device,
-) -> (Tensor<4>, Vec<usize>) {
+) -> Batch {
     let size = 3 * SIDE * SIDE;
     let mut data = vec![0.0f32; indices.len() * size];
+    let mut targets = indices.to_vec();
     data.par_chunks_mut(size)
         .zip(indices.par_iter())
-        .for_each(|(out, &i)| match augment_with {
-            Some((a, seed, epoch)) => augment(set.face(i), a, &mut sample_rng(seed, epoch, i), out),
+        .zip(targets.par_iter_mut())
+        .for_each(|((out, &i), target)| match augment_with {
+            Some((a, seed, epoch)) => {
+                let mut rng = sample_rng(seed, epoch, i);
+                // A separate stream decides the view, so runs without views
+                // augment exactly as before.
+                let slot = views.and_then(|v| {
+                    v.pick(i, &mut sample_rng(seed ^ VIEW_STREAM, epoch, i))
+                        .map(|s| (v, s))
+                });
+                match slot {
+                    Some((v, s)) => {
+                        augment(v.view(s), &a.flip_only(), &mut rng, out);
+                        *target = set.len() + s;
+                    }
+                    None => augment(set.face(i), a, &mut rng, out),
+                }
+            }
             None => normalise_chw(set.face(i), out),
         });
     let labels = indices.iter().map(|&i| set.labels[i]).collect();
-    (
-        Tensor::from_data(
+    Batch {
+        faces: Tensor::from_data(
             TensorData::new(data, [indices.len(), 3, SIDE, SIDE]),
             device,
         ),
         labels,
-    )
+        targets,
+    }
 }
+
+/// Salt of the random stream that picks teacher views.
+const VIEW_STREAM: u64 = 0x5649_4557_5321;
 
 /// Faces from a list of files (evaluation), normalised, as one tensor.
 pub fn faces_tensor(faces: &[&[u8]], device: &Device) -> Tensor<4> {
@@ -540,6 +657,36 @@ mod tests {
 
     fn face() -> Vec<u8> {
         (0..FACE_BYTES).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_rendered_face_without_augmentation_is_the_face() {
+        let f = face();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(render(&f, &Augment::NONE, &mut rng), f);
+    }
+
+    #[test]
+    fn side_light_darkens_one_side_of_a_flat_face() {
+        let flat = vec![128u8; FACE_BYTES];
+        let a = Augment {
+            side_light: 1.0,
+            ..Augment::NONE
+        };
+        for seed in 0..20 {
+            let lit = render(&flat, &a, &mut ChaCha8Rng::seed_from_u64(seed));
+            let v: Vec<f32> = lit.iter().map(|&x| f32::from(x)).collect();
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            // Gains of 1.0–1.4 and 0.15–0.8, at least 70 % of the way across
+            // the face whatever the direction: 14 % of the level apart at least.
+            assert!(hi - lo > 0.14 * 128.0, "seed {seed}: {lo}..{hi}");
+            assert!(
+                hi <= 1.4 * 128.0 + 1.0 && lo >= 0.15 * 128.0 - 1.0,
+                "seed {seed}: {lo}..{hi}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::views::ViewSettings;
+
 /// The distillation weight when a teacher is named without one: as large as
 /// CosFace's scale s = 30, so that early in training both pull on the
 /// embedding about equally hard.
@@ -51,6 +53,10 @@ pub struct DistillSettings {
     /// them), used as teacher targets only: the teacher needs no labels.
     #[serde(default)]
     pub unlabelled: Vec<PathBuf>,
+    /// Augmented views the teacher embedded, shown to the student as the
+    /// teacher saw them ([`crate::views`]).
+    #[serde(default)]
+    pub views: Option<ViewSettings>,
 }
 
 impl DistillSettings {
@@ -63,6 +69,7 @@ impl DistillSettings {
             relational: 0.0,
             keep_small_identities: false,
             unlabelled: Vec::new(),
+            views: None,
         }
     }
 }
@@ -217,6 +224,11 @@ impl TeacherEmbeddings {
     /// Lines the teacher marked as unreadable.
     pub fn unreadable(&self) -> usize {
         self.unreadable
+    }
+
+    /// The target of one file, if the teacher embedded it.
+    pub fn target(&self, file: &Path) -> Option<&[f32]> {
+        self.targets.get(&face_key(file)).map(Vec::as_slice)
     }
 
     /// The targets of `files`, row after row, for a student of width

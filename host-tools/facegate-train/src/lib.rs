@@ -6,7 +6,8 @@
 //! - [`model`]: the `mfn` and `nano` MobileFaceNet presets and their cost.
 //! - [`heads`]: Softmax, Center loss, L-Softmax, A-Softmax, CosFace /
 //!   AM-Softmax, ArcFace and the combined margin.
-//! - [`distill`]: embedding distillation from a stronger teacher's embeddings.
+//! - [`distill`]: embedding distillation from a stronger teacher's embeddings;
+//!   [`views`]: augmented views the teacher embedded, for a consistent teacher.
 //! - [`training`]: the training loop, its config and run folder; [`inference`]:
 //!   a trained embedder's embeddings; [`lfw_dev`]: the LFW check between epochs.
 //! - [`throughput`]: timed training steps for the PyTorch peer benchmark.
@@ -23,4 +24,5 @@ pub mod lfw_dev;
 pub mod model;
 pub mod throughput;
 pub mod training;
+pub mod views;
 pub mod viz;

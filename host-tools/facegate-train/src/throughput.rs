@@ -64,7 +64,9 @@ pub fn measure(
         let idx: Vec<usize> = (step * batch_size..(step + 1) * batch_size)
             .map(|i| i % n)
             .collect();
-        let (x, labels) = batch(faces, &idx, None, &device);
+        let crate::data::Batch {
+            faces: x, labels, ..
+        } = batch(faces, &idx, None, None, &device);
         let emb = model.embedder.forward(x);
         let loss = model.head.loss(emb, labels_tensor(&labels, &device), 0.0);
         final_loss = f64::from(loss.clone().into_scalar::<f32>());

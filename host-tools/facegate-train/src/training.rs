@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Augment, DecodedFaces, FaceFolders, UNLABELLED, batch, scan_unlabelled};
+use crate::data::{Augment, Batch, DecodedFaces, FaceFolders, UNLABELLED, batch, scan_unlabelled};
 use crate::device::{ComputeDevice, DeviceError};
 use crate::distill::{
     DistillSettings, TeacherEmbeddings, TeacherError, distillation_loss, relational_loss,
@@ -25,6 +25,7 @@ use crate::distill::{
 use crate::heads::{Annealing, CenterLoss, HeadKind, MarginHead, labels_tensor};
 use crate::lfw_dev::LfwDev;
 use crate::model::{Embedder, Preset};
+use crate::views::{ViewError, ViewSet};
 
 /// Optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -154,6 +155,7 @@ impl TrainConfig {
             ("augment.grey", f64::from(a.grey)),
             ("augment.low_res", f64::from(a.low_res)),
             ("augment.erase", f64::from(a.erase)),
+            ("augment.side_light", f64::from(a.side_light)),
         ];
         for (name, p) in probabilities {
             if !(0.0..=1.0).contains(&p) {
@@ -241,6 +243,9 @@ pub enum TrainError {
     /// The teacher's embeddings cannot be used.
     #[error(transparent)]
     Teacher(#[from] TeacherError),
+    /// The teacher's views cannot be used.
+    #[error(transparent)]
+    Views(#[from] ViewError),
     /// A setting of the config is out of its range.
     #[error("{0}")]
     Setting(String),
@@ -380,6 +385,8 @@ pub struct RunSummary {
     pub unlabelled: usize,
     /// Classes of the head.
     pub classes: usize,
+    /// Teacher views usable beside the faces ([`crate::views`]).
+    pub views: usize,
     /// Files skipped as undecodable.
     pub skipped: Vec<(PathBuf, String)>,
 }
@@ -475,9 +482,19 @@ pub fn train(
     };
 
     let arch = cfg.preset.architecture();
-    // One row of unit-length teacher targets per decoded face, in the set's order.
+    // One row of unit-length teacher targets per decoded face, in the set's
+    // order, then one per teacher view.
+    let mut views = None;
     let teacher = match (teacher_file, &cfg.distill) {
-        (Some(t), Some(d)) => Some((t.targets_for(&set.files, arch.embedding)?, d)),
+        (Some(t), Some(d)) => {
+            let mut table = t.targets_for(&set.files, arch.embedding)?;
+            if let Some(v) = &d.views {
+                let loaded = ViewSet::load(&set, v, arch.embedding, opts.progress)?;
+                table.extend_from_slice(loaded.targets());
+                views = Some(loaded);
+            }
+            Some((table, d))
+        }
         _ => None,
     };
     let device = plain_device.clone().autodiff();
@@ -561,7 +578,17 @@ pub fn train(
         {
             lr = cfg.lr_at(epoch as f64 + step as f64 / steps_per_epoch as f64);
             let lambda = cfg.annealing.lambda(state.iteration);
-            let (x, all_labels) = batch(&set, idx, Some((&cfg.augment, cfg.seed, epoch)), &device);
+            let Batch {
+                faces: x,
+                labels: all_labels,
+                targets: target_rows,
+            } = batch(
+                &set,
+                idx,
+                Some((&cfg.augment, cfg.seed, epoch)),
+                views.as_ref(),
+                &device,
+            );
             let emb_all = model.embedder.forward_train(x, cfg.dropout);
             // The head and the centres see only the faces that have a class.
             let rows: Vec<usize> = (0..all_labels.len())
@@ -585,7 +612,7 @@ pub fn train(
                 loss = loss + c.loss(emb.clone(), &labels);
             }
             if let Some((table, d)) = &teacher {
-                let t = targets_tensor(table, arch.embedding, idx, &device);
+                let t = targets_tensor(table, arch.embedding, &target_rows, &device);
                 if d.relational > 0.0 {
                     loss = loss + relational_loss(emb_all.clone(), t.clone(), d.relational);
                 }
@@ -671,6 +698,7 @@ pub fn train(
         faces: set.len(),
         unlabelled: set.len() - set.labelled(),
         classes: set.classes(),
+        views: views.as_ref().map_or(0, ViewSet::usable),
         skipped: set.skipped,
     })
 }

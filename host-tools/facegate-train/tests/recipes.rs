@@ -29,6 +29,15 @@ fn every_shipped_recipe_parses_and_keeps_lfw_out_of_training() {
                 "{} distils on LFW faces",
                 path.display()
             );
+            if let Some(v) = &d.views {
+                for p in [&v.dir, &v.teacher] {
+                    assert!(
+                        !p.to_string_lossy().contains("lfw"),
+                        "{} shows views of LFW faces",
+                        path.display()
+                    );
+                }
+            }
         }
         seen += 1;
     }

@@ -18,6 +18,7 @@ pub mod photos;
 pub mod provision;
 pub mod quantize;
 pub mod train;
+pub mod train_views;
 pub mod verify;
 pub mod viz;
 
@@ -40,6 +41,8 @@ enum Command {
     Db(db::DbCommand),
     /// Train a face embedder (burn, CPU) with a margin loss.
     Train(train::TrainArgs),
+    /// Render augmented views of training faces for a teacher to embed (consistent distillation).
+    TrainViews(train_views::TrainViewsArgs),
     /// Write a training run's embedder as float ONNX (BatchNorm folded).
     Export(export::ExportArgs),
     /// Draw the 2-D feature spaces the six losses learn on Fashion-MNIST (one PNG grid).
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Db(c) => db::run(c),
         Command::Train(a) => train::run(a),
+        Command::TrainViews(a) => train_views::run(a),
         Command::Model(c) => model::run(c),
         Command::Export(a) => export::run(a),
         Command::Viz(a) => viz::run(a),

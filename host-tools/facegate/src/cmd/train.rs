@@ -276,6 +276,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             last.images_per_second
         );
     }
+    if summary.views > 0 {
+        println!("teacher views shown beside them: {}", summary.views);
+    }
     println!("run folder: {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
