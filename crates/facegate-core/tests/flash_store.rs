@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use embedded_storage_async::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use facegate_core::flash_store::{DeviceKey, FlashStore, InsecureTestKey};
+use facegate_core::flash_store::{
+    CounterError, DeviceKey, FlashStore, InsecureTestKey, MonotonicCounter, Tamper,
+};
 use facegate_core::protocol::device::{DoorStore, StoredPerson};
 use facegate_core::protocol::{PersonEntry, person_digest};
 use facegate_core::{Embedding, ModelHash, PersonId, Template};
@@ -240,6 +242,11 @@ fn every_cut_point_keeps_committed_state_and_is_all_or_nothing() {
             flash.ops_left = None;
             flash.cut = false;
             let mut s = open(flash);
+            assert_eq!(
+                s.tamper(),
+                None,
+                "{name} cut {cut}: a power cut is not tampering"
+            );
             let got = snapshot(&mut s);
             if !was_cut {
                 assert!(ok, "{name}: no cut but failed");
@@ -545,6 +552,11 @@ fn cuts_inside_garbage_collection_lose_nothing() {
             else {
                 panic!("step {i} cut {cut}: the store no longer opens");
             };
+            assert_eq!(
+                s.tamper(),
+                None,
+                "step {i} cut {cut}: a power cut is not tampering"
+            );
             let got = snapshot(&mut s);
             let brief = |x: &Snapshot| {
                 let people: Vec<(u32, usize)> = x.0.iter().map(|(id, t)| (*id, t.len())).collect();
@@ -573,4 +585,229 @@ fn cuts_inside_garbage_collection_lose_nothing() {
         ops.len()
     );
     assert!(cuts >= 10_000, "only {cuts} cut points");
+}
+
+// Issue 25 #5: the state record (settings, site key, nonce, lockout count,
+// sealing sequence) is authenticated under the device key; forged, damaged,
+// erased or rolled-back state fails closed. The attacker here owns the
+// flash: they write sequential-storage items with valid CRCs themselves.
+
+const KEY_STATE: u32 = 6;
+
+use facegate_core::flash_store::block_on;
+use sequential_storage::cache::{Cache, Uncached};
+use sequential_storage::map::{MapConfig, MapStorage};
+
+/// The flash as an attacker with a programmer sees it: the raw map.
+type RawMap = MapStorage<u32, CutFlash, Cache<Uncached, Uncached, Uncached, u32>>;
+
+fn raw_map(flash: CutFlash) -> RawMap {
+    let config = MapConfig::try_new(0..(PAGE * PAGES) as u32).unwrap();
+    MapStorage::new(flash, config, Cache::new_uncached())
+}
+
+fn fetch_raw(flash: CutFlash, key: u32) -> (Vec<u8>, CutFlash) {
+    let mut map = raw_map(flash);
+    let mut buf = [0u8; 4096];
+    let v = block_on(map.fetch_item::<&[u8]>(&mut buf, &key))
+        .unwrap()
+        .expect("item")
+        .to_vec();
+    (v, map.destroy().0)
+}
+
+fn store_raw(flash: CutFlash, key: u32, value: &[u8]) -> CutFlash {
+    let mut map = raw_map(flash);
+    let mut buf = [0u8; 4096];
+    block_on(map.store_item(&mut buf, &key, &value)).unwrap();
+    map.destroy().0
+}
+
+fn remove_raw(flash: CutFlash, key: u32) -> CutFlash {
+    let mut map = raw_map(flash);
+    let mut buf = [0u8; 4096];
+    block_on(map.remove_item(&mut buf, &key)).unwrap();
+    map.destroy().0
+}
+
+/// A tampered store opens for no one, takes no change, and over the link
+/// answers `Info` (saying so) and refuses everything else.
+fn assert_fails_closed(mut s: Store, why: Tamper) {
+    use facegate_core::protocol::device::{BoardInfo, handle};
+    use facegate_core::protocol::frame::{decode, encode};
+    use facegate_core::protocol::{ErrorCode, Request, Response};
+
+    assert_eq!(s.tamper(), Some(why));
+    assert!(s.tampered());
+    assert_eq!(s.threshold(), facegate_core::matcher::FACTORY_THRESHOLD);
+    assert!(s.set_threshold(0.5).is_err());
+    assert!(s.set_site_key(Some([9; 32])).is_err());
+    assert!(s.set_nonce(s.nonce() + 1).is_err());
+    assert!(s.enroll(&person(7, 7, 1)).is_err());
+    assert!(s.remove(PersonId(1)).is_err());
+    let board = BoardInfo {
+        firmware: "test",
+        model_hash: MODEL,
+        device_id: [1; 16],
+        claim_key: None,
+    };
+    let mut ask = |req: &Request<'_>| {
+        let mut frame = [0u8; 512];
+        let n = encode(req, &mut frame).unwrap();
+        let mut out = vec![0u8; 512];
+        let m = handle(&board, &mut s, &mut frame[..n], &mut out).unwrap();
+        out.truncate(m);
+        let out: &'static mut [u8] = Box::leak(out.into_boxed_slice());
+        decode::<Response<'static>>(out).unwrap()
+    };
+    match ask(&Request::Info) {
+        Response::Info {
+            tampered,
+            threshold,
+            ..
+        } => {
+            assert!(tampered);
+            assert_eq!(threshold, facegate_core::matcher::FACTORY_THRESHOLD);
+        }
+        other => panic!("{other:?}"),
+    }
+    let claim = Request::Claim {
+        site_key: [9; 32],
+        token: &[],
+    };
+    assert_eq!(ask(&claim), Response::Error(ErrorCode::Tampered));
+    let signed = Request::Signed {
+        nonce: 0,
+        command: &[1, 2],
+        signature: &[0; 64],
+    };
+    assert_eq!(ask(&signed), Response::Error(ErrorCode::Tampered));
+}
+
+#[test]
+fn a_forged_state_record_fails_closed() {
+    // A threshold of 0.01 (everyone passes) and the attacker's site key,
+    // under the old tag: the tag no longer verifies.
+    let (mut state, flash) = fetch_raw(base(), KEY_STATE);
+    assert_eq!(&state[..4], b"FGS1");
+    state[20..24].copy_from_slice(&0.01f32.to_bits().to_le_bytes());
+    state[29..61].copy_from_slice(&[9; 32]);
+    assert_fails_closed(
+        open(store_raw(flash, KEY_STATE, &state)),
+        Tamper::ForgedState,
+    );
+    // A state sealed by another board's key is a forgery here too.
+    struct OtherKey;
+    impl DeviceKey for OtherKey {
+        fn device_key(&self) -> [u8; 32] {
+            [1; 32]
+        }
+    }
+    let mut other =
+        Store::open(CutFlash::new(), 0..(PAGE * PAGES) as u32, MODEL, &OtherKey).unwrap();
+    other.set_threshold(0.01).unwrap();
+    let (theirs, _) = fetch_raw(other.into_flash(), KEY_STATE);
+    assert_fails_closed(
+        open(store_raw(base(), KEY_STATE, &theirs)),
+        Tamper::ForgedState,
+    );
+}
+
+#[test]
+fn unauthenticated_records_of_older_builds_fail_closed() {
+    // Before the state record, key 2 held the site key in the clear.
+    assert_fails_closed(open(store_raw(base(), 2, &[9; 32])), Tamper::LegacyRecords);
+    // And key 1 the settings: a threshold of 0.01.
+    let mut settings = 0.01f32.to_le_bytes().to_vec();
+    settings.extend(3000u32.to_le_bytes());
+    assert_fails_closed(open(store_raw(base(), 1, &settings)), Tamper::LegacyRecords);
+}
+
+#[test]
+fn erasing_the_state_of_a_board_with_people_fails_closed() {
+    // Without the state the board would read as new: unclaimed, nonce 0.
+    assert_fails_closed(open(remove_raw(base(), KEY_STATE)), Tamper::MissingState);
+}
+
+#[test]
+fn a_rolled_back_state_is_caught_by_the_people_sealed_after_it() {
+    let (old_state, flash) = fetch_raw(base(), KEY_STATE);
+    let mut s = open(flash);
+    assert!(s.enroll(&person(3, 3, 1)).unwrap());
+    s.set_nonce(10).unwrap();
+    // The older, authentic state back in place of the newer ones (an
+    // older nonce: a recorded command would replay).
+    let flash = store_raw(remove_raw(s.into_flash(), KEY_STATE), KEY_STATE, &old_state);
+    assert_fails_closed(open(flash), Tamper::StaleState);
+}
+
+#[test]
+fn an_older_authentic_state_written_again_does_not_win() {
+    let (old_state, flash) = fetch_raw(base(), KEY_STATE);
+    let mut s = open(flash);
+    s.set_nonce(10).unwrap();
+    let s = open(store_raw(s.into_flash(), KEY_STATE, &old_state));
+    assert_eq!((s.tamper(), s.nonce()), (None, 10));
+}
+
+/// A counter outside the flash, shared between "reboots".
+#[derive(Clone, Default)]
+struct SharedCounter(std::rc::Rc<std::cell::Cell<u32>>);
+
+impl MonotonicCounter for SharedCounter {
+    fn value(&mut self) -> Result<u32, CounterError> {
+        Ok(self.0.get())
+    }
+    fn advance_to(&mut self, value: u32) -> Result<(), CounterError> {
+        self.0.set(self.0.get().max(value));
+        Ok(())
+    }
+}
+
+fn open_counted(
+    flash: CutFlash,
+    counter: &SharedCounter,
+) -> FlashStore<CutFlash, 16, SharedCounter> {
+    FlashStore::open_with_counter(
+        flash,
+        0..(PAGE * PAGES) as u32,
+        MODEL,
+        &InsecureTestKey,
+        counter.clone(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_monotonic_counter_catches_an_older_flash_image() {
+    let counter = SharedCounter::default();
+    let mut s = open_counted(CutFlash::new(), &counter);
+    s.set_site_key(Some([5; 32])).unwrap();
+    s.set_nonce(3).unwrap();
+    let image = s.into_flash();
+    let seen = counter.0.get();
+    let mut s = open_counted(image.clone(), &counter);
+    assert_eq!(s.tamper(), None);
+    s.set_nonce(4).unwrap();
+    assert!(counter.0.get() > seen);
+    // The whole older image back: without the counter nothing tells.
+    assert_eq!(open(image.clone()).tamper(), None);
+    let s = open_counted(image.clone(), &counter);
+    assert_eq!(
+        (s.tamper(), s.threshold()),
+        (
+            Some(Tamper::RolledBack),
+            facegate_core::matcher::FACTORY_THRESHOLD
+        )
+    );
+    // An erased flash under a counter past zero is not a new board either.
+    assert_eq!(
+        open_counted(CutFlash::new(), &counter).tamper(),
+        Some(Tamper::MissingState)
+    );
+    // A cut after a state write, before the counter moved: it catches up.
+    let behind = SharedCounter::default();
+    behind.0.set(seen - 1);
+    assert_eq!(open_counted(image, &behind).tamper(), None);
+    assert_eq!(behind.0.get(), seen);
 }

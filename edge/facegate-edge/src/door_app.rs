@@ -415,6 +415,12 @@ pub fn serve(a: &ServeConfig, stop: &AtomicBool) -> Result<()> {
             store.refused()
         );
     }
+    if let Some(why) = store.tamper() {
+        eprintln!(
+            "edge: the stored state in {} failed its checks ({why:?}): the door opens for no one and takes no command; erase the state folder and claim the board again",
+            a.state.display()
+        );
+    }
     let audit_flash = FileFlash::open(&a.state.join("audit.bin"), AUDIT_PAGES)?;
     let audit = FlashAuditLog::open(audit_flash, 0..u32::try_from(AUDIT_PAGES * PAGE)?)
         .map_err(|e| anyhow::anyhow!("audit log: {e:?}"))?;

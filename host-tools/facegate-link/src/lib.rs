@@ -42,7 +42,7 @@ pub enum LinkError {
     #[error("garbled answer from the board: {0:?}")]
     Frame(FrameError),
     /// The board refused the request; it changed nothing.
-    #[error("the board refused: {0:?}")]
+    #[error("the board refused: {0:?}{hint}", hint = refusal_hint(*.0))]
     Refused(ErrorCode),
     /// The board answered something else than the request calls for.
     #[error("unexpected answer from the board: {0}")]
@@ -50,6 +50,18 @@ pub enum LinkError {
     /// The request does not fit in a frame.
     #[error("request too large for one frame")]
     TooLarge,
+}
+
+/// What a refusal means for the person at the command line, where the
+/// code alone does not say what to do.
+fn refusal_hint(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Tampered => {
+            ": its stored state failed its checks (forged, damaged or rolled-back flash), so it \
+             opens for no one and takes no command; erase its flash, then claim and provision it again"
+        }
+        _ => "",
+    }
 }
 
 /// What `Info` reports.
@@ -77,6 +89,8 @@ pub struct BoardInfo {
     pub threshold: f32,
     /// Lock pulse, milliseconds.
     pub unlock_ms: u32,
+    /// The board's stored state failed its checks: it opens for no one.
+    pub tampered: bool,
 }
 
 /// An answer, owned (the wire form borrows from the frame buffer).
@@ -151,6 +165,7 @@ impl From<Response<'_>> for Reply {
                 claim_needs_token,
                 threshold,
                 unlock_ms,
+                tampered,
             } => Self::Info(BoardInfo {
                 firmware: firmware.to_string(),
                 model_hash,
@@ -163,6 +178,7 @@ impl From<Response<'_>> for Reply {
                 claim_needs_token,
                 threshold,
                 unlock_ms,
+                tampered,
             }),
             Response::List {
                 people,

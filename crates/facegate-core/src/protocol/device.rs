@@ -61,6 +61,11 @@ pub trait DoorStore {
     fn lockout_rejects(&self) -> u32;
     /// Stores the count of consecutive rejected faces.
     fn set_lockout_rejects(&mut self, rejects: u32) -> Result<(), StoreError>;
+    /// Whether the stored state failed its checks (forged, damaged or rolled
+    /// back): such a store opens for no one and the link takes no command.
+    fn tampered(&self) -> bool {
+        false
+    }
 }
 
 /// Identity of the board, reported by `Info` and bound into signatures.
@@ -174,6 +179,11 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
     diagnostics: &mut D,
     req: Request<'_>,
 ) -> Response<'b> {
+    // A store whose state failed its checks serves nothing but `Info` (which
+    // says so): no claim, no command, no face.
+    if store.tampered() && !matches!(req, Request::Info) {
+        return Response::Error(ErrorCode::Tampered);
+    }
     match req {
         Request::FaceChunk { offset, bytes } => match diagnostics.face_chunk(offset, bytes) {
             Ok(received) => Response::Staged { received },
@@ -191,6 +201,7 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             claim_needs_token: board.claim_key.is_some(),
             threshold: store.threshold(),
             unlock_ms: store.unlock_ms(),
+            tampered: store.tampered(),
         },
         Request::Claim { site_key, token } => {
             if store.site_key().is_some() {

@@ -200,6 +200,9 @@ pub enum Response<'a> {
         threshold: f32,
         /// How long the lock stays open, in milliseconds.
         unlock_ms: u32,
+        /// The stored state failed its checks: the board opens for no one
+        /// and refuses every other request ([`ErrorCode::Tampered`]).
+        tampered: bool,
     },
     /// Answer to [`Command::ReadPeople`]: up to 8 people; `nonce` is the next one.
     List {
@@ -352,6 +355,10 @@ pub enum ErrorCode {
     FaceIncomplete,
     /// `VerifyFace` names another face than the one staged.
     FaceMismatch,
+    /// The board's stored state failed its checks (forged, damaged or
+    /// rolled back): it opens for no one and takes no command until its
+    /// flash is erased and it is claimed again.
+    Tampered,
 }
 
 /// The bytes a site key signs for `command` at `nonce` on `device_id`.

@@ -175,13 +175,18 @@ pub fn describe(port: &str, i: &BoardInfo) -> String {
                 .to_string()
         }
     };
+    let tampered = if i.tampered {
+        "TAMPERED   its stored state failed its checks (forged, damaged or rolled-back flash): it opens for no one and takes no command; erase its flash, then claim and provision it again\n"
+    } else {
+        ""
+    };
     let factory = if i.threshold >= facegate_core::matcher::FACTORY_THRESHOLD {
         " (factory: opens for no one until provisioned with the model's threshold)"
     } else {
         ""
     };
     format!(
-        "board      {port}\nfirmware   {}\ndevice id  {}\nmodel      {}\nclaimed    {claimed}\npeople     {} of {}\nthreshold  {:.4}{factory}\nunlock     {} ms\nnonce      {}\n",
+        "{tampered}board      {port}\nfirmware   {}\ndevice id  {}\nmodel      {}\nclaimed    {claimed}\npeople     {} of {}\nthreshold  {:.4}{factory}\nunlock     {} ms\nnonce      {}\n",
         i.firmware,
         id,
         hex(&i.model_hash),

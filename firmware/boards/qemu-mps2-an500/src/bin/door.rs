@@ -75,6 +75,12 @@ fn run() -> Result<Infallible, &'static str> {
             store.refused()
         );
     }
+    if let Some(why) = store.tamper() {
+        defmt::error!(
+            "door: stored state failed its checks ({}): opening for no one, taking no command; erase the flash and claim the board again",
+            why
+        );
+    }
 
     let image =
         cortex_m::singleton!(: [u8; AUDIT_LEN] = [0xFF; AUDIT_LEN]).ok_or("audit image taken")?;
