@@ -181,6 +181,21 @@ impl TrainConfig {
                     )));
                 }
             }
+            if let Some(v) = &d.views {
+                if !(1..=crate::views::MAX_VIEWS_PER_FACE).contains(&v.per_face) {
+                    return Err(TrainError::Setting(format!(
+                        "distill.views.per_face must be 1 to {}, got {}",
+                        crate::views::MAX_VIEWS_PER_FACE,
+                        v.per_face
+                    )));
+                }
+                if !(0.0..=1.0).contains(&v.share) {
+                    return Err(TrainError::Setting(format!(
+                        "distill.views.share is a probability in [0, 1], got {}",
+                        v.share
+                    )));
+                }
+            }
         }
         if self.batch_size == 0 || self.epochs == 0 {
             return Err(TrainError::Setting(
@@ -825,6 +840,28 @@ mod tests {
         refused(|c| c.augment.erase = f32::NAN, "augment.erase");
         refused(|c| c.dropout = 0.95, "dropout");
         refused(|c| c.batch_size = 0, "batch_size");
+        refused(|c| c.augment.side_light = 2.0, "augment.side_light");
+        let with_views = |per_face, share| {
+            move |c: &mut TrainConfig| {
+                let mut d = DistillSettings::new(PathBuf::from("t.tsv"), 1.0);
+                d.views = Some(crate::views::ViewSettings {
+                    dir: PathBuf::from("views"),
+                    teacher: PathBuf::from("views.tsv"),
+                    per_face,
+                    share,
+                });
+                c.distill = Some(d);
+            }
+        };
+        let mut cfg = ok.clone();
+        with_views(4, 0.5)(&mut cfg);
+        assert!(cfg.check().is_ok());
+        for (per_face, share) in [(0, 0.5), (65, 0.5), (4, 1.5), (4, f32::NAN)] {
+            let mut cfg = ok.clone();
+            with_views(per_face, share)(&mut cfg);
+            let e = cfg.check().expect_err("views").to_string();
+            assert!(e.contains("distill.views"), "{e}");
+        }
     }
 
     #[test]
