@@ -2,8 +2,8 @@
 //! that defines the results, and [`conv2d`], which dispatches to fast paths
 //! (pointwise 2×2 blocks, depthwise four channels per word, regular
 //! convolutions through gathered patches) with the target's inner steps
-//! (Cortex-M DSP instructions in `dsp`, SSE2 in `sse2` on x86-64, portable
-//! Rust elsewhere). Every path must give the reference's bits: property
+//! (Cortex-M DSP instructions in `dsp`; on x86-64 AVX2 in `avx2` where the
+//! CPU has it, else SSE2 in `sse2`; portable Rust elsewhere). Every path must give the reference's bits: property
 //! tests here hold them to it on the host, and the QEMU firmware runs the
 //! same comparison on the device.
 
@@ -551,7 +551,11 @@ fn dot_i8_2x2(x0: &[i8], x1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
     }
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        sse2::dot_i8_2x2(x0, x1, w0, w1)
+        if avx2::available() {
+            avx2::dot_i8_2x2(x0, x1, w0, w1)
+        } else {
+            sse2::dot_i8_2x2(x0, x1, w0, w1)
+        }
     }
     #[cfg(not(any(
         all(target_arch = "arm", target_feature = "dsp"),
@@ -567,6 +571,8 @@ pub use reference::{
     ADD_LEFT_SHIFT, AddParams, add, conv2d_reference, dot_i8_2x2_portable, dot_i8_portable,
 };
 
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub mod avx2;
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 pub mod dsp;
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
