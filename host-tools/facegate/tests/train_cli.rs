@@ -1,5 +1,5 @@
-//! `facegate model info`, `facegate train`'s errors and the benchmarks' peer
-//! set-up hints, as users see them.
+//! `facegate model info`, `facegate train`'s errors, `facegate
+//! train-views` and the benchmarks' peer set-up hints, as users see them.
 
 use std::process::Command;
 
@@ -135,4 +135,58 @@ fn bench_engine_times_engine_and_tract_and_says_how_to_set_up_onnxruntime() {
     assert!(stdout.contains("engine/tract-float = "), "{stdout}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bench/setup-ort.sh"), "{err}");
+}
+
+#[test]
+fn train_views_writes_the_views_the_teacher_will_see_and_never_of_lfw() {
+    let Some(data) = facegate_e2e::shared_data() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two people of ORL, three faces each.
+    let root = dir.path().join("orl");
+    for person in ["s1", "s2"] {
+        std::fs::create_dir_all(root.join(person)).expect("mkdir");
+        for face in ["1.pgm", "2.pgm", "3.pgm"] {
+            std::fs::copy(
+                data.join("orl").join(person).join(face),
+                root.join(person).join(face),
+            )
+            .expect("copy");
+        }
+    }
+    let views = dir.path().join("views");
+    let run = |root: &std::path::Path| {
+        facegate(&[
+            "train-views",
+            "--data",
+            &root.to_string_lossy(),
+            "--per-face",
+            "2",
+            "--out",
+            &views.to_string_lossy(),
+            "--quiet",
+        ])
+    };
+    let out = run(&root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("12 views of 6 faces"));
+    let first = std::fs::read(views.join("orl/s1/1.v0.png")).expect("view 0 of s1/1");
+    assert!(views.join("orl/s2/3.v1.png").is_file());
+    // The same seed renders the same views.
+    assert!(run(&root).status.success());
+    assert_eq!(
+        std::fs::read(views.join("orl/s1/1.v0.png")).expect("again"),
+        first
+    );
+
+    let out = run(&data.join("lfw"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to render training views of LFW")
+    );
 }
