@@ -8,7 +8,7 @@
 # Writes runs/views/celeba/<root>/<identity>/<stem>.v<j>.png and
 # runs/teacher/celeba-views-dlib.tsv, which `[distill.views]` in a recipe
 # names. 4 views of the 12,636 faces of identities with ≥ 2 photos: about
-# 35 minutes on 2 cores.
+# 20 minutes on 2 cores (measured: 04:17 to 04:38 on 2026-12-07).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 per_face="${1:-4}"
