@@ -118,6 +118,11 @@ fn main() {
     s.set_nonce(5).expect("nonce");
     s.set_lockout_rejects(2).expect("lockout");
     write(&out.join("flash_store"), "used.bin", &s.into_flash().0);
+    // Inputs that once crashed the target stay in its corpus: each run
+    // replays them first.
+    if let Ok(bytes) = std::fs::read(root.join("fuzz/seeds/flash_store-short-map-item")) {
+        write(&out.join("flash_store"), "short-map-item.bin", &bytes);
+    }
 
     // A whole small blob (`facegate quantize` of tests/fixtures/
     // tiny_mfn_random.onnx, 24,736 bytes: every op kind of the shipped

@@ -32,7 +32,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use embedded_storage_async::nor_flash::MultiwriteNorFlash;
 use hmac::{Hmac, Mac};
 use sequential_storage::cache::{Cache, Uncached};
-use sequential_storage::map::{MapConfig, MapStorage};
+use sequential_storage::map::{Key as MapKey, MapConfig, MapStorage, SerializationError};
 use sha2::Sha256;
 
 use crate::db::{DbReader, DbWriter, HEADER_LEN, MAX_TEMPLATES, record_size};
@@ -41,6 +41,45 @@ use crate::protocol::device::{DoorStore, StoreError, StoredPerson};
 use crate::protocol::{PersonEntry, person_digest};
 use crate::template::Template;
 use crate::{EMBEDDING_DIM, ModelHash};
+
+/// A record's key: its first four bytes (little-endian) on flash.
+///
+/// Reading, it tells sequential-storage that the key took *no* bytes, so
+/// the crate hands over each record's whole stored data, key included, and
+/// [`record_body`] cuts the key off with a bounds check. Why: a damaged or
+/// forged item whose stored length is shorter than its key panics inside
+/// sequential-storage 8.0.2 (`MapItemIter::next` and `fetch_item` slice
+/// `data[..len][key_len..]` unchecked), and a panic at boot is a bricked
+/// door. This way such an item is a typed, refused record. Writing is
+/// unchanged (key then value), so stores written before read the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RecordKey(u32);
+
+/// Bytes of a [`RecordKey`] on flash.
+const KEY_BYTES: usize = 4;
+
+impl MapKey for RecordKey {
+    fn serialize_into(&self, buffer: &mut [u8]) -> Result<usize, SerializationError> {
+        let out = buffer
+            .get_mut(..KEY_BYTES)
+            .ok_or(SerializationError::BufferTooSmall)?;
+        out.copy_from_slice(&self.0.to_le_bytes());
+        Ok(KEY_BYTES)
+    }
+    fn deserialize_from(buffer: &[u8]) -> Result<(Self, usize), SerializationError> {
+        let bytes = buffer
+            .first_chunk::<KEY_BYTES>()
+            .ok_or(SerializationError::BufferTooSmall)?;
+        // Zero bytes consumed: see the type's documentation.
+        Ok((Self(u32::from_le_bytes(*bytes)), 0))
+    }
+}
+
+/// A record's value: its stored data after the key, or `None` when the
+/// item is too short to hold a key at all (damaged or forged flash).
+fn record_body(stored: &[u8]) -> Option<&[u8]> {
+    stored.get(KEY_BYTES..)
+}
 
 /// Keys 1–5 held settings, site key, nonce, sealing sequence and lockout
 /// count without authentication (builds before the state record).
@@ -136,6 +175,9 @@ pub enum Tamper {
     RolledBack,
     /// The monotonic counter could not be read or advanced.
     Counter,
+    /// A record too short to hold its own key: the flash was written by
+    /// something other than this store.
+    Malformed,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -314,7 +356,7 @@ impl Default for Settings {
 /// People, settings and claim state in flash, for up to `N` people, with
 /// an optional [`MonotonicCounter`] outside the flash.
 pub struct FlashStore<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter = NoCounter> {
-    map: MapStorage<u32, F, Cache<Uncached, Uncached, Uncached, u32>>,
+    map: MapStorage<RecordKey, F, Cache<Uncached, Uncached, Uncached, RecordKey>>,
     model: ModelHash,
     people: heapless::Vec<PersonEntry, N>,
     /// People stored for another model: refused, reported, never matched.
@@ -398,16 +440,21 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> FlashStore<F, N
         // the map in a state that `fetch_all_items` reports as corrupted
         // without repairing it; a plain fetch runs sequential-storage's
         // repair first. Its value is read again below with everything else.
-        let _ = block_on(self.map.fetch_item::<&[u8]>(&mut item, &KEY_STATE));
+        let _ = block_on(self.map.fetch_item::<&[u8]>(&mut item, &RecordKey(KEY_STATE)));
         let mut it =
             block_on(self.map.fetch_all_items(&mut self.buf)).map_err(|_| OpenError::Flash)?;
         let (mut state, mut forged, mut legacy) = (None::<State>, false, false);
+        let mut malformed = false;
         // The highest sequence any authentic person was sealed with.
         let mut sealed_up_to = 0u32;
         // Later items of a key supersede earlier ones.
-        while let Some((key, value)) =
+        while let Some((RecordKey(key), stored)) =
             block_on(it.next::<&[u8]>(&mut item)).map_err(|_| OpenError::Flash)?
         {
+            let Some(value) = record_body(stored) else {
+                malformed = true;
+                continue;
+            };
             match key {
                 KEY_STATE => match State::decode(value, &self.mac_key) {
                     // The newest generation wins, wherever it lies.
@@ -450,7 +497,11 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> FlashStore<F, N
                 _ => {}
             }
         }
-        self.tamper = self.judge(state, forged, legacy, sealed_up_to);
+        self.tamper = if malformed {
+            Some(Tamper::Malformed)
+        } else {
+            self.judge(state, forged, legacy, sealed_up_to)
+        };
         self.state = match (self.tamper, state) {
             (None, Some(s)) => s,
             // A tampered store keeps the nonce it read (replies stay
@@ -514,7 +565,7 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> FlashStore<F, N
     }
 
     fn store(&mut self, key: u32, value: &[u8]) -> Result<(), StoreError> {
-        block_on(self.map.store_item(&mut self.buf, &key, &value)).map_err(|_| StoreError)
+        block_on(self.map.store_item(&mut self.buf, &RecordKey(key), &value)).map_err(|_| StoreError)
     }
 
     fn load_person(&mut self, id: u32, f: &mut dyn FnMut(PersonId, &Template)) {
@@ -522,7 +573,11 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> FlashStore<F, N
         let Ok(key) = person_key(PersonId(id)) else {
             return;
         };
-        let Ok(Some(value)) = block_on(self.map.fetch_item::<&[u8]>(&mut item, &key)) else {
+        let Ok(Some(stored)) = block_on(self.map.fetch_item::<&[u8]>(&mut item, &RecordKey(key)))
+        else {
+            return;
+        };
+        let Some(value) = record_body(stored) else {
             return;
         };
         let mut plain = [0u8; PERSON_BYTES];
@@ -624,7 +679,7 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> DoorStore for F
             return Ok(false);
         }
         let key = person_key(id)?;
-        block_on(self.map.remove_item(&mut self.buf, &key)).map_err(|_| StoreError)?;
+        block_on(self.map.remove_item(&mut self.buf, &RecordKey(key))).map_err(|_| StoreError)?;
         self.people.retain(|p| p.id != id.0);
         Ok(true)
     }

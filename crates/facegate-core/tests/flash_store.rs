@@ -750,6 +750,25 @@ fn an_older_authentic_state_written_again_does_not_win() {
     assert_eq!((s.tamper(), s.nonce()), (None, 10));
 }
 
+#[test]
+fn an_item_shorter_than_its_key_fails_closed_instead_of_panicking() {
+    // Found by fuzzing (`fuzz/seeds/flash_store-short-map-item`): an item
+    // whose stored length is below the 4-byte key made sequential-storage
+    // 8.0.2 slice out of bounds while the store opened: a panic at boot.
+    // The crate's own key-less map writes such items (0–3 bytes, valid
+    // CRCs), on a used board and on a blank one.
+    type KeylessMap = MapStorage<(), CutFlash, Cache<Uncached, Uncached, Uncached, ()>>;
+    for (len, flash) in (0..4).flat_map(|len| [(len, base()), (len, CutFlash::new())]) {
+        let config = MapConfig::try_new(0..(PAGE * PAGES) as u32).unwrap();
+        let mut map = KeylessMap::new(flash, config, Cache::new_uncached());
+        let mut buf = [0u8; 64];
+        block_on(map.store_item(&mut buf, &(), &&[0x06, 0, 0][..len])).unwrap();
+        let s = open(map.destroy().0);
+        assert_eq!(s.tamper(), Some(Tamper::Malformed), "{len}-byte item");
+        assert_fails_closed(s, Tamper::Malformed);
+    }
+}
+
 /// A counter outside the flash, shared between "reboots".
 #[derive(Clone, Default)]
 struct SharedCounter(std::rc::Rc<std::cell::Cell<u32>>);
