@@ -440,7 +440,10 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> FlashStore<F, N
         // the map in a state that `fetch_all_items` reports as corrupted
         // without repairing it; a plain fetch runs sequential-storage's
         // repair first. Its value is read again below with everything else.
-        let _ = block_on(self.map.fetch_item::<&[u8]>(&mut item, &RecordKey(KEY_STATE)));
+        let _ = block_on(
+            self.map
+                .fetch_item::<&[u8]>(&mut item, &RecordKey(KEY_STATE)),
+        );
         let mut it =
             block_on(self.map.fetch_all_items(&mut self.buf)).map_err(|_| OpenError::Flash)?;
         let (mut state, mut forged, mut legacy) = (None::<State>, false, false);
@@ -565,7 +568,8 @@ impl<F: MultiwriteNorFlash, const N: usize, C: MonotonicCounter> FlashStore<F, N
     }
 
     fn store(&mut self, key: u32, value: &[u8]) -> Result<(), StoreError> {
-        block_on(self.map.store_item(&mut self.buf, &RecordKey(key), &value)).map_err(|_| StoreError)
+        block_on(self.map.store_item(&mut self.buf, &RecordKey(key), &value))
+            .map_err(|_| StoreError)
     }
 
     fn load_person(&mut self, id: u32, f: &mut dyn FnMut(PersonId, &Template)) {
