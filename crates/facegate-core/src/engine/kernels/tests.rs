@@ -76,4 +76,34 @@ proptest! {
         conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
         prop_assert_eq!(fast, reference);
     }
+
+    /// Depthwise layers as wide as the network's (the AVX2 path takes
+    /// sixteen channels at a time, the rest four and one at a time).
+    #[test]
+    fn wide_depthwise_equals_reference(
+        h in 1usize..8, w in 1usize..8, ch in 1usize..56,
+        k in 1usize..4, stride in 1usize..3, pad in 0usize..2,
+        in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
+        prelu in any::<bool>(),
+    ) {
+        let Some(g) = ConvGeometry::square([h, w, ch, ch, k, stride, pad, ch]) else { return Ok(()) };
+        let mut s = seed | 1;
+        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+        #[allow(clippy::cast_possible_truncation)]
+        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let input = bytes(h * w * ch);
+        let weights = bytes(ch * k * k);
+        let ch32 = i32::try_from(ch).unwrap();
+        let bias: Vec<i32> = (0..ch32).map(|i| (i - 2) * 777).collect();
+        let mult: Vec<i32> = (0..ch32).map(|i| (1 << 30) + i * 1_000_003).collect();
+        let shift: Vec<i32> = (0..ch32).map(|i| -(i % 7) - 3).collect();
+        let neg: Vec<i32> = mult.iter().map(|m| if prelu { m / 4 } else { *m }).collect();
+        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
+        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
+        let mut fast = vec![0i8; g.out_h * g.out_w * ch];
+        let mut reference = vec![0i8; g.out_h * g.out_w * ch];
+        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
+        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        prop_assert_eq!(fast, reference);
+    }
 }
