@@ -82,6 +82,13 @@ impl Multiplier {
         }
     }
 
+    /// `(M0, left shift, right shift, rounding mask)`, for vector kernels
+    /// that apply the same steps to many lanes.
+    #[inline]
+    pub(crate) const fn parts(self) -> (i32, u32, u32, i32) {
+        (self.m0, self.left, self.right, self.mask)
+    }
+
     /// `x · M0 · 2^(shift − 31)`, rounded as TFLite does
     /// ([`rounding_divide_by_pot`] with the precomputed mask).
     #[inline]

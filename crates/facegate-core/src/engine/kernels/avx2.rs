@@ -93,6 +93,7 @@ fn depthwise16_inner_avx2(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
         le_i32(c.params.bias, c0 + j).wrapping_sub(c.in_zp.wrapping_mul(weight_sum(plane(j))))
     });
     let rq: [ChannelRequant; 16] = core::array::from_fn(|j| ChannelRequant::of(c.params, c0 + j));
+    let rq8 = [Requant8::of(&rq[..8]), Requant8::of(&rq[8..])];
     // SAFETY: `full` holds sixteen i32, two unaligned 32-byte loads.
     #[allow(unsafe_code)]
     let (full_lo, full_hi) = unsafe {
@@ -117,18 +118,122 @@ fn depthwise16_inner_avx2(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
                     at += ch;
                 }
             }
-            let mut acc = [0i32; 16];
-            // SAFETY: `acc` holds sixteen i32, two unaligned 32-byte stores.
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm256_storeu_si256(acc.as_mut_ptr().cast(), lo);
-                _mm256_storeu_si256(acc[8..].as_mut_ptr().cast(), hi);
-            }
             let out = (oy * g.out_w + ox) * ch + c0;
-            for ((o, a), r) in output[out..out + 16].iter_mut().zip(acc).zip(rq) {
-                *o = r.apply(a, c.out_zp);
+            let dst = &mut output[out..out + 16];
+            if let (Some(r0), Some(r1), Ok(zp)) = (rq8[0], rq8[1], i8::try_from(c.out_zp)) {
+                store16(dst, r0.apply(lo, zp), r1.apply(hi, zp));
+            } else {
+                let mut acc = [0i32; 16];
+                // SAFETY: `acc` holds sixteen i32, two unaligned 32-byte stores.
+                #[allow(unsafe_code)]
+                unsafe {
+                    _mm256_storeu_si256(acc.as_mut_ptr().cast(), lo);
+                    _mm256_storeu_si256(acc[8..].as_mut_ptr().cast(), hi);
+                }
+                for ((o, a), r) in dst.iter_mut().zip(acc).zip(rq) {
+                    *o = r.apply(a, c.out_zp);
+                }
             }
         }
+    }
+}
+
+/// Eight channels' requantisation as vector lanes: the steps of
+/// [`super::ChannelRequant::apply`] (gemmlowp's rounding doubling high
+/// multiply, then a rounding right shift, the PReLU side chosen by the
+/// accumulator's sign), exact lane by lane. Only for channels without a
+/// left shift (multipliers below one, which calibration always gives);
+/// the others stay scalar.
+#[derive(Clone, Copy)]
+struct Requant8 {
+    pos: [__m256i; 3],
+    neg: [__m256i; 3],
+}
+
+impl Requant8 {
+    /// `None` when a channel needs a left shift.
+    fn of(rq: &[super::ChannelRequant]) -> Option<Self> {
+        let mut pos = [[0i32; 8]; 3];
+        let mut neg = [[0i32; 8]; 3];
+        for (j, r) in rq.iter().take(8).enumerate() {
+            for (side, m) in [(&mut pos, r.pos), (&mut neg, r.neg)] {
+                let (m0, left, right, mask) = m.parts();
+                if left != 0 {
+                    return None;
+                }
+                // `right` ≤ 31.
+                #[allow(clippy::cast_possible_wrap)]
+                let right = right as i32;
+                side[0][j] = m0;
+                side[1][j] = right;
+                side[2][j] = mask;
+            }
+        }
+        // SAFETY: each array holds eight i32: unaligned 32-byte loads.
+        #[allow(unsafe_code)]
+        let load = |a: &[i32; 8]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
+        Some(Self {
+            pos: pos.each_ref().map(load),
+            neg: neg.each_ref().map(load),
+        })
+    }
+
+    /// The eight accumulators requantised, plus `zp`, clamped to i8's range
+    /// (as i32 lanes).
+    #[target_feature(enable = "avx2")]
+    fn apply(self, acc: __m256i, zp: i8) -> __m256i {
+        let negative = _mm256_cmpgt_epi32(_mm256_setzero_si256(), acc);
+        let pick = |i: usize| _mm256_blendv_epi8(self.pos[i], self.neg[i], negative);
+        let (m0, right, mask) = (pick(0), pick(1), pick(2));
+        // (acc · m0 + 2^30) >> 31 per lane: even lanes' 64-bit products,
+        // then the odd lanes' moved down; the product's bits 31..62 are
+        // the result (|acc · m0| ≤ 2^62, so the sum does not overflow).
+        let nudge = _mm256_set1_epi64x(1 << 30);
+        let even = _mm256_add_epi64(_mm256_mul_epi32(acc, m0), nudge);
+        let odd = _mm256_add_epi64(
+            _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), _mm256_srli_epi64(m0, 32)),
+            nudge,
+        );
+        let high = _mm256_blend_epi32(
+            _mm256_srli_epi64(even, 31),
+            _mm256_slli_epi64(odd, 1),
+            0b1010_1010,
+        );
+        // The one product that overflows: i32::MIN · i32::MIN saturates.
+        let min = _mm256_set1_epi32(i32::MIN);
+        let both_min = _mm256_and_si256(_mm256_cmpeq_epi32(acc, min), _mm256_cmpeq_epi32(m0, min));
+        let high = _mm256_blendv_epi8(high, _mm256_set1_epi32(i32::MAX), both_min);
+        // Rounding right shift, half away from zero: + 1 where the
+        // remainder passes (mask >> 1) + (x < 0).
+        let threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(high, 31));
+        let round_up = _mm256_cmpgt_epi32(_mm256_and_si256(high, mask), threshold);
+        let q = _mm256_sub_epi32(_mm256_srav_epi32(high, right), round_up);
+        // Bounded before the zero point is added so the add cannot wrap;
+        // the packing saturates to i8 like the scalar clamp.
+        let bound = _mm256_set1_epi32(1 << 16);
+        let q = _mm256_min_epi32(
+            _mm256_max_epi32(q, _mm256_sub_epi32(_mm256_setzero_si256(), bound)),
+            bound,
+        );
+        _mm256_add_epi32(q, _mm256_set1_epi32(i32::from(zp)))
+    }
+}
+
+/// Sixteen i32 lanes (eight and eight, in order) saturated to i8 and stored.
+#[target_feature(enable = "avx2")]
+fn store16(dst: &mut [i8], lo: __m256i, hi: __m256i) {
+    // VPACKSSDW interleaves the two registers by 128-bit halves; the
+    // permute puts the sixteen i16 back in order.
+    let words = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0b11_01_10_00);
+    let bytes = _mm_packs_epi16(
+        _mm256_castsi256_si128(words),
+        _mm256_extracti128_si256(words, 1),
+    );
+    assert!(dst.len() >= 16);
+    // SAFETY: `dst` holds at least sixteen bytes (checked above).
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm_storeu_si128(dst.as_mut_ptr().cast(), bytes);
     }
 }
 
@@ -162,6 +267,42 @@ mod tests {
                 super::dot_i8_2x2(&a, &b, &c, &d),
                 super::super::dot_i8_2x2_portable(&a, &b, &c, &d)
             );
+        }
+    }
+
+    proptest! {
+        /// Any accumulators, any multipliers without a left shift (negative
+        /// ones and i32::MIN included), any shift to the right, any zero
+        /// point: the scalar requantisation's bytes, in order.
+        #[test]
+        fn vector_requantisation_equals_the_scalar_one(
+            acc in prop::array::uniform16(prop_oneof![any::<i32>(), Just(i32::MIN), -300i32..300]),
+            m0 in prop::array::uniform16(prop_oneof![any::<i32>(), Just(i32::MIN), (1i32 << 30)..i32::MAX]),
+            shift in prop::array::uniform16(-40i32..=0),
+            neg_shift in prop::array::uniform16(-40i32..=0),
+            zp in any::<i8>(),
+        ) {
+            if !super::available() {
+                return Ok(());
+            }
+            use super::super::ChannelRequant;
+            use crate::engine::requant::Multiplier;
+            let rq: [ChannelRequant; 16] = core::array::from_fn(|j| ChannelRequant {
+                pos: Multiplier::new(m0[j], shift[j]),
+                neg: Multiplier::new(m0[(j + 5) % 16], neg_shift[j]),
+            });
+            let expected: Vec<i8> = (0..16).map(|j| rq[j].apply(acc[j], i32::from(zp))).collect();
+            let mut got = [0i8; 16];
+            // SAFETY: AVX2 checked above; `acc` holds sixteen i32.
+            #[allow(unsafe_code)]
+            unsafe {
+                use core::arch::x86_64::_mm256_loadu_si256;
+                let (r0, r1) = (super::Requant8::of(&rq[..8]).unwrap(), super::Requant8::of(&rq[8..]).unwrap());
+                let lo = _mm256_loadu_si256(acc.as_ptr().cast());
+                let hi = _mm256_loadu_si256(acc[8..].as_ptr().cast());
+                super::store16(&mut got, r0.apply(lo, zp), r1.apply(hi, zp));
+            }
+            prop_assert_eq!(got.to_vec(), expected);
         }
     }
 
