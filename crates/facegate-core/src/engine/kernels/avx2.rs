@@ -138,6 +138,104 @@ fn depthwise16_inner_avx2(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
     }
 }
 
+/// 1×1 convolution with AVX2, four output channels × two pixels per step:
+/// eight VPMADDWD accumulators, reduced together by a VPHADDD tree into one
+/// vector of the eight outputs, requantised as one. Returns `false`, having
+/// written nothing, where a channel needs a left shift (then the caller's
+/// kernel runs). Call only where [`available`] said so.
+pub(super) fn conv1x1(c: &super::Conv<'_>, output: &mut [i8]) -> bool {
+    debug_assert!(available());
+    // SAFETY: callers check `available()`, so the CPU runs AVX2.
+    #[allow(unsafe_code)]
+    unsafe {
+        conv1x1_avx2(c, output)
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn conv1x1_avx2(c: &super::Conv<'_>, output: &mut [i8]) -> bool {
+    use super::{ChannelRequant, dot_i8_2x2_portable, le_i32, weight_sum};
+    let g = c.g;
+    let (cin, cout, pixels) = (g.in_c, g.out_c, g.out_h * g.out_w);
+    let Ok(zp) = i8::try_from(c.out_zp) else {
+        return false;
+    };
+    let rq_of = |oc: usize| ChannelRequant::of(c.params, oc);
+    if (0..cout).any(|oc| Requant8::of(&[rq_of(oc)]).is_none()) || pixels == 0 {
+        return false;
+    }
+    let body = cin - cin % 16;
+    for oc0 in (0..cout).step_by(4) {
+        let n = (cout - oc0).min(4);
+        // A short last group repeats its last channel and stores only `n`.
+        let ocs: [usize; 4] = core::array::from_fn(|j| (oc0 + j).min(cout - 1));
+        let w = ocs.map(|oc| &c.weights[oc * cin..(oc + 1) * cin]);
+        let base: [i32; 8] = core::array::from_fn(|j| {
+            let oc = ocs[j % 4];
+            le_i32(c.params.bias, oc).wrapping_sub(c.in_zp.wrapping_mul(weight_sum(w[j % 4])))
+        });
+        let rq: [ChannelRequant; 8] = core::array::from_fn(|j| rq_of(ocs[j % 4]));
+        let Some(rq) = Requant8::of(&rq) else {
+            return false;
+        };
+        for px in (0..pixels).step_by(2) {
+            // An odd last pixel is computed twice and stored once.
+            let px1 = (px + 1).min(pixels - 1);
+            let x0 = &c.input[px * cin..(px + 1) * cin];
+            let x1 = &c.input[px1 * cin..(px1 + 1) * cin];
+            let mut acc = [_mm256_setzero_si256(); 8];
+            for k in (0..body).step_by(16) {
+                let (a, b) = (widen(&x0[k..k + 16]), widen(&x1[k..k + 16]));
+                for j in 0..4 {
+                    let wj = widen(&w[j][k..k + 16]);
+                    acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(a, wj));
+                    acc[4 + j] = _mm256_add_epi32(acc[4 + j], _mm256_madd_epi16(b, wj));
+                }
+            }
+            // Lane j of the reduction: Σ acc[j] (pixel 0, then pixel 1).
+            let quad = |q: &[__m256i]| {
+                let h =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
+                _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+            };
+            let mut sums = _mm256_set_m128i(quad(&acc[4..]), quad(&acc[..4]));
+            let mut extra = base;
+            if body < cin {
+                for (j, pair) in [(0, 1), (2, 3)] {
+                    let t = dot_i8_2x2_portable(
+                        &x0[body..],
+                        &x1[body..],
+                        &w[j][body..],
+                        &w[pair][body..],
+                    );
+                    extra[j] = extra[j].wrapping_add(t[0]);
+                    extra[pair] = extra[pair].wrapping_add(t[1]);
+                    extra[4 + j] = extra[4 + j].wrapping_add(t[2]);
+                    extra[4 + pair] = extra[4 + pair].wrapping_add(t[3]);
+                }
+            }
+            // SAFETY: `extra` holds eight i32: an unaligned 32-byte load.
+            #[allow(unsafe_code)]
+            let extra = unsafe { _mm256_loadu_si256(extra.as_ptr().cast()) };
+            sums = _mm256_add_epi32(sums, extra);
+            let mut out = [0i32; 8];
+            // SAFETY: `out` holds eight i32: an unaligned 32-byte store.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm256_storeu_si256(out.as_mut_ptr().cast(), rq.apply(sums, zp));
+            }
+            // In i8's range after the clamp.
+            #[allow(clippy::cast_possible_truncation)]
+            let byte = |v: i32| v.clamp(-128, 127) as i8;
+            for j in 0..n {
+                output[px1 * cout + oc0 + j] = byte(out[4 + j]);
+                output[px * cout + oc0 + j] = byte(out[j]);
+            }
+        }
+    }
+    true
+}
+
 /// Eight channels' requantisation as vector lanes: the steps of
 /// [`super::ChannelRequant::apply`] (gemmlowp's rounding doubling high
 /// multiply, then a rounding right shift, the PReLU side chosen by the

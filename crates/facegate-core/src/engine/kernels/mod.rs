@@ -188,6 +188,10 @@ pub fn conv2d(
         out_zp,
     };
     if pointwise && g.out_h == g.in_h && g.out_w == g.in_w {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if avx2::available() && avx2::conv1x1(&c, output) {
+            return;
+        }
         conv1x1(&c, output);
     } else if g.groups == g.in_c && g.groups == g.out_c {
         depthwise(&c, output);

@@ -106,4 +106,33 @@ proptest! {
         conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
         prop_assert_eq!(fast, reference);
     }
+
+    /// Pointwise layers as deep as the network's (sixteen-byte bodies and
+    /// every tail, channel groups of four and their remainders).
+    #[test]
+    fn deep_pointwise_equals_reference(
+        px in 1usize..7, cin in 1usize..80, cout in 1usize..20,
+        in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
+        prelu in any::<bool>(),
+    ) {
+        let mut s = seed | 1;
+        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+        #[allow(clippy::cast_possible_truncation)]
+        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let input = bytes(px * cin);
+        let weights = bytes(cout * cin);
+        let cout32 = i32::try_from(cout).unwrap();
+        let bias: Vec<i32> = (0..cout32).map(|i| (i - 5) * 1000).collect();
+        let mult: Vec<i32> = (0..cout32).map(|i| (1 << 30) + i * 1_000_003).collect();
+        let shift: Vec<i32> = (0..cout32).map(|i| -(i % 9) - 4).collect();
+        let neg: Vec<i32> = mult.iter().map(|m| if prelu { -m / 4 } else { *m }).collect();
+        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
+        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
+        let g = ConvGeometry { in_h: 1, in_w: px, in_c: cin, out_h: 1, out_w: px, out_c: cout, kh: 1, kw: 1, stride: 1, pad_top: 0, pad_left: 0, groups: 1 };
+        let mut fast = vec![0i8; px * cout];
+        let mut reference = vec![0i8; px * cout];
+        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
+        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        prop_assert_eq!(fast, reference);
+    }
 }
