@@ -196,6 +196,10 @@ pub fn conv2d(
     } else if g.groups == g.in_c && g.groups == g.out_c {
         depthwise(&c, output);
     } else if g.groups == 1 {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if avx2::available() && avx2::dense(&c, output) {
+            return;
+        }
         dense(&c, output);
     } else {
         conv2d_reference(g, input, in_zp, weights, params, out_zp, output);
