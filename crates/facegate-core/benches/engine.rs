@@ -1,13 +1,15 @@
 //! `cargo bench -p facegate-core --bench engine`: host speed of the int8
-//! engine — each convolution path against the portable reference kernel on
-//! the layer shapes of the shipped `nano` model, then whole embeddings of
+//! engine — each convolution path (and the residual addition) against the
+//! portable reference kernel on the layer shapes of the shipped `nano` model, then whole embeddings of
 //! `models/nano.fgm`. Medians of repeated runs; a benchmark, not a test.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use facegate_core::engine::Model;
-use facegate_core::engine::kernels::{ChannelParams, ConvGeometry, conv2d, conv2d_reference};
+use facegate_core::engine::kernels::{
+    AddParams, ChannelParams, ConvGeometry, add, add_reference, conv2d, conv2d_reference,
+};
 
 /// Median wall time of `f` over enough runs to fill about `budget`.
 fn median(budget: Duration, mut f: impl FnMut()) -> Duration {
@@ -101,6 +103,32 @@ fn main() {
             reference.as_secs_f64() / engine.as_secs_f64()
         );
     }
+
+    // A residual addition of a bottleneck's output (28×28×64 elements):
+    // three requantisations per element.
+    let (a, b) = (
+        bytes(28 * 28 * 64, &mut seed),
+        bytes(28 * 28 * 64, &mut seed),
+    );
+    let p = AddParams {
+        a_zp: 3,
+        b_zp: -7,
+        out_zp: 1,
+        a_mult: (1_500_000_000, -1),
+        b_mult: (1_200_000_000, 0),
+        out_mult: (1_800_000_000, -18),
+    };
+    let mut o = vec![0i8; a.len()];
+    let reference = median(budget, || add_reference(&p, black_box(&a), &b, &mut o));
+    let engine = median(budget, || add(&p, black_box(&a), &b, &mut o));
+    println!(
+        "{:<28} {:>10} {:>9.3} ms {:>9.3} ms {:>7.1}x",
+        "residual add 64 @28",
+        "-",
+        reference.as_secs_f64() * 1e3,
+        engine.as_secs_f64() * 1e3,
+        reference.as_secs_f64() / engine.as_secs_f64()
+    );
 
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/nano.fgm");
     let blob = std::fs::read(path).expect("models/nano.fgm (the shipped model)");

@@ -329,59 +329,73 @@ fn dense_avx2(c: &super::Conv<'_>, output: &mut [i8]) -> bool {
 }
 
 /// Eight channels' requantisation as vector lanes: the steps of
-/// [`super::ChannelRequant::apply`] (gemmlowp's rounding doubling high
-/// multiply, then a rounding right shift, the PReLU side chosen by the
-/// accumulator's sign), exact lane by lane. Only for channels without a
-/// left shift (multipliers below one, which calibration always gives);
-/// the others stay scalar.
+/// [`super::ChannelRequant::apply`] (a saturating left shift, gemmlowp's
+/// rounding doubling high multiply, a rounding right shift, the PReLU side
+/// chosen by the accumulator's sign), exact lane by lane. A left shift of
+/// 31 (a multiplier of 2^31, only in a forged blob) stays scalar.
 #[derive(Clone, Copy)]
 struct Requant8 {
-    pos: [__m256i; 3],
-    neg: [__m256i; 3],
+    pos: Scale8,
+    neg: Scale8,
 }
 
-impl Requant8 {
-    /// `None` when a channel needs a left shift.
-    fn of(rq: &[super::ChannelRequant]) -> Option<Self> {
-        let mut pos = [[0i32; 8]; 3];
-        let mut neg = [[0i32; 8]; 3];
-        for (j, r) in rq.iter().take(8).enumerate() {
-            for (side, m) in [(&mut pos, r.pos), (&mut neg, r.neg)] {
-                let (m0, left, right, mask) = m.parts();
-                if left != 0 {
-                    return None;
-                }
-                // `right` ≤ 31.
-                #[allow(clippy::cast_possible_wrap)]
-                let right = right as i32;
-                side[0][j] = m0;
-                side[1][j] = right;
-                side[2][j] = mask;
+/// One multiplier per lane: `M0`, left shift, right shift, rounding mask.
+#[derive(Clone, Copy)]
+struct Scale8([__m256i; 4]);
+
+impl Scale8 {
+    /// `None` for a left shift of 31.
+    fn of(m: &[crate::engine::requant::Multiplier]) -> Option<Self> {
+        let mut lanes = [[0i32; 8]; 4];
+        for (j, m) in m.iter().take(8).enumerate() {
+            let (m0, left, right, mask) = m.parts();
+            if left > 30 {
+                return None;
             }
+            // Both shifts are at most 31.
+            #[allow(clippy::cast_possible_wrap)]
+            let (left, right) = (left as i32, right as i32);
+            lanes[0][j] = m0;
+            lanes[1][j] = left;
+            lanes[2][j] = right;
+            lanes[3][j] = mask;
         }
         // SAFETY: each array holds eight i32: unaligned 32-byte loads.
         #[allow(unsafe_code)]
         let load = |a: &[i32; 8]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
-        Some(Self {
-            pos: pos.each_ref().map(load),
-            neg: neg.each_ref().map(load),
-        })
+        Some(Self(lanes.each_ref().map(load)))
     }
 
-    /// The eight accumulators requantised, plus `zp`, clamped to i8's range
-    /// (as i32 lanes).
+    /// The same multiplier in every lane.
+    fn splat(m: crate::engine::requant::Multiplier) -> Option<Self> {
+        Self::of(&[m; 8])
+    }
+
+    /// Lanes of `self` where `mask` is set, else of `other`.
     #[target_feature(enable = "avx2")]
-    fn apply(self, acc: __m256i, zp: i8) -> __m256i {
-        let negative = _mm256_cmpgt_epi32(_mm256_setzero_si256(), acc);
-        let pick = |i: usize| _mm256_blendv_epi8(self.pos[i], self.neg[i], negative);
-        let (m0, right, mask) = (pick(0), pick(1), pick(2));
-        // (acc · m0 + 2^30) >> 31 per lane: even lanes' 64-bit products,
+    fn select(self, other: Self, mask: __m256i) -> Self {
+        Self(core::array::from_fn(|i| {
+            _mm256_blendv_epi8(other.0[i], self.0[i], mask)
+        }))
+    }
+
+    /// `x · M0 · 2^(shift − 31)` per lane, rounded as
+    /// [`crate::engine::requant::Multiplier::apply`].
+    #[target_feature(enable = "avx2")]
+    fn apply(self, x: __m256i) -> __m256i {
+        let [m0, left, right, mask] = self.0;
+        // x · 2^left, saturated: where shifting back does not give x.
+        let shifted = _mm256_sllv_epi32(x, left);
+        let overflow = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, left), x);
+        let saturated = _mm256_xor_si256(_mm256_srai_epi32(x, 31), _mm256_set1_epi32(i32::MAX));
+        let x = _mm256_blendv_epi8(saturated, shifted, overflow);
+        // (x · m0 + 2^30) >> 31 per lane: even lanes' 64-bit products,
         // then the odd lanes' moved down; the product's bits 31..62 are
-        // the result (|acc · m0| ≤ 2^62, so the sum does not overflow).
+        // the result (|x · m0| ≤ 2^62, so the sum does not overflow).
         let nudge = _mm256_set1_epi64x(1 << 30);
-        let even = _mm256_add_epi64(_mm256_mul_epi32(acc, m0), nudge);
+        let even = _mm256_add_epi64(_mm256_mul_epi32(x, m0), nudge);
         let odd = _mm256_add_epi64(
-            _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), _mm256_srli_epi64(m0, 32)),
+            _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m0, 32)),
             nudge,
         );
         let high = _mm256_blend_epi32(
@@ -391,22 +405,103 @@ impl Requant8 {
         );
         // The one product that overflows: i32::MIN · i32::MIN saturates.
         let min = _mm256_set1_epi32(i32::MIN);
-        let both_min = _mm256_and_si256(_mm256_cmpeq_epi32(acc, min), _mm256_cmpeq_epi32(m0, min));
+        let both_min = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(m0, min));
         let high = _mm256_blendv_epi8(high, _mm256_set1_epi32(i32::MAX), both_min);
         // Rounding right shift, half away from zero: + 1 where the
         // remainder passes (mask >> 1) + (x < 0).
         let threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(high, 31));
         let round_up = _mm256_cmpgt_epi32(_mm256_and_si256(high, mask), threshold);
-        let q = _mm256_sub_epi32(_mm256_srav_epi32(high, right), round_up);
-        // Bounded before the zero point is added so the add cannot wrap;
-        // the packing saturates to i8 like the scalar clamp.
-        let bound = _mm256_set1_epi32(1 << 16);
-        let q = _mm256_min_epi32(
-            _mm256_max_epi32(q, _mm256_sub_epi32(_mm256_setzero_si256(), bound)),
-            bound,
-        );
-        _mm256_add_epi32(q, _mm256_set1_epi32(i32::from(zp)))
+        _mm256_sub_epi32(_mm256_srav_epi32(high, right), round_up)
     }
+}
+
+/// `v` plus a zero point in i8's range, bounded first so the add cannot
+/// wrap; the packing (or the caller's clamp) saturates to i8 like the
+/// scalar clamp.
+#[target_feature(enable = "avx2")]
+fn plus_zero_point(v: __m256i, zp: i8) -> __m256i {
+    let bound = _mm256_set1_epi32(1 << 16);
+    let v = _mm256_min_epi32(
+        _mm256_max_epi32(v, _mm256_sub_epi32(_mm256_setzero_si256(), bound)),
+        bound,
+    );
+    _mm256_add_epi32(v, _mm256_set1_epi32(i32::from(zp)))
+}
+
+impl Requant8 {
+    /// `None` when a channel needs a left shift of 31.
+    fn of(rq: &[super::ChannelRequant]) -> Option<Self> {
+        let pos: [_; 8] = core::array::from_fn(|j| rq.get(j).map_or(rq[0].pos, |r| r.pos));
+        let neg: [_; 8] = core::array::from_fn(|j| rq.get(j).map_or(rq[0].neg, |r| r.neg));
+        Some(Self {
+            pos: Scale8::of(&pos)?,
+            neg: Scale8::of(&neg)?,
+        })
+    }
+
+    /// The eight accumulators requantised, plus `zp` (as i32 lanes; the
+    /// caller saturates them to i8).
+    #[target_feature(enable = "avx2")]
+    fn apply(self, acc: __m256i, zp: i8) -> __m256i {
+        let negative = _mm256_cmpgt_epi32(_mm256_setzero_si256(), acc);
+        plus_zero_point(self.neg.select(self.pos, negative).apply(acc), zp)
+    }
+}
+
+/// Residual addition with AVX2, sixteen elements per step: both inputs
+/// rescaled, added with saturation, rescaled to the output, exactly as
+/// the reference. Returns `false`, having written nothing, where it must
+/// stay scalar. Call only where [`available`] said so.
+pub(super) fn add(p: &super::AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> bool {
+    debug_assert!(available());
+    // SAFETY: callers check `available()`, so the CPU runs AVX2.
+    #[allow(unsafe_code)]
+    unsafe {
+        add_avx2(p, a, b, out)
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn add_avx2(p: &super::AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> bool {
+    use crate::engine::requant::Multiplier;
+    let m = |(m0, shift): (i32, i32)| Scale8::splat(Multiplier::new(m0, shift));
+    let (Some(ma), Some(mb), Some(mo), Ok(zp)) = (
+        m(p.a_mult),
+        m(p.b_mult),
+        m(p.out_mult),
+        i8::try_from(p.out_zp),
+    ) else {
+        return false;
+    };
+    let n = a.len().min(b.len()).min(out.len());
+    let body = n - n % 16;
+    let (a_zp, b_zp) = (_mm256_set1_epi32(p.a_zp), _mm256_set1_epi32(p.b_zp));
+    // Eight bytes as eight i32 lanes, less the zero point, times 2^20
+    // (wrapping, as the reference's shift).
+    let lanes = |bytes: &[i8], zp: __m256i| {
+        // SAFETY: `bytes` holds eight bytes (callers pass exact chunks).
+        #[allow(unsafe_code)]
+        let v = unsafe { _mm_loadl_epi64(bytes.as_ptr().cast()) };
+        _mm256_slli_epi32(_mm256_sub_epi32(_mm256_cvtepi8_epi32(v), zp), 20)
+    };
+    let half = |x: &[i8], y: &[i8]| {
+        let (xa, yb) = (ma.apply(lanes(x, a_zp)), mb.apply(lanes(y, b_zp)));
+        // Saturating add: where both signs differ from the sum's.
+        let sum = _mm256_add_epi32(xa, yb);
+        let overflow = _mm256_srai_epi32(
+            _mm256_and_si256(_mm256_xor_si256(xa, sum), _mm256_xor_si256(yb, sum)),
+            31,
+        );
+        let saturated = _mm256_xor_si256(_mm256_srai_epi32(xa, 31), _mm256_set1_epi32(i32::MAX));
+        plus_zero_point(mo.apply(_mm256_blendv_epi8(sum, saturated, overflow)), zp)
+    };
+    for k in (0..body).step_by(16) {
+        let lo = half(&a[k..k + 8], &b[k..k + 8]);
+        let hi = half(&a[k + 8..k + 16], &b[k + 8..k + 16]);
+        store16(&mut out[k..k + 16], lo, hi);
+    }
+    super::reference::add(p, &a[body..n], &b[body..n], &mut out[body..n]);
+    true
 }
 
 /// Sixteen i32 lanes (eight and eight, in order) saturated to i8 and stored.
@@ -461,15 +556,15 @@ mod tests {
     }
 
     proptest! {
-        /// Any accumulators, any multipliers without a left shift (negative
-        /// ones and i32::MIN included), any shift to the right, any zero
+        /// Any accumulators, any multipliers (negative ones and i32::MIN
+        /// included), any shift up to 30 left or past 31 right, any zero
         /// point: the scalar requantisation's bytes, in order.
         #[test]
         fn vector_requantisation_equals_the_scalar_one(
             acc in prop::array::uniform16(prop_oneof![any::<i32>(), Just(i32::MIN), -300i32..300]),
             m0 in prop::array::uniform16(prop_oneof![any::<i32>(), Just(i32::MIN), (1i32 << 30)..i32::MAX]),
-            shift in prop::array::uniform16(-40i32..=0),
-            neg_shift in prop::array::uniform16(-40i32..=0),
+            shift in prop::array::uniform16(-40i32..=30),
+            neg_shift in prop::array::uniform16(-40i32..=30),
             zp in any::<i8>(),
         ) {
             if !super::available() {

@@ -605,9 +605,21 @@ fn dot_i8_2x2(x0: &[i8], x1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
     }
 }
 
+/// Residual addition `out = a + b` in the output's quantisation,
+/// elementwise over equally long slices: the reference's bits, with AVX2
+/// where the CPU has it.
+pub fn add(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if avx2::available() && avx2::add(p, a, b, out) {
+        return;
+    }
+    add_reference(p, a, b, out);
+}
+
 mod reference;
 pub use reference::{
-    ADD_LEFT_SHIFT, AddParams, add, conv2d_reference, dot_i8_2x2_portable, dot_i8_portable,
+    ADD_LEFT_SHIFT, AddParams, add as add_reference, conv2d_reference, dot_i8_2x2_portable,
+    dot_i8_portable,
 };
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]

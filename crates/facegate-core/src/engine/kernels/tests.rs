@@ -135,4 +135,30 @@ proptest! {
         conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
         prop_assert_eq!(fast, reference);
     }
+
+    /// The residual addition (AVX2 where the CPU has it) gives the
+    /// reference's bits for any lengths, zero points and rescales, left
+    /// shifts and saturation included.
+    #[test]
+    fn add_equals_reference(
+        n in 0usize..100, seed in any::<u64>(),
+        zps in (any::<i8>(), any::<i8>(), any::<i8>()),
+        m0 in prop::array::uniform3(prop_oneof![(1i32 << 30)..i32::MAX, any::<i32>()]),
+        shifts in prop::array::uniform3(-35i32..35),
+    ) {
+        let mut s = seed | 1;
+        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+        #[allow(clippy::cast_possible_truncation)]
+        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let (a, b) = (bytes(n), bytes(n));
+        let p = AddParams {
+            a_zp: i32::from(zps.0), b_zp: i32::from(zps.1), out_zp: i32::from(zps.2),
+            a_mult: (m0[0], shifts[0]), b_mult: (m0[1], shifts[1]), out_mult: (m0[2], shifts[2]),
+        };
+        let mut fast = vec![0i8; n];
+        let mut reference = vec![0i8; n];
+        add(&p, &a, &b, &mut fast);
+        add_reference(&p, &a, &b, &mut reference);
+        prop_assert_eq!(fast, reference);
+    }
 }
