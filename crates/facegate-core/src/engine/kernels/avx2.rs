@@ -60,15 +60,14 @@ fn widen(b: &[i8]) -> __m256i {
     }
 }
 
-/// Channels `c0..c0 + 16` of a depthwise convolution at the output
-/// positions whose window lies inside the input; the caller computes the
-/// border. Call only where [`available`] said so.
-pub(super) fn depthwise16_inner(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
+/// Channels `c0..c0 + 16` of a depthwise convolution, every output
+/// position. Call only where [`available`] said so.
+pub(super) fn depthwise16(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
     debug_assert!(available());
     // SAFETY: callers check `available()`, so the CPU runs AVX2.
     #[allow(unsafe_code)]
     unsafe {
-        depthwise16_inner_avx2(c, output, c0);
+        depthwise16_avx2(c, output, c0);
     }
 }
 
@@ -76,9 +75,11 @@ pub(super) fn depthwise16_inner(c: &super::Conv<'_>, output: &mut [i8], c0: usiz
 /// sixteen 16-bit lanes and multiplied lane by lane (VPMULLW: an i8 · i8
 /// product always fits 16 bits), then widened into two accumulators of
 /// eight 32-bit lanes, which add modulo 2^32 like the portable kernel.
+/// Windows inside the input use a precomputed zero-point correction; on
+/// the border the taps inside are summed with their weights' sum.
 #[target_feature(enable = "avx2")]
-fn depthwise16_inner_avx2(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
-    use super::{ChannelRequant, MAX_DEPTHWISE_TAPS, inner_range, le_i32, weight_sum};
+fn depthwise16_avx2(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
+    use super::{ChannelRequant, MAX_DEPTHWISE_TAPS, at, inner_range, le_i32, window};
     let g = c.g;
     let (ch, taps) = (g.in_c, g.kh * g.kw);
     let (oy_lo, oy_hi) = inner_range(g.out_h, g.stride, g.pad_top, g.kh, g.in_h);
@@ -89,35 +90,70 @@ fn depthwise16_inner_avx2(c: &super::Conv<'_>, output: &mut [i8], c0: usize) {
         let lanes: [i8; 16] = core::array::from_fn(|j| plane(j)[t]);
         *wt = widen(&lanes);
     }
-    let full: [i32; 16] = core::array::from_fn(|j| {
-        le_i32(c.params.bias, c0 + j).wrapping_sub(c.in_zp.wrapping_mul(weight_sum(plane(j))))
-    });
-    let rq: [ChannelRequant; 16] = core::array::from_fn(|j| ChannelRequant::of(c.params, c0 + j));
-    let rq8 = [Requant8::of(&rq[..8]), Requant8::of(&rq[8..])];
-    // SAFETY: `full` holds sixteen i32, two unaligned 32-byte loads.
-    #[allow(unsafe_code)]
-    let (full_lo, full_hi) = unsafe {
+    let w = &w[..taps];
+    // Sixteen 16-bit lanes as two vectors of eight 32-bit lanes.
+    let split = |v: __m256i| {
         (
-            _mm256_loadu_si256(full.as_ptr().cast()),
-            _mm256_loadu_si256(full[8..].as_ptr().cast()),
+            _mm256_cvtepi16_epi32(_mm256_castsi256_si128(v)),
+            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1)),
         )
     };
+    let add2 = |(a, b): (__m256i, __m256i), (x, y): (__m256i, __m256i)| {
+        (_mm256_add_epi32(a, x), _mm256_add_epi32(b, y))
+    };
+    let in_zp = _mm256_set1_epi32(c.in_zp);
+    // bias − in_zp · Σw, the correction of a window over taps `wsum`.
+    let bias: [i32; 16] = core::array::from_fn(|j| le_i32(c.params.bias, c0 + j));
+    // SAFETY: `bias` holds sixteen i32, two unaligned 32-byte loads.
+    #[allow(unsafe_code)]
+    let bias = unsafe {
+        (
+            _mm256_loadu_si256(bias.as_ptr().cast()),
+            _mm256_loadu_si256(bias[8..].as_ptr().cast()),
+        )
+    };
+    let corrected = |wsum: (__m256i, __m256i)| {
+        (
+            _mm256_sub_epi32(bias.0, _mm256_mullo_epi32(in_zp, wsum.0)),
+            _mm256_sub_epi32(bias.1, _mm256_mullo_epi32(in_zp, wsum.1)),
+        )
+    };
+    let zero = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    let full = corrected(w.iter().fold(zero, |s, &wt| add2(s, split(wt))));
+    let rq: [ChannelRequant; 16] = core::array::from_fn(|j| ChannelRequant::of(c.params, c0 + j));
+    let rq8 = [Requant8::of(&rq[..8]), Requant8::of(&rq[8..])];
     let row_step = g.in_w * ch;
-    for oy in oy_lo..oy_hi {
-        for ox in ox_lo..ox_hi {
-            let top_left =
-                ((oy * g.stride - g.pad_top) * g.in_w + ox * g.stride - g.pad_left) * ch + c0;
-            let (mut lo, mut hi) = (full_lo, full_hi);
-            for (ky, row) in w[..taps].chunks_exact(g.kw).enumerate() {
-                let mut at = top_left + ky * row_step;
-                for &wt in row {
-                    let p = _mm256_mullo_epi16(widen(&c.input[at..at + 16]), wt);
-                    lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p)));
-                    hi =
-                        _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(p, 1)));
-                    at += ch;
+    let input = c.input;
+    let tap = |i: usize, wt: __m256i| split(_mm256_mullo_epi16(widen(&input[i..i + 16]), wt));
+    for oy in 0..g.out_h {
+        let rows_inside = (oy_lo..oy_hi).contains(&oy);
+        for ox in 0..g.out_w {
+            let (lo, hi) = if rows_inside && (ox_lo..ox_hi).contains(&ox) {
+                let top_left =
+                    ((oy * g.stride - g.pad_top) * g.in_w + ox * g.stride - g.pad_left) * ch + c0;
+                let mut acc = full;
+                for (ky, row) in w.chunks_exact(g.kw).enumerate() {
+                    let mut i = top_left + ky * row_step;
+                    for &wt in row {
+                        acc = add2(acc, tap(i, wt));
+                        i += ch;
+                    }
                 }
-            }
+                acc
+            } else {
+                let (ky0, ky1, iy) = window(oy, g.stride, g.pad_top, g.kh, g.in_h);
+                let (kx0, kx1, ix) = window(ox, g.stride, g.pad_left, g.kw, g.in_w);
+                let (mut acc, mut wsum) = (zero, zero);
+                for ky in ky0..ky1 {
+                    let row = at(iy, ky) * g.in_w;
+                    for kx in kx0..kx1 {
+                        let wt = w[ky * g.kw + kx];
+                        acc = add2(acc, tap((row + at(ix, kx)) * ch + c0, wt));
+                        wsum = add2(wsum, split(wt));
+                    }
+                }
+                add2(acc, corrected(wsum))
+            };
             let out = (oy * g.out_w + ox) * ch + c0;
             let dst = &mut output[out..out + 16];
             if let (Some(r0), Some(r1), Ok(zp)) = (rq8[0], rq8[1], i8::try_from(c.out_zp)) {
@@ -161,7 +197,7 @@ fn conv1x1_avx2(c: &super::Conv<'_>, output: &mut [i8]) -> bool {
         return false;
     };
     let rq_of = |oc: usize| ChannelRequant::of(c.params, oc);
-    if (0..cout).any(|oc| Requant8::of(&[rq_of(oc)]).is_none()) || pixels == 0 {
+    if pixels == 0 || !(0..cout).all(|oc| Requant8::fits(&rq_of(oc))) {
         return false;
     }
     let body = cin - cin % 16;
@@ -277,8 +313,7 @@ fn dense_avx2(c: &super::Conv<'_>, output: &mut [i8]) -> bool {
     };
     let (pixels, cout) = (g.out_h * g.out_w, g.out_c);
     let rq_of = |oc: usize| ChannelRequant::of(c.params, oc);
-    if padded > MAX_PATCH || pixels == 0 || (0..cout).any(|oc| Requant8::of(&[rq_of(oc)]).is_none())
-    {
+    if padded > MAX_PATCH || pixels == 0 || !(0..cout).all(|oc| Requant8::fits(&rq_of(oc))) {
         return false;
     }
     let plane = |oc: usize| &c.weights[oc * patch_len..(oc + 1) * patch_len];
@@ -429,6 +464,12 @@ fn plus_zero_point(v: __m256i, zp: i8) -> __m256i {
 }
 
 impl Requant8 {
+    /// Whether a channel's requantisation fits the vector lanes (no left
+    /// shift of 31).
+    fn fits(rq: &super::ChannelRequant) -> bool {
+        rq.pos.parts().1 <= 30 && rq.neg.parts().1 <= 30
+    }
+
     /// `None` when a channel needs a left shift of 31.
     fn of(rq: &[super::ChannelRequant]) -> Option<Self> {
         let pos: [_; 8] = core::array::from_fn(|j| rq.get(j).map_or(rq[0].pos, |r| r.pos));

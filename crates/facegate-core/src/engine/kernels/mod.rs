@@ -276,43 +276,25 @@ fn depthwise(c: &Conv<'_>, output: &mut [i8]) {
         return;
     }
     let mut first = 0;
-    // With AVX2, sixteen channels at a time inside, four at a time on the border.
+    // With AVX2, sixteen channels at a time.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     if avx2::available() {
         while first + 16 <= g.in_c {
-            avx2::depthwise16_inner(c, output, first);
-            for c0 in (first..first + 16).step_by(4) {
-                depthwise_lanes::<4>(c, output, c0, Positions::Border);
-            }
+            avx2::depthwise16(c, output, first);
             first += 16;
         }
     }
     let grouped = first + (g.in_c - first) / 4 * 4;
     for c0 in (first..grouped).step_by(4) {
-        depthwise_lanes::<4>(c, output, c0, Positions::All);
+        depthwise_lanes::<4>(c, output, c0);
     }
     for c0 in grouped..g.in_c {
-        depthwise_lanes::<1>(c, output, c0, Positions::All);
+        depthwise_lanes::<1>(c, output, c0);
     }
-}
-
-/// Which output positions a depthwise pass computes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Positions {
-    All,
-    /// Only those whose window hangs over the input's border (another
-    /// kernel did the inside).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Border,
 }
 
 /// Channels `c0..c0 + LANES` (`LANES` ≤ 4) of a depthwise convolution.
-fn depthwise_lanes<const LANES: usize>(
-    c: &Conv<'_>,
-    output: &mut [i8],
-    c0: usize,
-    positions: Positions,
-) {
+fn depthwise_lanes<const LANES: usize>(c: &Conv<'_>, output: &mut [i8], c0: usize) {
     let Conv {
         g,
         input,
@@ -353,11 +335,7 @@ fn depthwise_lanes<const LANES: usize>(
         let rows_inside = (oy_lo..oy_hi).contains(&oy);
         for ox in 0..g.out_w {
             let out = (oy * g.out_w + ox) * ch + c0;
-            let inside = rows_inside && (ox_lo..ox_hi).contains(&ox);
-            if inside && positions == Positions::Border {
-                continue;
-            }
-            let acc = if inside {
+            let acc = if rows_inside && (ox_lo..ox_hi).contains(&ox) {
                 let top_left =
                     ((oy * g.stride - g.pad_top) * g.in_w + ox * g.stride - g.pad_left) * ch + c0;
                 let mut acc = [0i32; 4];
