@@ -270,18 +270,18 @@ fn block4x2(x0: &[i8], x1: &[i8], w: [&[i8]; 4]) -> __m256i {
     _mm256_set_m128i(quad(&acc[4..]), quad(&acc[..4]))
 }
 
-/// Eight accumulators requantised to bytes.
+/// Eight accumulators requantised to bytes, saturated by the packs
+/// (lanes 0–3 then 4–7: the two pixels' four channels).
 #[target_feature(enable = "avx2")]
 fn requantised(rq: Requant8, acc: __m256i, zp: i8) -> [i8; 8] {
-    let mut out = [0i32; 8];
-    // SAFETY: `out` holds eight i32: an unaligned 32-byte store.
-    #[allow(unsafe_code)]
-    unsafe {
-        _mm256_storeu_si256(out.as_mut_ptr().cast(), rq.apply(acc, zp));
-    }
-    // In i8's range after the clamp.
-    #[allow(clippy::cast_possible_truncation)]
-    out.map(|v| v.clamp(-128, 127) as i8)
+    let zero = _mm256_setzero_si256();
+    // Per 128-bit half: four i16, then four i8, in the half's low bytes.
+    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(rq.apply(acc, zp), zero), zero);
+    let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes)).to_le_bytes();
+    let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1)).to_le_bytes();
+    // Reinterpreted as the signed bytes they were packed from.
+    #[allow(clippy::cast_possible_wrap)]
+    core::array::from_fn(|j| if j < 4 { lo[j] } else { hi[j - 4] } as i8)
 }
 
 /// Regular convolution (the stem) with AVX2: each output pixel's receptive
