@@ -98,14 +98,23 @@ fn view_rng(seed: u64, face: &Path, j: usize) -> ChaCha8Rng {
     rng
 }
 
+/// How much of another person a mixed view holds: 20–45 %, so the face
+/// the view is filed under (and whose class it keeps) stays the larger part.
+pub const MIX_WEIGHT: std::ops::Range<f32> = 0.2..0.45;
+
 /// Renders views `0..per_face` of every face in `files` under `augment` into
-/// `dir` (existing views are rewritten identically). Returns the number of
-/// views written.
+/// `dir` (existing views are rewritten identically). A share `mix` of the
+/// views is blended with another person's face ([`MIX_WEIGHT`]): function
+/// matching (Beyer et al.), inputs between faces whose teacher embedding
+/// the student must reproduce. With `mix` 0 the views are those of earlier
+/// releases; raising it changes only the views it picks. Returns the number
+/// of views written.
 pub fn write_views(
     files: &[PathBuf],
     per_face: usize,
     augment: &Augment,
     seed: u64,
+    mix: f32,
     dir: &Path,
     progress: bool,
 ) -> Result<usize, ViewError> {
@@ -114,19 +123,35 @@ pub fn write_views(
             "{per_face} views per face; use 1 to {MAX_VIEWS_PER_FACE}"
         )));
     }
+    if !(0.0..=1.0).contains(&mix) {
+        return Err(ViewError::Settings(format!(
+            "mix {mix}: a share of the views, 0 to 1"
+        )));
+    }
+    let load = |face: &PathBuf| {
+        Face::load(face)
+            .map(|f| f.rgb)
+            .map_err(|e| ViewError::File {
+                path: face.clone(),
+                reason: e.to_string(),
+            })
+    };
     let bar = progress_bar(files.len(), "rendering views of faces", progress);
     files
         .par_iter()
         .progress_with(bar.clone())
         .try_for_each(|face| {
-            let rgb = Face::load(face)
-                .map_err(|e| ViewError::File {
-                    path: face.clone(),
-                    reason: e.to_string(),
-                })?
-                .rgb;
+            let rgb = load(face)?;
             for j in 0..per_face {
-                let view = render(&rgb, augment, &mut view_rng(seed, face, j));
+                let mut rng = view_rng(seed, face, j);
+                let mut view = render(&rgb, augment, &mut rng);
+                // Drawn after the render, so unmixed views do not change.
+                if rng.random::<f32>() < mix
+                    && let Some(other) = partner(files, face, &mut rng)
+                {
+                    let weight = rng.random_range(MIX_WEIGHT);
+                    blend(&mut view, &load(other)?, weight);
+                }
                 let path = view_path(dir, face, j);
                 let fail = |reason: String| ViewError::File {
                     path: path.clone(),
@@ -148,6 +173,27 @@ pub fn write_views(
         })?;
     bar.finish_and_clear();
     Ok(files.len() * per_face)
+}
+
+/// Another person's face for a mixed view (a face of another identity
+/// folder), or `None` when every face is the same person's.
+fn partner<'a>(files: &'a [PathBuf], face: &Path, rng: &mut ChaCha8Rng) -> Option<&'a PathBuf> {
+    let start = rng.random_range(0..files.len());
+    // Identity folders hold a few faces each: the next other person is near.
+    (0..files.len())
+        .map(|k| &files[(start + k) % files.len()])
+        .find(|f| f.parent() != face.parent())
+}
+
+/// `view ← (1 − weight) · view + weight · other`, per byte.
+fn blend(view: &mut [u8], other: &[u8], weight: f32) {
+    for (v, &o) in view.iter_mut().zip(other) {
+        let mixed = (1.0 - weight) * f32::from(*v) + weight * f32::from(o);
+        // Between two bytes, so in 0..=255.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let byte = mixed.round() as u8;
+        *v = byte;
+    }
 }
 
 /// The views of a decoded training set and their teacher targets, in the
@@ -293,7 +339,7 @@ mod tests {
         }
         let dir = tmp.path().join("views");
         assert_eq!(
-            write_views(&set.files, 2, &Augment::DOOR_VIEWS, 1, &dir, false).expect("views"),
+            write_views(&set.files, 2, &Augment::DOOR_VIEWS, 1, 0.0, &dir, false).expect("views"),
             4
         );
         let mut text = String::new();
@@ -398,5 +444,41 @@ mod tests {
         assert_eq!(draw(a, 0), draw(Path::new("elsewhere/wild_112/1/a.jpg"), 0));
         assert_ne!(draw(a, 0), draw(a, 1));
         assert_ne!(draw(a, 0), draw(b, 0));
+    }
+
+    #[test]
+    fn mixed_views_blend_in_another_person_and_leave_the_rest_unchanged() {
+        let (tmp, set, settings) = fixture(None);
+        let read = |p: &Path| image::open(p).expect("view").to_rgb8().into_raw();
+        let mixed = tmp.path().join("mixed");
+        write_views(&set.files, 2, &Augment::DOOR_VIEWS, 1, 1.0, &mixed, false).expect("views");
+        for (i, face) in set.files.iter().enumerate() {
+            let other = read(&set.files[1 - i]);
+            for j in 0..2 {
+                let plain = read(&view_path(&settings.dir, face, j));
+                let blended = read(&view_path(&mixed, face, j));
+                assert_ne!(plain, blended, "view {j} of face {i} is mixed");
+                // Each byte lies between the plain view's and the other
+                // person's, nearer the plain view (the weight is below ½).
+                for ((&v, &o), &m) in plain.iter().zip(&other).zip(&blended) {
+                    let (lo, hi) = (v.min(o), v.max(o));
+                    assert!((lo..=hi).contains(&m), "{m} outside {lo}..={hi}");
+                    assert!(m.abs_diff(v) <= m.abs_diff(o) + 1);
+                }
+            }
+        }
+        // No share mixes nothing; a share outside 0..=1 is refused.
+        let none = tmp.path().join("none");
+        write_views(&set.files, 2, &Augment::DOOR_VIEWS, 1, 0.0, &none, false).expect("views");
+        for f in &set.files {
+            assert_eq!(
+                read(&view_path(&none, f, 1)),
+                read(&view_path(&settings.dir, f, 1))
+            );
+        }
+        assert!(matches!(
+            write_views(&set.files, 2, &Augment::DOOR_VIEWS, 1, 1.5, &none, false),
+            Err(ViewError::Settings(_))
+        ));
     }
 }

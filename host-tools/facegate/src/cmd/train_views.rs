@@ -25,6 +25,11 @@ pub struct TrainViewsArgs {
     /// Seed of the views.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of the views blended with another person's face (20–45 % of
+    /// it): function matching, inputs between faces for the teacher to
+    /// label. 0 keeps the views of earlier releases.
+    #[arg(long, default_value_t = 0.0)]
+    mix: f32,
     /// Folder for the views: `<out>/<root>/<identity>/<stem>.v<j>.png`.
     #[arg(long, short)]
     out: PathBuf,
@@ -62,6 +67,7 @@ pub fn run(a: TrainViewsArgs) -> Result<ExitCode> {
         a.per_face,
         &Augment::DOOR_VIEWS,
         a.seed,
+        a.mix,
         &a.out,
         !a.quiet,
     )?;
