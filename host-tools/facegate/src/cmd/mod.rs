@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_losses;
+pub mod bench_photo;
 pub mod bench_train;
 pub mod board;
 pub mod claim_token;
