@@ -63,6 +63,12 @@ pub fn run(a: PhotoBenchArgs) -> Result<ExitCode> {
     if a.images == 0 || a.enrolled == 0 {
         bail!("--images and --enrolled must be at least 1");
     }
+    if a.dlib && !a.dlib_tool.is_file() {
+        bail!(
+            "no dlib peer at {}: build it with bench/setup-dlib.sh",
+            a.dlib_tool.display()
+        );
+    }
     let set = FaceSet::scan(&a.photos)?;
     let files = super::bench::first_files(&set, a.images);
     let loader = PhotoArgs {
@@ -150,12 +156,6 @@ pub fn run(a: PhotoBenchArgs) -> Result<ExitCode> {
 
 /// The peer's median milliseconds per photo and faces found.
 fn dlib_peer(a: &PhotoBenchArgs, files: &[PathBuf]) -> Result<(f64, usize)> {
-    if !a.dlib_tool.is_file() {
-        bail!(
-            "no dlib peer at {}: build it with bench/setup-dlib.sh",
-            a.dlib_tool.display()
-        );
-    }
     let mut child = Command::new(&a.dlib_tool)
         .arg(&a.dlib_models)
         .env("OPENBLAS_NUM_THREADS", "1")
