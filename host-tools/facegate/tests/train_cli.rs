@@ -108,6 +108,49 @@ fn bench_train_measures_burn_and_says_how_to_set_up_the_peer() {
 }
 
 #[test]
+fn bench_photo_decides_on_raw_photos_and_says_how_to_set_up_dlib() {
+    let Some(data) = facegate_e2e::shared_data() else {
+        return;
+    };
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let photos = data.join("lfw/raw_subset").to_string_lossy().into_owned();
+    let model = models.join("nano.fgm").to_string_lossy().into_owned();
+    let args = [
+        "bench",
+        "photo",
+        "--photos",
+        &photos,
+        "--model",
+        &model,
+        "--images",
+        "2",
+        "--enrolled",
+        "1",
+    ];
+    let out = facegate(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("median of 2 photos"), "{stdout}");
+    assert!(stdout.contains("faces found in 2/2"), "{stdout}");
+    // The peer is opt-in: without it the run stops before timing anything.
+    let out = facegate(
+        &[
+            &args[..],
+            &["--dlib", "--dlib-tool", "/nonexistent/dlib_photo"],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bench/setup-dlib.sh"), "{err}");
+}
+
+#[test]
 fn bench_engine_times_engine_and_tract_and_says_how_to_set_up_onnxruntime() {
     let Some(data) = facegate_e2e::shared_data() else {
         return;
