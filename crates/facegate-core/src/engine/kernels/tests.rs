@@ -8,6 +8,80 @@ fn le(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// `n` pseudo-random bytes per call, from `seed` (xorshift).
+fn byte_source(seed: u64) -> impl FnMut(usize) -> Vec<i8> {
+    let mut s = seed | 1;
+    move |n| {
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                #[allow(clippy::cast_possible_truncation)]
+                let b = s as i8;
+                b
+            })
+            .collect()
+    }
+}
+
+/// PReLU's negative-side multiplier as a fraction of the positive one:
+/// none (the same multiplier), a positive slope, a negative slope.
+fn prelu_divisor() -> impl Strategy<Value = i32> {
+    prop_oneof![Just(1), Just(4), Just(-4)]
+}
+
+/// `g` run by [`conv2d`] and by [`conv2d_reference`] on random input and
+/// weights, per-channel biases, right shifts of 3 to 11 and multipliers
+/// near 2^30 (the negative side's divided by `prelu`): both outputs.
+fn both_kernels(
+    g: &ConvGeometry,
+    seed: u64,
+    in_zp: i32,
+    out_zp: i32,
+    prelu: i32,
+) -> (Vec<i8>, Vec<i8>) {
+    let mut bytes = byte_source(seed);
+    let input = bytes(g.in_h * g.in_w * g.in_c);
+    let weights = bytes(g.out_c * g.weights_per_output());
+    let cout = i32::try_from(g.out_c).unwrap();
+    let bias: Vec<i32> = (0..cout).map(|i| (i - 2) * 777).collect();
+    let mult: Vec<i32> = (0..cout).map(|i| (1 << 30) + i * 1_000_003).collect();
+    let shift: Vec<i32> = (0..cout).map(|i| -(i % 9) - 3).collect();
+    let neg: Vec<i32> = mult.iter().map(|m| m / prelu).collect();
+    let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
+    let params = ChannelParams {
+        bias: &b,
+        mult: &m,
+        shift: &sh,
+        neg_mult: &nm,
+        neg_shift: &sh,
+    };
+    let out = g.out_h * g.out_w * g.out_c;
+    let (mut fast, mut reference) = (vec![0i8; out], vec![0i8; out]);
+    conv2d(g, &input, in_zp, &weights, &params, out_zp, &mut fast);
+    conv2d_reference(g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+    (fast, reference)
+}
+
+/// A 1×1 convolution over `h × w` pixels.
+fn pointwise(h: usize, w: usize, cin: usize, cout: usize) -> ConvGeometry {
+    ConvGeometry {
+        in_h: h,
+        in_w: w,
+        in_c: cin,
+        out_h: h,
+        out_w: w,
+        out_c: cout,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad_top: 0,
+        pad_left: 0,
+        groups: 1,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -16,26 +90,9 @@ proptest! {
     fn pointwise_equals_reference(
         h in 1usize..6, w in 1usize..6, cin in 1usize..20, cout in 1usize..12,
         in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
-        prelu in any::<bool>(),
+        prelu in prelu_divisor(),
     ) {
-        let mut s = seed | 1;
-        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-        #[allow(clippy::cast_possible_truncation)]
-        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
-        let input = bytes(h * w * cin);
-        let weights = bytes(cout * cin);
-        let cout32 = i32::try_from(cout).unwrap();
-        let bias: Vec<i32> = (0..cout32).map(|i| (i - 5) * 1000).collect();
-        let mult: Vec<i32> = (0..cout32).map(|i| (1 << 30) + i * 1_000_003).collect();
-        let shift: Vec<i32> = (0..cout32).map(|i| -(i % 9) - 1).collect();
-        let neg: Vec<i32> = mult.iter().map(|m| if prelu { m / 4 } else { *m }).collect();
-        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
-        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
-        let g = ConvGeometry { in_h: h, in_w: w, in_c: cin, out_h: h, out_w: w, out_c: cout, kh: 1, kw: 1, stride: 1, pad_top: 0, pad_left: 0, groups: 1 };
-        let mut fast = vec![0i8; h * w * cout];
-        let mut reference = vec![0i8; h * w * cout];
-        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
-        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        let (fast, reference) = both_kernels(&pointwise(h, w, cin, cout), seed, in_zp, out_zp, prelu);
         prop_assert_eq!(fast, reference);
     }
 
@@ -49,7 +106,7 @@ proptest! {
         pads in (0usize..4, 0usize..4, 0usize..4, 0usize..4),
         depthwise in any::<bool>(),
         in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
-        prelu in any::<bool>(),
+        prelu in prelu_divisor(),
     ) {
         let (pt, pb, pl, pr) = pads;
         let out_h = ConvGeometry::out_len(h, kh, stride, pt, pb);
@@ -57,23 +114,7 @@ proptest! {
         let (Some(out_h), Some(out_w)) = (out_h, out_w) else { return Ok(()) };
         let (groups, cout) = if depthwise { (cin, cin) } else { (1, cout) };
         let g = ConvGeometry { in_h: h, in_w: w, in_c: cin, out_h, out_w, out_c: cout, kh, kw, stride, pad_top: pt, pad_left: pl, groups };
-        let mut s = seed | 1;
-        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-        #[allow(clippy::cast_possible_truncation)]
-        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
-        let input = bytes(h * w * cin);
-        let weights = bytes(cout * g.weights_per_output());
-        let cout32 = i32::try_from(cout).unwrap();
-        let bias: Vec<i32> = (0..cout32).map(|i| (i - 2) * 777).collect();
-        let mult: Vec<i32> = (0..cout32).map(|i| (1 << 30) + i * 1_000_003).collect();
-        let shift: Vec<i32> = (0..cout32).map(|i| -(i % 7) - 3).collect();
-        let neg: Vec<i32> = mult.iter().map(|m| if prelu { m / 4 } else { *m }).collect();
-        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
-        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
-        let mut fast = vec![0i8; out_h * out_w * cout];
-        let mut reference = vec![0i8; out_h * out_w * cout];
-        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
-        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        let (fast, reference) = both_kernels(&g, seed, in_zp, out_zp, prelu);
         prop_assert_eq!(fast, reference);
     }
 
@@ -84,26 +125,10 @@ proptest! {
         h in 1usize..8, w in 1usize..8, ch in 1usize..56,
         k in 1usize..4, stride in 1usize..3, pad in 0usize..2,
         in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
-        prelu in any::<bool>(),
+        prelu in prelu_divisor(),
     ) {
         let Some(g) = ConvGeometry::square([h, w, ch, ch, k, stride, pad, ch]) else { return Ok(()) };
-        let mut s = seed | 1;
-        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-        #[allow(clippy::cast_possible_truncation)]
-        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
-        let input = bytes(h * w * ch);
-        let weights = bytes(ch * k * k);
-        let ch32 = i32::try_from(ch).unwrap();
-        let bias: Vec<i32> = (0..ch32).map(|i| (i - 2) * 777).collect();
-        let mult: Vec<i32> = (0..ch32).map(|i| (1 << 30) + i * 1_000_003).collect();
-        let shift: Vec<i32> = (0..ch32).map(|i| -(i % 7) - 3).collect();
-        let neg: Vec<i32> = mult.iter().map(|m| if prelu { m / 4 } else { *m }).collect();
-        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
-        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
-        let mut fast = vec![0i8; g.out_h * g.out_w * ch];
-        let mut reference = vec![0i8; g.out_h * g.out_w * ch];
-        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
-        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        let (fast, reference) = both_kernels(&g, seed, in_zp, out_zp, prelu);
         prop_assert_eq!(fast, reference);
     }
 
@@ -113,26 +138,9 @@ proptest! {
     fn deep_pointwise_equals_reference(
         px in 1usize..7, cin in 1usize..80, cout in 1usize..20,
         in_zp in -128i32..128, out_zp in -128i32..128, seed in any::<u64>(),
-        prelu in any::<bool>(),
+        prelu in prelu_divisor(),
     ) {
-        let mut s = seed | 1;
-        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-        #[allow(clippy::cast_possible_truncation)]
-        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
-        let input = bytes(px * cin);
-        let weights = bytes(cout * cin);
-        let cout32 = i32::try_from(cout).unwrap();
-        let bias: Vec<i32> = (0..cout32).map(|i| (i - 5) * 1000).collect();
-        let mult: Vec<i32> = (0..cout32).map(|i| (1 << 30) + i * 1_000_003).collect();
-        let shift: Vec<i32> = (0..cout32).map(|i| -(i % 9) - 4).collect();
-        let neg: Vec<i32> = mult.iter().map(|m| if prelu { -m / 4 } else { *m }).collect();
-        let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
-        let params = ChannelParams { bias: &b, mult: &m, shift: &sh, neg_mult: &nm, neg_shift: &sh };
-        let g = ConvGeometry { in_h: 1, in_w: px, in_c: cin, out_h: 1, out_w: px, out_c: cout, kh: 1, kw: 1, stride: 1, pad_top: 0, pad_left: 0, groups: 1 };
-        let mut fast = vec![0i8; px * cout];
-        let mut reference = vec![0i8; px * cout];
-        conv2d(&g, &input, in_zp, &weights, &params, out_zp, &mut fast);
-        conv2d_reference(&g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+        let (fast, reference) = both_kernels(&pointwise(1, px, cin, cout), seed, in_zp, out_zp, prelu);
         prop_assert_eq!(fast, reference);
     }
 
@@ -146,10 +154,7 @@ proptest! {
         m0 in prop::array::uniform3(prop_oneof![(1i32 << 30)..i32::MAX, any::<i32>()]),
         shifts in prop::array::uniform3(-35i32..35),
     ) {
-        let mut s = seed | 1;
-        let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
-        #[allow(clippy::cast_possible_truncation)]
-        let mut bytes = |n: usize| -> Vec<i8> { (0..n).map(|_| next() as i8).collect() };
+        let mut bytes = byte_source(seed);
         let (a, b) = (bytes(n), bytes(n));
         let p = AddParams {
             a_zp: i32::from(zps.0), b_zp: i32::from(zps.1), out_zp: i32::from(zps.2),
