@@ -187,6 +187,20 @@ pub fn export_float(net: &FloatNet, producer: &str) -> Vec<u8> {
             Layer::Add { a, b, output } => {
                 nodes.push(node("Add", &[&v(*a), &v(*b)], &v(*output), vec![]));
             }
+            Layer::MaxPool {
+                input,
+                output,
+                kernel,
+                stride,
+                pads,
+            } => {
+                nodes.push(node(
+                    "MaxPool",
+                    &[&v(*input)],
+                    &v(*output),
+                    pool_attrs(*kernel, *stride, pads),
+                ));
+            }
         }
     }
     nodes.push(node(
@@ -217,9 +231,17 @@ pub fn export_float(net: &FloatNet, producer: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
+fn pool_attrs(kernel: (usize, usize), stride: usize, pads: &[usize; 4]) -> Vec<AttributeProto> {
+    vec![
+        attr_ints("kernel_shape", &[kernel.0, kernel.1]),
+        attr_ints("strides", &[stride, stride]),
+        attr_ints("pads", pads),
+    ]
+}
+
 /// Writes the QDQ ONNX model (input: the normalised NCHW face, as the float model's).
 pub fn export_qdq(net: &FloatNet, ranges: &[(f32, f32)]) -> Vec<u8> {
-    let acts = activation_quants(ranges);
+    let acts = activation_quants(net, ranges);
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let v = |i: usize| format!("v{i}");
@@ -326,6 +348,23 @@ pub fn export_qdq(net: &FloatNet, ranges: &[(f32, f32)]) -> Vec<u8> {
             Layer::Add { a, b, output } => {
                 let y = format!("a{k}_y");
                 nodes.push(node("Add", &[&v(*a), &v(*b)], &y, vec![]));
+                qdq(&mut nodes, &mut inits, &y, *output);
+            }
+            Layer::MaxPool {
+                input,
+                output,
+                kernel,
+                stride,
+                pads,
+            } => {
+                // Same quantisation on both sides: the Q/DQ pair is exact.
+                let y = format!("p{k}_y");
+                nodes.push(node(
+                    "MaxPool",
+                    &[&v(*input)],
+                    &y,
+                    pool_attrs(*kernel, *stride, pads),
+                ));
                 qdq(&mut nodes, &mut inits, &y, *output);
             }
         }

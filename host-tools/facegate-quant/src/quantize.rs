@@ -1,7 +1,8 @@
 //! Calibration, int8 quantisation and the `.fgm` blob writer.
 
 use facegate_core::engine::blob::{
-    self, HASH_AT, HEADER_LEN, LUT_LEN, OP_ADD, OP_CONV, OP_LEN, TENSOR_LEN,
+    self, HASH_AT, HEADER_LEN, LUT_LEN, OP_ADD, OP_CONV, OP_LEN, OP_MAX_POOL, OUT_SCALES_AT,
+    TENSOR_LEN,
 };
 use facegate_core::engine::kernels::ADD_LEFT_SHIFT;
 use facegate_core::engine::requant::quantize_multiplier;
@@ -30,6 +31,17 @@ pub enum QuantError {
         /// The budget.
         max: usize,
     },
+    /// A detector's per-channel output ranges do not match its output.
+    #[error("{found} output channel ranges for an output of {expected} channels")]
+    OutputRanges {
+        /// Channels of the output.
+        expected: usize,
+        /// Ranges given.
+        found: usize,
+    },
+    /// The network has max pooling: only a detector blob holds it.
+    #[error("the network has max pooling: quantise it as a detector (per-channel output scales)")]
+    PoolingInEmbedder,
     /// A multiplier could not be represented.
     #[error("value {value} has a multiplier out of range ({real})")]
     Multiplier {
@@ -89,12 +101,29 @@ pub fn calibrate(
     faces: &[Face],
     norm: InputNorm,
 ) -> Result<Vec<(f32, f32)>, QuantError> {
-    if faces.is_empty() {
+    calibrate_by(net, faces.len(), |i| normalise(&faces[i], norm), norm)
+}
+
+/// Normalised network input of an RGB image (row-major, 3 bytes a pixel).
+pub fn normalise_rgb(rgb: &[u8], norm: InputNorm) -> Vec<f32> {
+    rgb.iter().map(|&p| norm_value(p, norm)).collect()
+}
+
+/// Min and max of every value over `n` inputs given by `input(i)`; a max
+/// pooling's output gets its input's range (the engine pools in the
+/// input's quantisation).
+fn calibrate_by(
+    net: &FloatNet,
+    n: usize,
+    input: impl Fn(usize) -> Vec<f32>,
+    norm: InputNorm,
+) -> Result<Vec<(f32, f32)>, QuantError> {
+    if n == 0 {
         return Err(QuantError::NoCalibration);
     }
     let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); net.shapes.len()];
-    for f in faces {
-        for (r, v) in ranges.iter_mut().zip(net.run(normalise(f, norm))) {
+    for i in 0..n {
+        for (r, v) in ranges.iter_mut().zip(net.run(input(i))) {
             for x in v {
                 r.0 = r.0.min(x);
                 r.1 = r.1.max(x);
@@ -103,7 +132,44 @@ pub fn calibrate(
     }
     // The input's range is known exactly: the whole pixel range.
     ranges[net.input] = (norm_value(0, norm), norm_value(255, norm));
+    tie_pools(net, &mut ranges);
     Ok(ranges)
+}
+
+/// Gives every max pooling's output its input's range.
+fn tie_pools<T: Copy>(net: &FloatNet, per_value: &mut [T]) {
+    for l in &net.layers {
+        if let Layer::MaxPool { input, output, .. } = l {
+            per_value[*output] = per_value[*input];
+        }
+    }
+}
+
+/// Min and max of each channel of value `v` over the inputs (a detector's
+/// output, whose heads differ by orders of magnitude).
+pub fn channel_ranges(net: &FloatNet, inputs: &[Vec<f32>], v: usize) -> Vec<(f32, f32)> {
+    let c = net.shapes[v].c;
+    let mut r = vec![(f32::INFINITY, f32::NEG_INFINITY); c];
+    for x in inputs {
+        let values = net.run(x.clone());
+        for (i, &y) in values[v].iter().enumerate() {
+            let e = &mut r[i % c];
+            e.0 = e.0.min(y);
+            e.1 = e.1.max(y);
+        }
+    }
+    r
+}
+
+/// [`calibrate_with`] over normalised inputs of the network's input size
+/// (e.g. image tiles for a detector) rather than faces.
+pub fn calibrate_inputs(
+    net: &FloatNet,
+    inputs: &[Vec<f32>],
+    norm: InputNorm,
+    method: Calibration,
+) -> Result<Vec<(f32, f32)>, QuantError> {
+    calibrate_by_with(net, inputs.len(), |i| inputs[i].clone(), norm, method)
 }
 
 /// How activation ranges are chosen from the calibration faces.
@@ -127,17 +193,29 @@ pub fn calibrate_with(
     norm: InputNorm,
     method: Calibration,
 ) -> Result<Vec<(f32, f32)>, QuantError> {
-    let minmax = calibrate(net, faces, norm)?;
+    calibrate_by_with(
+        net,
+        faces.len(),
+        |i| normalise(&faces[i], norm),
+        norm,
+        method,
+    )
+}
+
+fn calibrate_by_with(
+    net: &FloatNet,
+    n: usize,
+    input: impl Fn(usize) -> Vec<f32>,
+    norm: InputNorm,
+    method: Calibration,
+) -> Result<Vec<(f32, f32)>, QuantError> {
+    let minmax = calibrate_by(net, n, &input, norm)?;
     if method == Calibration::MinMax {
         return Ok(minmax);
     }
     let mut hists = vec![vec![0u64; HIST_BINS]; minmax.len()];
-    for f in faces {
-        for ((h, &(lo, hi)), v) in hists
-            .iter_mut()
-            .zip(&minmax)
-            .zip(net.run(normalise(f, norm)))
-        {
+    for i in 0..n {
+        for ((h, &(lo, hi)), v) in hists.iter_mut().zip(&minmax).zip(net.run(input(i))) {
             let width = (hi - lo).max(f32::MIN_POSITIVE);
             for x in v {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -146,7 +224,7 @@ pub fn calibrate_with(
             }
         }
     }
-    Ok(minmax
+    let mut ranges: Vec<(f32, f32)> = minmax
         .iter()
         .zip(&hists)
         .enumerate()
@@ -159,7 +237,9 @@ pub fn calibrate_with(
                 _ => mse_range(h, lo, hi),
             }
         })
-        .collect())
+        .collect();
+    tie_pools(net, &mut ranges);
+    Ok(ranges)
 }
 
 fn bin_centre(lo: f32, hi: f32, b: usize) -> f32 {
@@ -268,11 +348,23 @@ pub fn quantize_conv(weights: &[f32], bias: &[f32], cout: usize, input_scale: f3
     q
 }
 
-/// Activation quantisation of every value from calibration ranges.
-pub fn activation_quants(ranges: &[(f32, f32)]) -> Vec<ActQuant> {
-    ranges
+/// Activation quantisation of every value from calibration ranges (a max
+/// pooling's output takes its input's).
+pub fn activation_quants(net: &FloatNet, ranges: &[(f32, f32)]) -> Vec<ActQuant> {
+    let mut acts: Vec<ActQuant> = ranges
         .iter()
         .map(|&(lo, hi)| ActQuant::from_range(lo, hi))
+        .collect();
+    tie_pools(net, &mut acts);
+    acts
+}
+
+/// Symmetric per-channel scales of a detector's output (zero point 0):
+/// `max(|min|, |max|) / 127` of each channel.
+pub fn channel_scales(ranges: &[(f32, f32)]) -> Vec<f32> {
+    ranges
+        .iter()
+        .map(|&(lo, hi)| (lo.abs().max(hi.abs()) / 127.0).max(1e-8))
         .collect()
 }
 
@@ -320,10 +412,7 @@ fn band_candidates(net: &FloatNet) -> Vec<(usize, u8)> {
         net.layers
             .iter()
             .enumerate()
-            .filter(|(_, l)| match l {
-                Layer::Conv { input, .. } => *input == v,
-                Layer::Add { a, b, .. } => *a == v || *b == v,
-            })
+            .filter(|(_, l)| l.reads().contains(&v))
             .map(|(i, _)| i)
             .collect::<Vec<_>>()
     };
@@ -414,16 +503,9 @@ fn plan_arena(net: &FloatNet, bands: &[u8]) -> (Vec<usize>, usize) {
     let mut last = vec![0usize; n];
     for (i, l) in net.layers.iter().enumerate() {
         let step = i + 1;
-        match l {
-            Layer::Conv { input, output, .. } => {
-                first[*output] = step;
-                last[*input] = last[*input].max(step);
-            }
-            Layer::Add { a, b, output } => {
-                first[*output] = step;
-                last[*a] = last[*a].max(step);
-                last[*b] = last[*b].max(step);
-            }
+        first[l.writes()] = step;
+        for v in l.reads() {
+            last[v] = last[v].max(step);
         }
     }
     last[net.output] = net.layers.len() + 1;
@@ -488,7 +570,62 @@ pub fn quantize_within(
     norm: InputNorm,
     plan: ArenaPlan,
 ) -> Result<QuantizedModel, QuantError> {
-    let acts = activation_quants(ranges);
+    if net
+        .layers
+        .iter()
+        .any(|l| matches!(l, Layer::MaxPool { .. }))
+    {
+        return Err(QuantError::PoolingInEmbedder);
+    }
+    write_blob(net, ranges, norm, plan, None)
+}
+
+/// A detector blob (version 3): like [`quantize_within`], but the output
+/// (several heads side by side, e.g. face logits and box offsets) is
+/// quantised symmetrically per channel from `out_ranges`, its min and max
+/// per channel ([`channel_ranges`]), and max pooling is allowed.
+pub fn quantize_detector(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    out_ranges: &[(f32, f32)],
+    norm: InputNorm,
+    plan: ArenaPlan,
+) -> Result<QuantizedModel, QuantError> {
+    let expected = net.shapes[net.output].c;
+    if out_ranges.len() != expected {
+        return Err(QuantError::OutputRanges {
+            expected,
+            found: out_ranges.len(),
+        });
+    }
+    write_blob(net, ranges, norm, plan, Some(&channel_scales(out_ranges)))
+}
+
+/// Activation quantisation with the output's replaced by the symmetric
+/// per-channel one, when there is one (its tensor scale is the largest).
+fn acts_with_output(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    out_scales: Option<&[f32]>,
+) -> Vec<ActQuant> {
+    let mut acts = activation_quants(net, ranges);
+    if let Some(sc) = out_scales {
+        acts[net.output] = ActQuant {
+            scale: sc.iter().copied().fold(0.0, f32::max),
+            zero_point: 0,
+        };
+    }
+    acts
+}
+
+fn write_blob(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    norm: InputNorm,
+    plan: ArenaPlan,
+    out_scales: Option<&[f32]>,
+) -> Result<QuantizedModel, QuantError> {
+    let acts = acts_with_output(net, ranges, out_scales);
     let mut data = Data(Vec::new());
     let input_q = acts[net.input];
     let lut: Vec<u8> = (0..3)
@@ -519,7 +656,10 @@ pub fn quantize_within(
                 let bq = &cq.bias;
                 let (mut m, mut s, mut nm, mut ns) = (vec![], vec![], vec![], vec![]);
                 for (oc, &sw) in cq.scales.iter().enumerate() {
-                    let real = f64::from(si.scale) * f64::from(sw) / f64::from(so.scale);
+                    let out_scale = out_scales
+                        .filter(|_| *output == net.output)
+                        .map_or(so.scale, |sc| sc[oc]);
+                    let real = f64::from(si.scale) * f64::from(sw) / f64::from(out_scale);
                     let (pm, ps) = mult(*output, real)?;
                     let alpha = prelu.as_ref().map_or(1.0, |a| f64::from(a[oc]));
                     let (qm, qs) = mult(*output, real * alpha)?;
@@ -573,9 +713,33 @@ pub fn quantize_within(
                     rec[8 + 4 * k..12 + 4 * k].copy_from_slice(&v.to_le_bytes());
                 }
             }
+            Layer::MaxPool {
+                input,
+                output,
+                kernel,
+                stride,
+                pads,
+            } => {
+                let small = |v: usize| {
+                    u8::try_from(v).map_err(|_| QuantError::TooLarge(format!("pool size {v}")))
+                };
+                rec[0] = OP_MAX_POOL;
+                rec[2..4].copy_from_slice(&u16_of(*input, "tensor")?.to_le_bytes());
+                rec[4..6].copy_from_slice(&u16_of(*output, "tensor")?.to_le_bytes());
+                rec[8] = small(kernel.0)?;
+                rec[9] = small(kernel.1)?;
+                rec[10] = small(*stride)?;
+                for (k, &p) in pads.iter().enumerate() {
+                    rec[11 + k] = small(p)?;
+                }
+            }
         }
         ops.push(rec);
     }
+    let out_scales_off = out_scales.map(|sc| {
+        let b: Vec<u8> = sc.iter().flat_map(|s| s.to_le_bytes()).collect();
+        data.push(&b)
+    });
 
     let (offsets, arena_len, bands) = plan_within(net, plan)?;
     let mut tensors = Vec::new();
@@ -597,7 +761,9 @@ pub fn quantize_within(
     let total = data_off + data.0.len();
     let mut b = vec![0u8; total];
     b[0..4].copy_from_slice(&blob::MAGIC);
-    let version = if bands.iter().any(|&r| r > 0) {
+    let version = if out_scales.is_some() {
+        blob::VERSION_DETECTOR
+    } else if bands.iter().any(|&r| r > 0) {
         blob::VERSION_BANDED
     } else {
         blob::VERSION
@@ -619,6 +785,9 @@ pub fn quantize_within(
     b[72..76].copy_from_slice(&u32_of(data_off, "offset")?.to_le_bytes());
     b[76..80].copy_from_slice(&u32_of(data.0.len(), "data")?.to_le_bytes());
     b[80..84].copy_from_slice(&u32_of(lut_off, "offset")?.to_le_bytes());
+    if let Some(off) = out_scales_off {
+        b[OUT_SCALES_AT..OUT_SCALES_AT + 4].copy_from_slice(&u32_of(off, "offset")?.to_le_bytes());
+    }
     b[tensors_off..ops_off].copy_from_slice(&tensors);
     for (i, op) in ops.iter().enumerate() {
         b[ops_off + i * OP_LEN..ops_off + (i + 1) * OP_LEN].copy_from_slice(op);
@@ -637,7 +806,27 @@ pub fn quantize_within(
 /// dequantised. The QDQ ONNX export means exactly this; the engine must
 /// agree with it up to fixed-point rounding.
 pub fn simulate(net: &FloatNet, ranges: &[(f32, f32)], input: Vec<f32>) -> Vec<f32> {
-    let acts = activation_quants(ranges);
+    simulate_with(net, ranges, None, input)
+}
+
+/// [`simulate`] for a detector blob ([`quantize_detector`]): the output
+/// fake-quantised symmetrically per channel.
+pub fn simulate_detector(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    out_ranges: &[(f32, f32)],
+    input: Vec<f32>,
+) -> Vec<f32> {
+    simulate_with(net, ranges, Some(&channel_scales(out_ranges)), input)
+}
+
+fn simulate_with(
+    net: &FloatNet,
+    ranges: &[(f32, f32)],
+    out_scales: Option<&[f32]>,
+    input: Vec<f32>,
+) -> Vec<f32> {
+    let acts = acts_with_output(net, ranges, out_scales);
     let fq = |v: &mut Vec<f32>, q: ActQuant| {
         for x in v.iter_mut() {
             *x = q.scale * (f32::from(q.quantize(*x)) - f32::from(q.zero_point));
@@ -678,13 +867,18 @@ pub fn simulate(net: &FloatNet, ranges: &[(f32, f32)], input: Vec<f32>) -> Vec<f
             input: sim.input,
             output: sim.output,
         };
-        let (ins, out): (Vec<usize>, usize) = match layer {
-            Layer::Conv { input, output, .. } => (vec![*input], *output),
-            Layer::Add { a, b, output } => (vec![*a, *b], *output),
-        };
+        let (ins, out) = (layer.reads(), layer.writes());
         let mut partial = one.run_from(&values, &ins);
         let mut y = std::mem::take(&mut partial[out]);
-        fq(&mut y, acts[out]);
+        match out_scales.filter(|_| out == net.output) {
+            Some(sc) => {
+                for (i, x) in y.iter_mut().enumerate() {
+                    let s = sc[i % sc.len()];
+                    *x = s * (*x / s).round_ties_even().clamp(-128.0, 127.0);
+                }
+            }
+            None => fq(&mut y, acts[out]),
+        }
         values[out] = y;
     }
     std::mem::take(&mut values[net.output])

@@ -272,11 +272,11 @@ fn bad_blobs_and_buffers_are_typed_errors() {
         Model::parse(&blob[..100]).unwrap_err(),
         BlobError::Truncated
     );
-    let mut v3 = blob.clone();
-    v3[4] = 3;
+    let mut v4 = blob.clone();
+    v4[4] = 4;
     assert_eq!(
-        Model::parse(&v3).unwrap_err(),
-        BlobError::UnsupportedVersion { found: 3 }
+        Model::parse(&v4).unwrap_err(),
+        BlobError::UnsupportedVersion { found: 4 }
     );
     let mut bad = blob.clone();
     bad[0] = b'X';

@@ -13,6 +13,8 @@
 //!          | reserved u8 | weights bias mult shift neg_mult neg_shift: data offsets u32 | reserved
 //! op add:  kind=2 u8 | flags u8 | a u16 | out u16 | b u16 | a_mult a_shift b_mult b_shift
 //!          out_mult out_shift: i32 | reserved
+//! op pool: kind=3 u8 | flags u8 | in u16 | out u16 | reserved u16 | kh kw stride pad_t pad_l pad_b pad_r u8
+//!          | reserved (version 3 only: max pooling)
 //! ```
 //!
 //! A tensor with `band_rows` > 0 (version 2) holds only that many rows in the
@@ -23,6 +25,14 @@
 //! same to the bit; the arena no longer holds the whole expanded map. In
 //! version 1 the byte is reserved and must be 0.
 //!
+//! Version 3 is a *detector* blob (the MTCNN nets): it may hold max-pool
+//! ops, its output is any `h × w × c` map (several heads side by side in
+//! the channels, e.g. face logits and box offsets), and the header's
+//! `out_scales_off` (at byte 84, within data) points to one f32 scale per
+//! output channel, so that logits and small box offsets each keep their
+//! own resolution: real = scale[c] · (q − zero_point). Embedders keep
+//! writing versions 1 and 2, byte for byte as before.
+//!
 //! The model hash (what templates are bound to) is the SHA-256 of the blob
 //! with the hash and CRC fields zeroed, computed by the writer; the board
 //! checks the CRC, the host can check both.
@@ -30,7 +40,7 @@
 use core::ops::Range;
 
 use super::EngineError;
-use super::kernels::{AddParams, ChannelParams, ConvGeometry, add, conv2d};
+use super::kernels::{AddParams, ChannelParams, ConvGeometry, add, conv2d, max_pool};
 use crate::ModelHash;
 
 /// Blob magic.
@@ -53,6 +63,13 @@ pub const CRC_AT: usize = 124;
 pub const OP_CONV: u8 = 1;
 /// Residual add.
 pub const OP_ADD: u8 = 2;
+/// Max pooling (version 3).
+pub const OP_MAX_POOL: u8 = 3;
+/// Format version of detector blobs: max pooling, a map output with a
+/// scale per channel.
+pub const VERSION_DETECTOR: u16 = 3;
+/// Offset of `out_scales_off` in a version 3 header.
+pub const OUT_SCALES_AT: usize = 84;
 /// Bytes of the input table (256 entries per RGB channel).
 pub const LUT_LEN: usize = 3 * 256;
 
@@ -104,7 +121,7 @@ impl core::fmt::Display for BlobError {
             Self::BadMagic => f.write_str("not a facegate model blob (bad magic)"),
             Self::UnsupportedVersion { found } => write!(
                 f,
-                "model blob version {found} is not supported (this build reads {VERSION} and {VERSION_BANDED})"
+                "model blob version {found} is not supported (this build reads {VERSION} to {VERSION_DETECTOR})"
             ),
             Self::Crc => f.write_str("model blob is damaged (CRC mismatch)"),
             Self::ModelMismatch => {
@@ -206,6 +223,8 @@ pub struct Model<'a> {
     ops_off: usize,
     data: &'a [u8],
     lut: &'a [u8],
+    /// Version 3: one little-endian f32 scale per output channel.
+    out_scales: Option<&'a [u8]>,
     hash: ModelHash,
 }
 
@@ -222,6 +241,11 @@ enum Op<'a> {
         p: AddParams,
         a: TensorInfo,
         b: TensorInfo,
+        output: TensorInfo,
+    },
+    MaxPool {
+        g: ConvGeometry,
+        input: TensorInfo,
         output: TensorInfo,
     },
 }
@@ -246,7 +270,7 @@ impl<'a> Model<'a> {
             return Err(BlobError::BadMagic);
         }
         let version = u16_at(h, 4)?;
-        if version != VERSION && version != VERSION_BANDED {
+        if !matches!(version, VERSION | VERSION_BANDED | VERSION_DETECTOR) {
             return Err(BlobError::UnsupportedVersion { found: version });
         }
         if usize::from(u16_at(h, 6)?) != HEADER_LEN {
@@ -272,7 +296,7 @@ impl<'a> Model<'a> {
             .ok_or(BlobError::OutOfBounds)?;
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&h[HASH_AT..HASH_AT + 32]);
-        let m = Self {
+        let mut m = Self {
             blob,
             version,
             n_tensors: u16_at(h, 12)?,
@@ -284,6 +308,7 @@ impl<'a> Model<'a> {
             ops_off: u32_at(h, 68)? as usize,
             data,
             lut,
+            out_scales: None,
             hash: ModelHash(hash),
         };
         let tables_fit = |off: usize, n: u16, size: usize| {
@@ -299,9 +324,19 @@ impl<'a> Model<'a> {
             m.tensor(i)?;
         }
         let (input, output) = (m.tensor(m.input)?, m.tensor(m.output)?);
-        if (input.h, input.w, input.c) != (u16_at(h, 24)?, u16_at(h, 26)?, 3)
-            || (output.h, output.w, output.c) != (1, 1, u16_at(h, 28)?)
-        {
+        let output_ok = if version == VERSION_DETECTOR {
+            // A map of any size; every channel with a usable scale.
+            let scales = m.array(u32_at(h, OUT_SCALES_AT)?, usize::from(output.c) * 4)?;
+            let usable = scales.chunks_exact(4).all(|b| {
+                let s = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                s.is_finite() && s > 0.0
+            });
+            m.out_scales = Some(scales);
+            usable && output.c == u16_at(h, 28)?
+        } else {
+            (output.h, output.w, output.c) == (1, 1, u16_at(h, 28)?)
+        };
+        if (input.h, input.w, input.c) != (u16_at(h, 24)?, u16_at(h, 26)?, 3) || !output_ok {
             return Err(BlobError::BadTensor { index: m.output });
         }
         if input.is_banded() || output.is_banded() {
@@ -327,6 +362,11 @@ impl<'a> Model<'a> {
             match self.op(i)? {
                 Op::Add { a, b, output, .. } => {
                     if banded(a) || banded(b) || banded(output) {
+                        return Err(bad);
+                    }
+                }
+                Op::MaxPool { input, output, .. } => {
+                    if banded(input) || banded(output) {
                         return Err(bad);
                     }
                 }
@@ -574,12 +614,65 @@ impl<'a> Model<'a> {
                     output,
                 })
             }
+            OP_MAX_POOL if self.version == VERSION_DETECTOR => {
+                let (input, output) = (self.tensor(u16_at(b, 2)?)?, self.tensor(u16_at(b, 4)?)?);
+                let [kh, kw, stride, pt, pl, pb, pr] =
+                    [b[8], b[9], b[10], b[11], b[12], b[13], b[14]].map(usize::from);
+                let c = usize::from(input.c);
+                let g = ConvGeometry {
+                    in_h: usize::from(input.h),
+                    in_w: usize::from(input.w),
+                    in_c: c,
+                    out_h: usize::from(output.h),
+                    out_w: usize::from(output.w),
+                    out_c: c,
+                    kh,
+                    kw,
+                    stride,
+                    pad_top: pt,
+                    pad_left: pl,
+                    groups: c,
+                };
+                // Max commutes with the quantisation only when both sides
+                // share it; a pad as large as the kernel would leave a
+                // window without a pixel.
+                let ok = output.c == input.c
+                    && output.scale.to_bits() == input.scale.to_bits()
+                    && output.zero_point == input.zero_point
+                    && ConvGeometry::out_len(g.in_h, kh, stride, pt, pb) == Some(g.out_h)
+                    && ConvGeometry::out_len(g.in_w, kw, stride, pl, pr) == Some(g.out_w)
+                    && pt.max(pb) < kh
+                    && pl.max(pr) < kw
+                    && !overlaps(input.range(), output.range());
+                if !ok {
+                    return Err(bad);
+                }
+                Ok(Op::MaxPool { g, input, output })
+            }
             _ => Err(bad),
         }
     }
 
-    /// Computes the (not yet normalised) embedding of an `h × w` RGB image.
+    /// Computes the (not yet normalised) embedding of an `h × w` RGB image
+    /// (or, for a detector blob, its output map, dequantised in NHWC order).
     pub fn embed(&self, rgb: &[u8], arena: &mut [i8], out: &mut [f32]) -> Result<(), EngineError> {
+        let expected = self.tensor(self.output).map_or(0, |t| t.len());
+        if out.len() != expected {
+            return Err(EngineError::OutputSize {
+                expected: expected as u32,
+                found: out.len() as u32,
+            });
+        }
+        let output = self.run(rgb, arena)?;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = output.value(i);
+        }
+        Ok(())
+    }
+
+    /// Runs the model on an `h × w` RGB image (row-major, 3 bytes a pixel)
+    /// and returns its output where it lies in the arena.
+    pub fn run<'r>(&self, rgb: &[u8], arena: &'r mut [i8]) -> Result<Output<'a, 'r>, EngineError> {
         let need = self.arena_len;
         let have = u32::try_from(arena.len()).unwrap_or(u32::MAX);
         if have < need {
@@ -595,12 +688,6 @@ impl<'a> Model<'a> {
             return Err(EngineError::InputSize {
                 expected: input.len() as u32,
                 found: rgb.len() as u32,
-            });
-        }
-        if out.len() != output.len() {
-            return Err(EngineError::OutputSize {
-                expected: output.len() as u32,
-                found: out.len() as u32,
             });
         }
         let lut: &[i8] = bytemuck::cast_slice(self.lut);
@@ -645,12 +732,74 @@ impl<'a> Model<'a> {
                     let (dst, [sa, sb]) = split(arena, output.range(), [a.range(), b.range()]);
                     add(&p, sa, sb, dst);
                 }
+                Op::MaxPool { g, input, output } => {
+                    let (dst, [src, _]) =
+                        split(arena, output.range(), [input.range(), input.range()]);
+                    max_pool(&g, src, dst);
+                }
             }
         }
-        for (o, &q) in out.iter_mut().zip(&arena[output.range()]) {
-            *o = output.scale * (f32::from(q) - f32::from(output.zero_point));
+        Ok(Output {
+            values: &arena[output.range()],
+            info: output,
+            channel_scales: self.out_scales,
+        })
+    }
+}
+
+/// A run's output as it lies in the arena: int8 values (NHWC) and how to
+/// read them.
+#[derive(Clone, Copy, Debug)]
+pub struct Output<'a, 'r> {
+    values: &'r [i8],
+    info: TensorInfo,
+    channel_scales: Option<&'a [u8]>,
+}
+
+impl Output<'_, '_> {
+    /// `(height, width, channels)`.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        let t = &self.info;
+        (usize::from(t.h), usize::from(t.w), usize::from(t.c))
+    }
+
+    /// Number of values.
+    pub const fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no values (never, for a parsed blob).
+    pub const fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The quantised values.
+    pub const fn raw(&self) -> &[i8] {
+        self.values
+    }
+
+    /// Value `i` (NHWC order) in real units; 0 past the end.
+    pub fn value(&self, i: usize) -> f32 {
+        let Some(&q) = self.values.get(i) else {
+            return 0.0;
+        };
+        let c = usize::from(self.info.c).max(1);
+        let scale = self
+            .channel_scales
+            .and_then(|s| s.get((i % c) * 4..(i % c) * 4 + 4))
+            .map_or(self.info.scale, |b| {
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            });
+        scale * (f32::from(q) - f32::from(self.info.zero_point))
+    }
+
+    /// Value at row `y`, column `x`, channel `c` in real units; 0 outside.
+    pub fn at(&self, y: usize, x: usize, c: usize) -> f32 {
+        let (h, w, ch) = self.shape();
+        if y >= h || x >= w || c >= ch {
+            return 0.0;
         }
-        Ok(())
+        self.value((y * w + x) * ch + c)
     }
 }
 

@@ -9,9 +9,11 @@
 //! as TFLite / CMSIS-NN do ([`requant`]).
 //!
 //! Ops: convolution (any kernel, stride, padding and group count: regular,
-//! depthwise, pointwise, global depthwise, fully connected as 1×1) with an
-//! optional PReLU fused into its requantisation (a second per-channel
-//! multiplier for negative accumulators), and residual Add with rescaling.
+//! depthwise, pointwise, global depthwise, fully connected as 1×1 or as a
+//! kernel the size of its input map) with an optional PReLU fused into its
+//! requantisation (a second per-channel multiplier for negative
+//! accumulators), residual Add with rescaling, and max pooling (detector
+//! blobs, whose output is a map with a scale per channel: [`Output`]).
 //! The uint8 RGB input goes through a per-channel 256-entry table that
 //! folds the model's mean/std into the input quantisation.
 
@@ -19,7 +21,7 @@ pub mod blob;
 pub mod kernels;
 pub mod requant;
 
-pub use blob::{BlobError, Model};
+pub use blob::{BlobError, Model, Output};
 
 /// Errors of a run (the blob itself was validated by [`Model::parse`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

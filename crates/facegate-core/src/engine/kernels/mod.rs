@@ -597,7 +597,7 @@ pub fn add(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
 mod reference;
 pub use reference::{
     ADD_LEFT_SHIFT, AddParams, add as add_reference, conv2d_reference, dot_i8_2x2_portable,
-    dot_i8_portable,
+    dot_i8_portable, max_pool,
 };
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]

@@ -117,3 +117,44 @@ pub fn add(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
         *o = q;
     }
 }
+
+/// Max pooling over `g`'s windows (`out_c = in_c`, `groups` unused), NHWC.
+/// Padding is left out of every window rather than read as a value, as in
+/// ONNX `MaxPool`; the input and output share scale and zero point (the
+/// blob parser checks it), so the largest int8 is the int8 of the largest
+/// real value and no requantisation is needed. Every window holds at least
+/// one real pixel when each pad is smaller than the kernel (checked by the
+/// parser); a window without one would give −128.
+pub fn max_pool(g: &ConvGeometry, input: &[i8], out: &mut [i8]) {
+    let c = g.in_c;
+    // Window [lo, hi) along one axis, clipped to the input.
+    let window = |o: usize, k: usize, pad: usize, len: usize| {
+        let start = o * g.stride;
+        (
+            start.saturating_sub(pad),
+            (start + k).saturating_sub(pad).min(len),
+        )
+    };
+    for oy in 0..g.out_h {
+        let (y0, y1) = window(oy, g.kh, g.pad_top, g.in_h);
+        for ox in 0..g.out_w {
+            let (x0, x1) = window(ox, g.kw, g.pad_left, g.in_w);
+            let Some(dst) = out.get_mut((oy * g.out_w + ox) * c..(oy * g.out_w + ox + 1) * c)
+            else {
+                return;
+            };
+            dst.fill(i8::MIN);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let at = (y * g.in_w + x) * c;
+                    let Some(src) = input.get(at..at + c) else {
+                        return;
+                    };
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d = (*d).max(s);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -167,3 +167,51 @@ proptest! {
         prop_assert_eq!(fast, reference);
     }
 }
+
+#[test]
+fn max_pool_leaves_padding_out_of_its_windows() {
+    // 3×3 input, 2 channels; 2×2 windows at stride 2 with ONNX SAME_UPPER
+    // padding (one pixel after): the last row and column pool over the
+    // real pixels only, even when all of them are below zero.
+    let input: Vec<i8> = (0..18).map(|v| -100 + 5 * v).collect();
+    let g = ConvGeometry {
+        in_h: 3,
+        in_w: 3,
+        in_c: 2,
+        out_h: 2,
+        out_w: 2,
+        out_c: 2,
+        kh: 2,
+        kw: 2,
+        stride: 2,
+        pad_top: 0,
+        pad_left: 0,
+        groups: 2,
+    };
+    let mut out = [0i8; 8];
+    max_pool(&g, &input, &mut out);
+    let at = |y: usize, x: usize, c: usize| input[(y * 3 + x) * 2 + c];
+    assert_eq!(
+        out,
+        [
+            at(1, 1, 0),
+            at(1, 1, 1),
+            at(1, 2, 0),
+            at(1, 2, 1),
+            at(2, 1, 0),
+            at(2, 1, 1),
+            at(2, 2, 0),
+            at(2, 2, 1)
+        ]
+    );
+    assert!(out.iter().all(|&v| v < 0 && v > i8::MIN));
+    // Padding before: the first window holds only pixel (0, 0).
+    let g = ConvGeometry {
+        pad_top: 1,
+        pad_left: 1,
+        ..g
+    };
+    max_pool(&g, &input, &mut out);
+    assert_eq!(&out[..2], &[at(0, 0, 0), at(0, 0, 1)]);
+    assert_eq!(&out[6..], &[at(2, 2, 0), at(2, 2, 1)]);
+}
