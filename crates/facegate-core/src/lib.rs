@@ -9,6 +9,7 @@
 //! - [`template`]: int8 templates (one scale per vector) and the int8 dot product.
 //! - [`matcher`]: 1:1 verification and 1:N identification with a decision policy.
 //! - [`db`]: the versioned, CRC-protected template database format.
+//! - [`detect`]: MTCNN face detection on the int8 engine, over bounded lists.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 // Input must never panic the device: no unwrap/expect/panic outside tests.
@@ -20,6 +21,7 @@
 pub mod align;
 pub mod audit;
 pub mod db;
+pub mod detect;
 pub mod door;
 pub mod embedding;
 pub mod engine;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use facegate_core::detect::boxes::{Candidate, nms_slice, refine, refine_exclusive, square, trunc};
 use image::RgbImage;
 use image::imageops::FilterType;
 use tract_onnx::prelude::*;
@@ -35,26 +36,8 @@ pub enum MtcnnError {
     },
 }
 
-/// Thresholds of the cascade.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MtcnnConfig {
-    /// Smallest face side searched for, in pixels (smaller faces are not seen).
-    pub min_face: f32,
-    /// Score each stage needs (P-, R-, O-Net).
-    pub thresholds: [f32; 3],
-    /// Ratio between pyramid levels.
-    pub scale_factor: f32,
-}
-
-impl Default for MtcnnConfig {
-    fn default() -> Self {
-        Self {
-            min_face: 40.0,
-            thresholds: [0.6, 0.7, 0.7],
-            scale_factor: 0.709,
-        }
-    }
-}
+/// Thresholds of the cascade: the same as the board's detector.
+pub use facegate_core::detect::DetectConfig as MtcnnConfig;
 
 /// One face found in an image.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -109,15 +92,6 @@ impl std::fmt::Debug for Mtcnn {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-/// One candidate box in the reference's 1-based inclusive convention, with
-/// its score and the regression that refines it.
-#[derive(Clone, Copy, Debug)]
-struct Candidate {
-    b: [f32; 4],
-    score: f32,
-    reg: [f32; 4],
 }
 
 fn net_err(net: &'static str) -> impl Fn(TractError) -> MtcnnError {
@@ -193,53 +167,11 @@ fn to_input(img: &RgbImage) -> Result<Tensor, MtcnnError> {
     Tensor::from_shape(&[1, w, h, 3], &data).map_err(net_err("input"))
 }
 
-/// Intersection over union (`min == false`) or over the smaller box.
-fn overlap(a: &[f32; 4], b: &[f32; 4], min: bool) -> f32 {
-    let area = |r: &[f32; 4]| (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0);
-    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
-    let inter = w * h;
-    if min {
-        inter / area(a).min(area(b))
-    } else {
-        inter / (area(a) + area(b) - inter)
-    }
-}
-
-/// Greedy non-maximum suppression; returns kept indices, best first.
-fn nms(c: &[Candidate], threshold: f32, min: bool) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..c.len()).collect();
-    order.sort_by(|&i, &j| c[j].score.total_cmp(&c[i].score));
-    let mut keep: Vec<usize> = Vec::new();
-    for i in order {
-        if keep
-            .iter()
-            .all(|&k| overlap(&c[k].b, &c[i].b, min) <= threshold)
-        {
-            keep.push(i);
-        }
-    }
-    keep
-}
-
-/// Grows a box to the square on its longer side, about its centre.
-fn square(b: [f32; 4]) -> [f32; 4] {
-    let (w, h) = (b[2] - b[0], b[3] - b[1]);
-    let side = w.max(h);
-    let x1 = b[0] + w * 0.5 - side * 0.5;
-    let y1 = b[1] + h * 0.5 - side * 0.5;
-    [x1, y1, x1 + side, y1 + side]
-}
-
-/// Applies a stage's regression (offsets in box sizes, inclusive sizes).
-fn refine(b: [f32; 4], reg: [f32; 4]) -> [f32; 4] {
-    let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
-    [
-        b[0] + reg[0] * w,
-        b[1] + reg[1] * h,
-        b[2] + reg[2] * w,
-        b[3] + reg[3] * h,
-    ]
+/// Non-maximum suppression of a list (the board's arithmetic), best first.
+fn nms(mut c: Vec<Candidate>, threshold: f32, min: bool) -> Vec<Candidate> {
+    let kept = nms_slice(&mut c, threshold, min);
+    c.truncate(kept);
+    c
 }
 
 /// The pixels of a 1-based inclusive box (zeros outside the image), resized
@@ -401,31 +333,18 @@ impl Mtcnn {
                         ],
                         score,
                         reg: [reg[4 * i], reg[4 * i + 1], reg[4 * i + 2], reg[4 * i + 3]],
+                        tag: 0,
                     });
                 }
             }
-            all.extend(
-                nms(&level_boxes, 0.5, false)
-                    .into_iter()
-                    .map(|k| level_boxes[k]),
-            );
+            all.extend(nms(level_boxes, 0.5, false));
             scale *= self.config.scale_factor;
             min_layer *= self.config.scale_factor;
         }
-        Ok(nms(&all, 0.7, false)
+        // Stage 1 scales its regression by the exclusive size.
+        Ok(nms(all, 0.7, false)
             .into_iter()
-            .map(|k| {
-                let c = all[k];
-                // Stage 1 scales its regression by the exclusive size.
-                let (bw, bh) = (c.b[2] - c.b[0], c.b[3] - c.b[1]);
-                let r = [
-                    c.b[0] + c.reg[0] * bw,
-                    c.b[1] + c.reg[1] * bh,
-                    c.b[2] + c.reg[2] * bw,
-                    c.b[3] + c.reg[3] * bh,
-                ];
-                square(r).map(f32::trunc)
-            })
+            .map(|c| trunc(square(refine_exclusive(c.b, c.reg))))
             .collect())
     }
 
@@ -447,12 +366,13 @@ impl Mtcnn {
                     b: *b,
                     score: prob[1],
                     reg: [reg[0], reg[1], reg[2], reg[3]],
+                    tag: 0,
                 });
             }
         }
-        Ok(nms(&kept, 0.7, false)
+        Ok(nms(kept, 0.7, false)
             .into_iter()
-            .map(|k| square(refine(kept[k].b, kept[k].reg)).map(f32::trunc))
+            .map(|c| trunc(square(refine(c.b, c.reg))))
             .collect())
     }
 
@@ -462,7 +382,8 @@ impl Mtcnn {
         img: &RgbImage,
         boxes: &[[f32; 4]],
     ) -> Result<Vec<Detection>, MtcnnError> {
-        let mut found: Vec<(Candidate, [[f32; 2]; 5])> = Vec::new();
+        let mut found: Vec<Candidate> = Vec::new();
+        let mut marks: Vec<[[f32; 2]; 5]> = Vec::new();
         for b in boxes {
             let Some(patch) = crop(img, b, 48) else {
                 continue;
@@ -477,20 +398,21 @@ impl Mtcnn {
             let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
             let landmarks =
                 core::array::from_fn(|k| [w * pts[k] + b[0] - 1.0, h * pts[k + 5] + b[1] - 1.0]);
-            let c = Candidate {
+            // The tag ties the box to its landmarks through the suppression.
+            found.push(Candidate {
                 b: refine(*b, [reg[0], reg[1], reg[2], reg[3]]),
                 score: prob[1],
                 reg: [0.0; 4],
-            };
-            found.push((c, landmarks));
+                tag: u16::try_from(marks.len()).unwrap_or(u16::MAX),
+            });
+            marks.push(landmarks);
         }
-        let cands: Vec<Candidate> = found.iter().map(|f| f.0).collect();
-        Ok(nms(&cands, 0.7, true)
+        Ok(nms(found, 0.7, true)
             .into_iter()
-            .map(|k| Detection {
-                bbox: found[k].0.b,
-                score: found[k].0.score,
-                landmarks: found[k].1,
+            .map(|c| Detection {
+                bbox: c.b,
+                score: c.score,
+                landmarks: marks[usize::from(c.tag)],
             })
             .collect())
     }
@@ -499,41 +421,6 @@ impl Mtcnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cand(b: [f32; 4], score: f32) -> Candidate {
-        Candidate {
-            b,
-            score,
-            reg: [0.0; 4],
-        }
-    }
-
-    #[test]
-    fn nms_keeps_the_best_of_overlapping_boxes_and_all_disjoint_ones() {
-        let c = [
-            cand([0.0, 0.0, 9.0, 9.0], 0.8),
-            cand([1.0, 1.0, 10.0, 10.0], 0.9),
-            cand([50.0, 50.0, 59.0, 59.0], 0.7),
-        ];
-        assert_eq!(nms(&c, 0.5, false), vec![1, 2]);
-        // A small box inside a large one: low IoU, but full overlap over the smaller.
-        let c = [
-            cand([0.0, 0.0, 99.0, 99.0], 0.9),
-            cand([10.0, 10.0, 19.0, 19.0], 0.8),
-        ];
-        assert_eq!(nms(&c, 0.7, false), vec![0, 1]);
-        assert_eq!(nms(&c, 0.7, true), vec![0]);
-    }
-
-    #[test]
-    fn square_and_refine_follow_the_reference_arithmetic() {
-        assert_eq!(square([0.0, 10.0, 20.0, 20.0]), [0.0, 5.0, 20.0, 25.0]);
-        // Inclusive sizes: an 11-pixel box moved by 0.1 of its size.
-        assert_eq!(
-            refine([0.0, 0.0, 10.0, 10.0], [0.1, 0.0, 0.1, 0.0]),
-            [1.1, 0.0, 11.1, 10.0]
-        );
-    }
 
     #[test]
     fn crops_pad_with_black_outside_the_image() {

@@ -465,6 +465,13 @@ impl<'a> Model<'a> {
         (usize::from(t.h), usize::from(t.w))
     }
 
+    /// `(height, width, channels)` of the output (1 × 1 × D for an embedder).
+    pub fn output_shape(&self) -> (usize, usize, usize) {
+        self.tensor(self.output).map_or((0, 0, 0), |t| {
+            (usize::from(t.h), usize::from(t.w), usize::from(t.c))
+        })
+    }
+
     /// Embedding width.
     pub fn embedding_dim(&self) -> usize {
         self.tensor(self.output).map_or(0, |t| usize::from(t.c))

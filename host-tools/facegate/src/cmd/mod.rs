@@ -7,6 +7,7 @@ pub mod bench_train;
 pub mod board;
 pub mod claim_token;
 pub mod db;
+pub mod detector;
 pub mod enroll;
 pub mod eval;
 pub mod eval_enroll;
@@ -55,6 +56,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Quantize a float ONNX embedder to an int8 `.fgm` blob for the engine.
     Quantize(quantize::QuantizeArgs),
+    /// The board's face detector (MTCNN, int8): build its blobs, compare it with the host's.
+    #[command(subcommand)]
+    Detector(detector::DetectorCommand),
     /// Create the site's Ed25519 key pair (signs every provisioning command).
     Keygen(keygen::KeygenArgs),
     /// Enroll a person from photos (faces detected, aligned and quality-checked) into the site database.
@@ -86,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Viz(a) => viz::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Detector(c) => detector::run(c),
         Command::Keygen(a) => keygen::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Enroll(a) => enroll::run(a),
