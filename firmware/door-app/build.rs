@@ -71,6 +71,11 @@ fn engine_fixture(out: &std::path::Path) {
         "frames.cobs",
         "mfn.fgm",
         "mfn_expected.f32",
+        "det_pnet.fgm",
+        "det_rnet.fgm",
+        "det_onet.fgm",
+        "photo.bin",
+        "photo_expected.bin",
     ];
     match std::env::var_os("FACEGATE_ENGINE_FIXTURE").map(PathBuf::from) {
         Some(dir) => {

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod demo;
+pub mod detect_check;
 pub mod door_check;
 pub mod engine_check;
 pub mod nb_link;

@@ -9,6 +9,14 @@
 //! untrained), calibrated on 32 LFW faces (or synthetic images without LFW).
 //! The faces checked are 3 LFW faces (synthetic images without LFW).
 //!
+//! And the board's detector (`models/detector`) with a raw LFW photo
+//! (`photo.bin`: width, height as u16 LE, then RGB), and what the host's
+//! run of the same core code found in it (`photo_expected.bin`: the number
+//! of faces as u32, then per face the box, score and ten landmark
+//! coordinates as f32, then the embedding of the best face aligned from
+//! the photo): the board must find the same faces to the bit and embed the
+//! same face. Empty files without the photos or the detector.
+//!
 //! Also a MobileFaceNet-size blob and its embedding of the first face: the
 //! board runs it to show that a 203 M-MAC network fits its RAM and to
 //! measure what it costs. That is the shipped `models/mfn.fgm` when present,
@@ -170,6 +178,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let mfn_expected: Vec<u8> = mfn_emb.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::create_dir_all(&out)?;
+    let photo_source = detect_fixture(&root, lfw.as_deref(), &blob, &out)?;
     std::fs::write(out.join("mfn.fgm"), &mfn_blob)?;
     std::fs::write(out.join("mfn_expected.f32"), &mfn_expected)?;
     std::fs::write(out.join("model.fgm"), &blob)?;
@@ -177,7 +186,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("faces.rgb"), &faces)?;
     std::fs::write(out.join("expected.f32"), &expected)?;
     println!(
-        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source}; {mfn_source}, {} B blob, {} B arena → {}",
+        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source}; {mfn_source}, {} B blob, {} B arena; detector on {photo_source} → {}",
         blob.len(),
         model.arena_len(),
         probes.len(),
@@ -186,4 +195,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.display()
     );
     Ok(())
+}
+
+/// Writes the detector check's files (see the module doc); returns what
+/// they hold.
+fn detect_fixture(
+    root: &std::path::Path,
+    lfw_aligned: Option<&std::path::Path>,
+    embedder: &[u8],
+    out: &std::path::Path,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use facegate_core::align::{FACE_SIDE, align_face};
+    use facegate_core::detect::{DetectConfig, Detector, Face as Found, RgbFrame, Scratch};
+    let names = ["det_pnet.fgm", "det_rnet.fgm", "det_onet.fgm"];
+    let blobs: Vec<Vec<u8>> = ["pnet", "rnet", "onet"]
+        .iter()
+        .map(|n| std::fs::read(root.join(format!("models/detector/{n}.fgm"))).unwrap_or_default())
+        .collect();
+    // The first photo of the raw LFW subset (one face, 250 × 250).
+    let photo = lfw_aligned
+        .and_then(|d| d.parent())
+        .map(|lfw| lfw.join("raw_subset/Abdullah_Gul/Abdullah_Gul_0001.jpg"))
+        .filter(|p| p.is_file());
+    let (Some(photo), false) = (photo, blobs.iter().any(Vec::is_empty)) else {
+        for f in names.iter().chain(&["photo.bin", "photo_expected.bin"]) {
+            std::fs::write(out.join(f), [])?;
+        }
+        return Ok("nothing (no raw LFW photo or no models/detector)".into());
+    };
+    let img = facegate_eval::faces::read_image(&photo, facegate_eval::faces::ImageBounds::PHOTO)?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let frame = RgbFrame::new(img.as_raw(), w, h).ok_or("photo size")?;
+    let detector = Detector::new(&blobs[0], &blobs[1], &blobs[2], DetectConfig::default())?;
+    let mut arena = vec![0i8; detector.arena_len()];
+    let mut faces: heapless::Vec<Found, 8> = heapless::Vec::new();
+    detector.detect(
+        &frame,
+        &mut arena,
+        &mut Box::new(Scratch::new()),
+        &mut faces,
+    )?;
+    let best = faces.first().ok_or("no face in the fixture photo")?;
+    let mut crop = Box::new([0u8; FACE_SIDE * FACE_SIDE * 3]);
+    align_face(img.as_raw(), w, h, &best.landmarks, &mut crop)
+        .map_err(|e| format!("aligning the fixture face: {e:?}"))?;
+    let model = Model::parse(embedder)?;
+    let mut emb = vec![0.0f32; model.embedding_dim()];
+    model.embed(&crop[..], &mut vec![0i8; model.arena_len()], &mut emb)?;
+    let mut expected = u32::try_from(faces.len())?.to_le_bytes().to_vec();
+    for f in &faces {
+        let values = f
+            .bbox
+            .into_iter()
+            .chain([f.score])
+            .chain(f.landmarks.into_iter().flatten());
+        expected.extend(values.flat_map(f32::to_le_bytes));
+    }
+    expected.extend(emb.iter().flat_map(|v| v.to_le_bytes()));
+    let mut photo_bin = u16::try_from(w)?.to_le_bytes().to_vec();
+    photo_bin.extend(u16::try_from(h)?.to_le_bytes());
+    photo_bin.extend_from_slice(img.as_raw());
+    for (name, blob) in names.iter().zip(&blobs) {
+        std::fs::write(out.join(name), blob)?;
+    }
+    std::fs::write(out.join("photo.bin"), &photo_bin)?;
+    std::fs::write(out.join("photo_expected.bin"), &expected)?;
+    Ok(format!("{} ({} face(s))", photo.display(), faces.len()))
 }

@@ -136,6 +136,41 @@ fn main() -> ! {
         EngineCheck::Failed => report.failed += 1,
     }
 
+    // The door's eyes: a raw photo through the int8 detector, alignment and
+    // embedder, equal to the host's run of the same code; and what it costs.
+    let Some(scratch) = cortex_m::singleton!(: facegate_core::detect::Scratch = facegate_core::detect::Scratch::new())
+    else {
+        defmt::error!("detect: scratch already taken");
+        semihosting::process::exit(1)
+    };
+    match door_app::detect_check::run(arena, scratch, &mut elapsed) {
+        door_app::detect_check::DetectCheck::Equal {
+            faces,
+            stats,
+            detect_ticks,
+            total_ticks,
+        } => {
+            let (detect, _) = cost(detect_ticks, 1);
+            let (total, _) = cost(total_ticks, 1);
+            defmt::info!(
+                "detect: {} face(s), landmarks and the aligned face's embedding equal the host's bit for bit ({})",
+                faces,
+                stats
+            );
+            defmt::info!(
+                "detect cost: {} instructions to detect, {} from photo to embedding ({} ms at 480 MHz, one instruction a cycle)",
+                detect,
+                total,
+                total / 480_000
+            );
+            report.passed += 1;
+        }
+        door_app::detect_check::DetectCheck::NotCompiledIn => defmt::warn!(
+            "detect: check not compiled in (needs the raw LFW photos and models/detector)"
+        ),
+        door_app::detect_check::DetectCheck::Failed => report.failed += 1,
+    }
+
     // The door end to end: provisioning into the encrypted flash store, faces through engine and matcher.
     let flash = cortex_m::singleton!(: [u8; door_app::door_check::FLASH_LEN] = [0xFF; door_app::door_check::FLASH_LEN]);
     let arena = cortex_m::singleton!(: [i8; 160 * 1024] = [0; 160 * 1024]);
