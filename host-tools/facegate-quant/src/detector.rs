@@ -22,7 +22,7 @@ use crate::quantize::{
 pub const PNET_TILE: usize = 64;
 
 /// The three nets: name, input side and the channels of each head in
-/// order (box offsets, [landmarks,] face logits), as the cascade reads them.
+/// order (box offsets, landmarks for O-Net, face logits), as the cascade reads them.
 pub const NETS: [(&str, usize, &[usize]); 3] = [
     ("pnet", PNET_TILE, &[4, 2]),
     ("rnet", RNET_SIDE, &[4, 2]),

@@ -30,7 +30,7 @@
 //! the channels, e.g. face logits and box offsets), and the header's
 //! `out_scales_off` (at byte 84, within data) points to one f32 scale per
 //! output channel, so that logits and small box offsets each keep their
-//! own resolution: real = scale[c] · (q − zero_point). Embedders keep
+//! own resolution: real = `scale[c] · (q − zero_point)`. Embedders keep
 //! writing versions 1 and 2, byte for byte as before.
 //!
 //! The model hash (what templates are bound to) is the SHA-256 of the blob
