@@ -39,16 +39,10 @@ impl<'a> RgbFrame<'a> {
         self.height
     }
 
-    /// The pixel at (x, y), black outside the frame.
-    fn at(&self, x: i64, y: i64) -> [u8; 3] {
-        let (Ok(x), Ok(y)) = (usize::try_from(x), usize::try_from(y)) else {
-            return [0; 3];
-        };
-        if x >= self.width || y >= self.height {
-            return [0; 3];
-        }
-        let i = (y * self.width + x) * 3;
-        [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
+    /// Row `y`'s pixels, or `None` outside the frame (black).
+    fn row(&self, y: i64) -> Option<&'a [u8]> {
+        let y = usize::try_from(y).ok().filter(|&y| y < self.height)?;
+        self.pixels.get(y * self.width * 3..(y + 1) * self.width * 3)
     }
 }
 
@@ -69,12 +63,13 @@ pub struct Window {
 /// The taps of one output sample along an axis: source range, the
 /// output-to-source ratio of the filter's width, the sample's centre and
 /// the sum of its weights.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Taps {
     lo: usize,
     hi: usize,
     centre: f32,
-    width: f32,
+    /// 1 / the filter's width in source pixels.
+    inv_width: f32,
     sum: f32,
 }
 
@@ -101,7 +96,7 @@ impl Taps {
             lo,
             hi,
             centre,
-            width,
+            inv_width: 1.0 / width,
             sum: 0.0,
         };
         t.sum = (lo..hi).map(|i| t.weight(i)).sum();
@@ -110,15 +105,19 @@ impl Taps {
 
     #[allow(clippy::cast_precision_loss)]
     fn weight(&self, i: usize) -> f32 {
-        triangle((i as f32 - self.centre) / self.width)
+        triangle((i as f32 - self.centre) * self.inv_width)
     }
 }
+
+/// Output columns of one tile whose taps are computed once per tile (the
+/// P-Net tile is the widest the cascade asks for).
+const MAX_TILE_SIDE: usize = 96;
 
 /// Resamples `window` of `frame` to a `grid.0 × grid.1` image and writes
 /// its pixels `[tile.0, tile.0 + tile.2) × [tile.1, tile.1 + tile.3)` into
 /// `out` (`tile.2 × tile.3 × 3` bytes, row-major); tile pixels past the
-/// grid are black. `out` shorter than the tile, an empty window or an
-/// empty grid leave `out` as it is.
+/// grid are black. `out` shorter than the tile, a tile wider than 96
+/// pixels, an empty window or an empty grid leave `out` as it is.
 pub fn resample(
     frame: &RgbFrame<'_>,
     window: Window,
@@ -128,8 +127,20 @@ pub fn resample(
 ) {
     let (gw, gh) = grid;
     let (tx, ty, tw, th) = tile;
-    if window.w == 0 || window.h == 0 || gw == 0 || gh == 0 || out.len() < tw * th * 3 {
+    if window.w == 0
+        || window.h == 0
+        || gw == 0
+        || gh == 0
+        || tw > MAX_TILE_SIDE
+        || out.len() < tw * th * 3
+    {
         return;
+    }
+    // Each column's taps once per tile, not once per pixel.
+    let mut columns = [None; MAX_TILE_SIDE];
+    for (ox, c) in columns.iter_mut().enumerate().take(tw) {
+        let gx = tx + ox;
+        *c = (gx < gw).then(|| Taps::of(gx, gw, window.w));
     }
     for oy in 0..th {
         let row = &mut out[oy * tw * 3..(oy + 1) * tw * 3];
@@ -139,26 +150,34 @@ pub fn resample(
             continue;
         }
         let vy = Taps::of(gy, gh, window.h);
-        for (ox, px) in row.chunks_exact_mut(3).enumerate() {
-            let gx = tx + ox;
-            if gx >= gw {
+        for (px, vx) in row.chunks_exact_mut(3).zip(&columns) {
+            let Some(vx) = vx else {
                 px.fill(0);
                 continue;
-            }
-            let vx = Taps::of(gx, gw, window.w);
+            };
             let mut acc = [0.0f32; 3];
             for sy in vy.lo..vy.hi {
                 let wy = vy.weight(sy);
                 if wy == 0.0 {
                     continue;
                 }
+                #[allow(clippy::cast_possible_wrap)]
+                let Some(line) = frame.row(window.y0 + sy as i64) else {
+                    continue; // black
+                };
                 for sx in vx.lo..vx.hi {
-                    let wxy = wy * vx.weight(sx);
                     #[allow(clippy::cast_possible_wrap)]
-                    let p = frame.at(window.x0 + sx as i64, window.y0 + sy as i64);
-                    for (a, &v) in acc.iter_mut().zip(&p) {
-                        *a += wxy * f32::from(v);
-                    }
+                    let x = window.x0 + sx as i64;
+                    let Some(p) = usize::try_from(x)
+                        .ok()
+                        .and_then(|x| line.get(x * 3..x * 3 + 3))
+                    else {
+                        continue; // black
+                    };
+                    let wxy = wy * vx.weight(sx);
+                    acc[0] += wxy * f32::from(p[0]);
+                    acc[1] += wxy * f32::from(p[1]);
+                    acc[2] += wxy * f32::from(p[2]);
                 }
             }
             let norm = vx.sum * vy.sum;

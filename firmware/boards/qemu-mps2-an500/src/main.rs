@@ -149,9 +149,20 @@ fn main() -> ! {
             stats,
             detect_ticks,
             total_ticks,
+            net_ticks,
         } => {
             let (detect, _) = cost(detect_ticks, 1);
             let (total, _) = cost(total_ticks, 1);
+            let [p, r, o] = net_ticks.map(|t| cost(t, 1).0);
+            defmt::info!(
+                "detect nets: P-Net {} instructions a tile (x{}), R-Net {} a box (x{}), O-Net {} a box (x{})",
+                p,
+                stats.tiles,
+                r,
+                stats.proposals,
+                o,
+                stats.refined
+            );
             defmt::info!(
                 "detect: {} face(s), landmarks and the aligned face's embedding equal the host's bit for bit ({})",
                 faces,
