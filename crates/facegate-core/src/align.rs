@@ -130,13 +130,32 @@ pub fn align_face(
     if rgb.len() != width * height * 3 || width == 0 || height == 0 {
         return Err(AlignError::ImageSize);
     }
+    let px = |x: usize, y: usize| {
+        let i = (y * width + x) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    align_pixels(width, height, px, landmarks, out)
+}
+
+/// [`align_face`] over any image that can say its pixel at `(x, y)` (in
+/// bounds: `x < width`, `y < height`) as RGB: camera frames in other pixel
+/// formats are aligned without converting them whole first.
+pub fn align_pixels(
+    width: usize,
+    height: usize,
+    pixel: impl Fn(usize, usize) -> [u8; 3],
+    landmarks: &[[f32; 2]; 5],
+    out: &mut [u8; FACE_SIDE * FACE_SIDE * 3],
+) -> Result<Similarity, AlignError> {
+    if width == 0 || height == 0 {
+        return Err(AlignError::ImageSize);
+    }
     let (w, h) = (
         i64::try_from(width).map_err(|_| AlignError::ImageSize)?,
         i64::try_from(height).map_err(|_| AlignError::ImageSize)?,
     );
     let to_crop = Similarity::estimate(landmarks, &ARCFACE_TEMPLATE)?;
     let to_image = to_crop.inverse()?;
-    let px = |x: usize, y: usize, c: usize| f32::from(rgb[(y * width + x) * 3 + c]);
     for y in 0..FACE_SIDE {
         for x in 0..FACE_SIDE {
             #[allow(clippy::cast_precision_loss)]
@@ -146,23 +165,25 @@ pub fn align_face(
             #[allow(clippy::cast_possible_truncation)]
             let (x0, y0) = (fx as i64, fy as i64);
             let inside = |x: i64, y: i64| (0..w).contains(&x) && (0..h).contains(&y);
-            for c in 0..3 {
-                let mut v = 0.0;
-                for (dx, dy, w) in [
-                    (0, 0, (1.0 - wx) * (1.0 - wy)),
-                    (1, 0, wx * (1.0 - wy)),
-                    (0, 1, (1.0 - wx) * wy),
-                    (1, 1, wx * wy),
-                ] {
-                    let (xi, yi) = (x0 + dx, y0 + dy);
-                    if inside(xi, yi) {
-                        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                        let s = px(xi as usize, yi as usize, c);
-                        v += w * s;
+            let mut v = [0.0f32; 3];
+            for (dx, dy, w) in [
+                (0, 0, (1.0 - wx) * (1.0 - wy)),
+                (1, 0, wx * (1.0 - wy)),
+                (0, 1, (1.0 - wx) * wy),
+                (1, 1, wx * wy),
+            ] {
+                let (xi, yi) = (x0 + dx, y0 + dy);
+                if inside(xi, yi) {
+                    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+                    let p = pixel(xi as usize, yi as usize);
+                    for (a, s) in v.iter_mut().zip(p) {
+                        *a += w * f32::from(s);
                     }
                 }
+            }
+            for (c, a) in v.into_iter().enumerate() {
                 #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                let byte = libm::roundf(v).clamp(0.0, 255.0) as u8;
+                let byte = libm::roundf(a).clamp(0.0, 255.0) as u8;
                 out[(y * FACE_SIDE + x) * 3 + c] = byte;
             }
         }

@@ -1,10 +1,10 @@
 //! The door's eyes on the board: finds the faces in a raw photo compiled
 //! into flash with the int8 MTCNN (`facegate_core::detect`), aligns the
-//! best one and embeds it, and compares every face, landmark and the
+//! best one straight from the frame and embeds it, and compares every face, landmark and the
 //! embedding with what the host's run of the same code found, bit for bit.
 
-use facegate_core::align::{FACE_SIDE, align_face};
-use facegate_core::detect::{DetectConfig, DetectStats, Detector, Face, RgbFrame, Scratch};
+use facegate_core::align::FACE_SIDE;
+use facegate_core::detect::{DetectConfig, DetectStats, Detector, Face, Frame, Scratch};
 use facegate_core::engine::Model;
 
 static PNET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/det_pnet.fgm"));
@@ -62,7 +62,7 @@ pub fn run(
     );
     let rgb = &PHOTO[4..];
     let (Some(frame), Ok(detector), Ok(model)) = (
-        RgbFrame::new(rgb, w, h),
+        Frame::rgb(rgb, w, h),
         Detector::new(PNET, RNET, ONET, DetectConfig::default()),
         Model::parse(crate::engine_check::MODEL),
     ) else {
@@ -118,7 +118,7 @@ pub fn run(
     let dim = model.embedding_dim().min(emb.len());
     let mut embedded = Ok(());
     let rest = elapsed(&mut || {
-        embedded = align_face(rgb, w, h, &best.landmarks, &mut crop)
+        embedded = Detector::align(&frame, best, &mut crop)
             .map_err(|_| ())
             .and_then(|_| model.embed(&crop, arena, &mut emb[..dim]).map_err(|_| ()));
     });

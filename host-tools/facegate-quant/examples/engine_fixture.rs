@@ -206,7 +206,7 @@ fn detect_fixture(
     out: &std::path::Path,
 ) -> Result<String, Box<dyn std::error::Error>> {
     use facegate_core::align::{FACE_SIDE, align_face};
-    use facegate_core::detect::{DetectConfig, Detector, Face as Found, RgbFrame, Scratch};
+    use facegate_core::detect::{DetectConfig, Detector, Face as Found, Frame, Scratch};
     let names = ["det_pnet.fgm", "det_rnet.fgm", "det_onet.fgm"];
     let blobs: Vec<Vec<u8>> = ["pnet", "rnet", "onet"]
         .iter()
@@ -226,7 +226,7 @@ fn detect_fixture(
     let img = facegate_eval::faces::read_image(&photo, facegate_eval::faces::ImageBounds::PHOTO)?
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let frame = RgbFrame::new(img.as_raw(), w, h).ok_or("photo size")?;
+    let frame = Frame::rgb(img.as_raw(), w, h).ok_or("photo size")?;
     let detector = Detector::new(&blobs[0], &blobs[1], &blobs[2], DetectConfig::default())?;
     let mut arena = vec![0i8; detector.arena_len()];
     let mut faces: heapless::Vec<Found, 8> = heapless::Vec::new();

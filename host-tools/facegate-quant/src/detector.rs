@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use facegate_core::detect::{ONET_SIDE, RNET_SIDE, RgbFrame, Window, resample};
+use facegate_core::detect::{Frame, ONET_SIDE, RNET_SIDE, Window, resample};
 use facegate_eval::onnx::InputNorm;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -105,7 +105,7 @@ pub fn calibration_crops(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
     for p in photos {
-        let Some(frame) = RgbFrame::new(&p.rgb, p.width, p.height) else {
+        let Some(frame) = Frame::rgb(&p.rgb, p.width, p.height) else {
             continue;
         };
         let short = p.width.min(p.height);

@@ -337,3 +337,62 @@ fn detector_blobs_outside_their_rules_are_refused() {
         facegate_quant::quantize::QuantError::PoolingInEmbedder
     );
 }
+
+#[test]
+fn the_shipped_detector_finds_the_face_in_grey_and_rgb565_frames() {
+    use facegate_core::detect::boxes::overlap;
+    use facegate_core::detect::{DetectConfig, Detector, Face, Frame, PixelFormat, Scratch};
+    let Some(data) = shared_data() else { return };
+    let blob = |n: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../models/detector/{n}.fgm")),
+        )
+        .unwrap()
+    };
+    let (p, r, o) = (blob("pnet"), blob("rnet"), blob("onet"));
+    let det = Detector::new(&p, &r, &o, DetectConfig::default()).unwrap();
+    let mut arena = vec![0i8; det.arena_len()];
+    let mut scratch = Box::new(Scratch::new());
+    let img = read_image(
+        &data.join("lfw/raw_subset/Abdullah_Gul/Abdullah_Gul_0001.jpg"),
+        ImageBounds::PHOTO,
+    )
+    .unwrap()
+    .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let rgb = img.as_raw();
+    let grey: Vec<u8> = rgb
+        .chunks_exact(3)
+        .map(|p| ((u16::from(p[0]) * 77 + u16::from(p[1]) * 150 + u16::from(p[2]) * 29) >> 8) as u8)
+        .collect();
+    let rgb565: Vec<u8> = rgb
+        .chunks_exact(3)
+        .flat_map(|p| {
+            let v =
+                (u16::from(p[0] >> 3) << 11) | (u16::from(p[1] >> 2) << 5) | u16::from(p[2] >> 3);
+            v.to_le_bytes()
+        })
+        .collect();
+    let mut found = |f: Frame<'_>| {
+        let mut faces: heapless::Vec<Face, 8> = heapless::Vec::new();
+        det.detect(&f, &mut arena, &mut scratch, &mut faces)
+            .unwrap();
+        faces
+    };
+    let colour = found(Frame::rgb(rgb, w, h).unwrap());
+    assert_eq!(colour.len(), 1);
+    for (name, faces) in [
+        (
+            "grey",
+            found(Frame::new(&grey, w, h, PixelFormat::Grey8).unwrap()),
+        ),
+        (
+            "rgb565",
+            found(Frame::new(&rgb565, w, h, PixelFormat::Rgb565).unwrap()),
+        ),
+    ] {
+        assert_eq!(faces.len(), 1, "{name}");
+        let iou = overlap(&faces[0].bbox, &colour[0].bbox, false);
+        assert!(iou > 0.8, "{name}: IoU {iou} with the colour frame's face");
+    }
+}

@@ -20,7 +20,7 @@ use heapless::Vec;
 
 use crate::engine::{BlobError, EngineError, Model, Output};
 use boxes::{Candidate, nms, push_bounded, refine, refine_exclusive, square, trunc};
-pub use resample::{RgbFrame, Window, resample};
+pub use resample::{Frame, MAX_FRAME_SIDE, PixelFormat, Window, resample};
 
 /// Candidates a stage keeps (per pyramid level, after P-Net, after R-Net).
 pub const MAX_CANDIDATES: usize = 256;
@@ -224,11 +224,27 @@ impl<'m> Detector<'m> {
         self.tile
     }
 
+    /// Aligns a found face to the embedder's 112×112 crop, straight from
+    /// the frame in its own pixel format.
+    pub fn align(
+        frame: &Frame<'_>,
+        face: &Face,
+        out: &mut [u8; crate::align::FACE_SIDE * crate::align::FACE_SIDE * 3],
+    ) -> Result<crate::align::Similarity, crate::align::AlignError> {
+        crate::align::align_pixels(
+            frame.width(),
+            frame.height(),
+            |x, y| frame.pixel(x, y),
+            &face.landmarks,
+            out,
+        )
+    }
+
     /// Finds the faces in `frame`, best first, into `faces` (those past its
     /// capacity are counted as dropped).
     pub fn detect<const N: usize>(
         &self,
-        frame: &RgbFrame<'_>,
+        frame: &Frame<'_>,
         arena: &mut [i8],
         scratch: &mut Scratch,
         faces: &mut Vec<Face, N>,
@@ -250,7 +266,7 @@ impl<'m> Detector<'m> {
     )]
     fn propose(
         &self,
-        frame: &RgbFrame<'_>,
+        frame: &Frame<'_>,
         arena: &mut [i8],
         s: &mut Scratch,
         stats: &mut DetectStats,
@@ -338,7 +354,7 @@ impl<'m> Detector<'m> {
         clippy::cast_possible_wrap
     )]
     fn crop<'s>(
-        frame: &RgbFrame<'_>,
+        frame: &Frame<'_>,
         b: &[f32; 4],
         side: usize,
         input: &'s mut [u8],
@@ -367,7 +383,7 @@ impl<'m> Detector<'m> {
     fn run_on_box<'r>(
         model: &Model<'m>,
         net: Net,
-        frame: &RgbFrame<'_>,
+        frame: &Frame<'_>,
         b: &[f32; 4],
         input: &mut [u8],
         arena: &'r mut [i8],
@@ -386,7 +402,7 @@ impl<'m> Detector<'m> {
     /// squared boxes in `scratch.level`.
     fn refine_stage(
         &self,
-        frame: &RgbFrame<'_>,
+        frame: &Frame<'_>,
         arena: &mut [i8],
         s: &mut Scratch,
         stats: &mut DetectStats,
@@ -419,7 +435,7 @@ impl<'m> Detector<'m> {
     /// Stage 3: O-Net on 48×48 crops with landmarks; the faces, best first.
     fn output_stage<const N: usize>(
         &self,
-        frame: &RgbFrame<'_>,
+        frame: &Frame<'_>,
         arena: &mut [i8],
         s: &mut Scratch,
         faces: &mut Vec<Face, N>,

@@ -1,32 +1,81 @@
-//! Resampling a window of an RGB frame to another size with a triangle
+//! Resampling a window of a frame to another size with a triangle
 //! filter, widened when shrinking so that every source pixel counts (the
 //! filter the host's detector resizes with), written one tile at a time so
 //! that no pyramid level is ever held whole.
 
-/// A packed RGB frame (3 bytes a pixel, row-major).
+/// How a frame's pixels are stored (row-major, no padding between rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PixelFormat {
+    /// Three bytes a pixel: red, green, blue.
+    Rgb888,
+    /// Two bytes a pixel, a little-endian `u16` with red in bits 15–11,
+    /// green in 10–5 and blue in 4–0 (what DCMI cameras such as the
+    /// OV7670 give).
+    Rgb565,
+    /// One byte a pixel, grey (a monochrome sensor, or a camera's Y plane).
+    Grey8,
+}
+
+impl PixelFormat {
+    /// Bytes a pixel.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Self::Rgb888 => 3,
+            Self::Rgb565 => 2,
+            Self::Grey8 => 1,
+        }
+    }
+
+    /// The pixel at the start of `b` as RGB (grey repeated; 5 and 6 bits
+    /// widened to 8 by repeating their top bits).
+    fn rgb(self, b: &[u8]) -> [u8; 3] {
+        match (self, b) {
+            (Self::Rgb888, [r, g, bl, ..]) => [*r, *g, *bl],
+            (Self::Rgb565, [lo, hi, ..]) => {
+                let v = u16::from_le_bytes([*lo, *hi]);
+                let (r, g, bl) = ((v >> 11) & 0x1F, (v >> 5) & 0x3F, v & 0x1F);
+                #[allow(clippy::cast_possible_truncation)]
+                let widen = |x: u16, bits: u32| ((x << (8 - bits)) | (x >> (2 * bits - 8))) as u8;
+                [widen(r, 5), widen(g, 6), widen(bl, 5)]
+            }
+            (Self::Grey8, [y, ..]) => [*y; 3],
+            _ => [0; 3],
+        }
+    }
+}
+
+/// A camera frame or photo: pixels, size and format.
 #[derive(Clone, Copy, Debug)]
-pub struct RgbFrame<'a> {
+pub struct Frame<'a> {
     pixels: &'a [u8],
     width: usize,
     height: usize,
+    format: PixelFormat,
 }
 
 /// Largest frame side the detector takes (as the host, which searches
 /// longer photos downscaled).
 pub const MAX_FRAME_SIDE: usize = 1280;
 
-impl<'a> RgbFrame<'a> {
+impl<'a> Frame<'a> {
     /// A `width × height` frame, or `None` when the sizes do not match the
     /// bytes, a side is 0 or longer than [`MAX_FRAME_SIDE`].
-    pub fn new(pixels: &'a [u8], width: usize, height: usize) -> Option<Self> {
+    pub fn new(pixels: &'a [u8], width: usize, height: usize, format: PixelFormat) -> Option<Self> {
         let ok = (1..=MAX_FRAME_SIDE).contains(&width)
             && (1..=MAX_FRAME_SIDE).contains(&height)
-            && pixels.len() == width * height * 3;
+            && pixels.len() == width * height * format.bytes();
         ok.then_some(Self {
             pixels,
             width,
             height,
+            format,
         })
+    }
+
+    /// A packed RGB frame ([`PixelFormat::Rgb888`]).
+    pub fn rgb(pixels: &'a [u8], width: usize, height: usize) -> Option<Self> {
+        Self::new(pixels, width, height, PixelFormat::Rgb888)
     }
 
     /// Width in pixels.
@@ -39,10 +88,28 @@ impl<'a> RgbFrame<'a> {
         self.height
     }
 
-    /// Row `y`'s pixels, or `None` outside the frame (black).
+    /// The pixel format.
+    pub const fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    /// The pixel at `(x, y)` as RGB; black outside the frame.
+    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        if x >= self.width || y >= self.height {
+            return [0; 3];
+        }
+        let n = self.format.bytes();
+        let at = (y * self.width + x) * n;
+        self.pixels
+            .get(at..at + n)
+            .map_or([0; 3], |b| self.format.rgb(b))
+    }
+
+    /// Row `y`'s bytes, or `None` outside the frame (black).
     fn row(&self, y: i64) -> Option<&'a [u8]> {
         let y = usize::try_from(y).ok().filter(|&y| y < self.height)?;
-        self.pixels.get(y * self.width * 3..(y + 1) * self.width * 3)
+        let len = self.width * self.format.bytes();
+        self.pixels.get(y * len..(y + 1) * len)
     }
 }
 
@@ -109,6 +176,35 @@ impl Taps {
     }
 }
 
+/// Adds row `line`'s taps `vx` (pixels of `N` bytes, decoded by `rgb`),
+/// weighted by `wy`, to `acc`; pixels left of the frame or past its end are
+/// black.
+#[inline(always)]
+fn accumulate<const N: usize>(
+    line: &[u8],
+    x0: i64,
+    vx: &Taps,
+    wy: f32,
+    acc: &mut [f32; 3],
+    rgb: impl Fn(&[u8]) -> [u8; 3],
+) {
+    for sx in vx.lo..vx.hi {
+        #[allow(clippy::cast_possible_wrap)]
+        let x = x0 + sx as i64;
+        let Some(b) = usize::try_from(x)
+            .ok()
+            .and_then(|x| line.get(x * N..x * N + N))
+        else {
+            continue;
+        };
+        let p = rgb(b);
+        let w = wy * vx.weight(sx);
+        acc[0] += w * f32::from(p[0]);
+        acc[1] += w * f32::from(p[1]);
+        acc[2] += w * f32::from(p[2]);
+    }
+}
+
 /// Output columns of one tile whose taps are computed once per tile (the
 /// P-Net tile is the widest the cascade asks for).
 const MAX_TILE_SIDE: usize = 96;
@@ -119,7 +215,7 @@ const MAX_TILE_SIDE: usize = 96;
 /// grid are black. `out` shorter than the tile, a tile wider than 96
 /// pixels, an empty window or an empty grid leave `out` as it is.
 pub fn resample(
-    frame: &RgbFrame<'_>,
+    frame: &Frame<'_>,
     window: Window,
     grid: (usize, usize),
     tile: (usize, usize, usize, usize),
@@ -165,19 +261,18 @@ pub fn resample(
                 let Some(line) = frame.row(window.y0 + sy as i64) else {
                     continue; // black
                 };
-                for sx in vx.lo..vx.hi {
-                    #[allow(clippy::cast_possible_wrap)]
-                    let x = window.x0 + sx as i64;
-                    let Some(p) = usize::try_from(x)
-                        .ok()
-                        .and_then(|x| line.get(x * 3..x * 3 + 3))
-                    else {
-                        continue; // black
-                    };
-                    let wxy = wy * vx.weight(sx);
-                    acc[0] += wxy * f32::from(p[0]);
-                    acc[1] += wxy * f32::from(p[1]);
-                    acc[2] += wxy * f32::from(p[2]);
+                // One loop per format, so the decoding is not chosen per tap.
+                let x0 = window.x0;
+                match frame.format {
+                    PixelFormat::Rgb888 => {
+                        accumulate::<3>(line, x0, vx, wy, &mut acc, |b| [b[0], b[1], b[2]]);
+                    }
+                    PixelFormat::Rgb565 => {
+                        accumulate::<2>(line, x0, vx, wy, &mut acc, |b| PixelFormat::Rgb565.rgb(b));
+                    }
+                    PixelFormat::Grey8 => {
+                        accumulate::<1>(line, x0, vx, wy, &mut acc, |b| [b[0]; 3]);
+                    }
                 }
             }
             let norm = vx.sum * vy.sum;
@@ -195,9 +290,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn grey_and_rgb565_frames_resample_as_their_rgb() {
+        // One frame in three formats: the same picture, the same tile.
+        let rgb: Vec<u8> = (0..6 * 5)
+            .flat_map(|i| {
+                let (r, g, b) = (
+                    (i * 37 % 32) as u16,
+                    (i * 11 % 64) as u16,
+                    (i * 5 % 32) as u16,
+                );
+                let v = (r << 11) | (g << 5) | b;
+                PixelFormat::Rgb565.rgb(&v.to_le_bytes())
+            })
+            .collect();
+        let rgb565: Vec<u8> = (0..6 * 5)
+            .flat_map(|i| {
+                let (r, g, b) = (
+                    (i * 37 % 32) as u16,
+                    (i * 11 % 64) as u16,
+                    (i * 5 % 32) as u16,
+                );
+                ((r << 11) | (g << 5) | b).to_le_bytes()
+            })
+            .collect();
+        let grey: Vec<u8> = (0..6 * 5).map(|i| (i * 9 % 256) as u8).collect();
+        let grey_rgb: Vec<u8> = grey.iter().flat_map(|&y| [y; 3]).collect();
+        let whole = Window {
+            x0: -1,
+            y0: 0,
+            w: 6,
+            h: 5,
+        };
+        let tile = |f: &Frame<'_>| {
+            let mut out = [0u8; 4 * 3 * 3];
+            resample(f, whole, (4, 3), (0, 0, 4, 3), &mut out);
+            out
+        };
+        let f565 = Frame::new(&rgb565, 6, 5, PixelFormat::Rgb565).unwrap();
+        assert_eq!(tile(&f565), tile(&Frame::rgb(&rgb, 6, 5).unwrap()));
+        let fgrey = Frame::new(&grey, 6, 5, PixelFormat::Grey8).unwrap();
+        assert_eq!(tile(&fgrey), tile(&Frame::rgb(&grey_rgb, 6, 5).unwrap()));
+        assert_eq!(f565.pixel(1, 0), [rgb[3], rgb[4], rgb[5]]);
+        assert_eq!(fgrey.pixel(9, 9), [0; 3]);
+        // Full-scale 565 white is 8-bit white; black is black.
+        assert_eq!(PixelFormat::Rgb565.rgb(&[0xFF, 0xFF]), [255; 3]);
+        assert_eq!(PixelFormat::Rgb565.rgb(&[0, 0]), [0; 3]);
+    }
+
+    #[test]
     fn same_size_is_a_copy_and_tiles_past_the_grid_are_black() {
         let px: Vec<u8> = (0..4 * 3 * 3).map(|v| (v * 7) as u8).collect();
-        let f = RgbFrame::new(&px, 4, 3).unwrap();
+        let f = Frame::rgb(&px, 4, 3).unwrap();
         let whole = Window {
             x0: 0,
             y0: 0,
@@ -219,7 +362,7 @@ mod tests {
         // 4×4 grey 100 frame shrunk to 2×2: all 100; a window hanging half
         // off the left edge darkens the left column only.
         let px = [100u8; 4 * 4 * 3];
-        let f = RgbFrame::new(&px, 4, 4).unwrap();
+        let f = Frame::rgb(&px, 4, 4).unwrap();
         let mut out = [0u8; 2 * 2 * 3];
         let whole = Window {
             x0: 0,
@@ -240,7 +383,8 @@ mod tests {
         );
         assert_eq!(out[0], 0);
         assert_eq!(out[7 * 3], 100);
-        assert!(RgbFrame::new(&px, 4, 5).is_none());
-        assert!(RgbFrame::new(&[], 0, 0).is_none());
+        assert!(Frame::rgb(&px, 4, 5).is_none());
+        assert!(Frame::new(&px[..32], 4, 4, PixelFormat::Rgb565).is_some());
+        assert!(Frame::rgb(&[], 0, 0).is_none());
     }
 }

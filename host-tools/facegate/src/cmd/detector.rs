@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use facegate_core::detect::boxes::overlap;
-use facegate_core::detect::{Detector, Face, RgbFrame, Scratch};
+use facegate_core::detect::{Detector, Face, Frame, Scratch};
 use facegate_detect::{Mtcnn, MtcnnConfig};
 use facegate_eval::faces::{ImageBounds, read_image};
 use facegate_quant::detector::{NETS, Photo, build};
@@ -216,7 +216,7 @@ pub fn evaluate(blobs: &[Vec<u8>; 3], host: &Mtcnn, files: &[PathBuf]) -> Result
             .with_context(|| format!("{}", path.display()))?
             .to_rgb8();
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let Some(frame) = RgbFrame::new(img.as_raw(), w, h) else {
+        let Some(frame) = Frame::rgb(img.as_raw(), w, h) else {
             continue; // longer than the board takes
         };
         let t = Instant::now();
