@@ -16,6 +16,10 @@ const MFN_LINE: &str = "mfn embedding equals the host engine's bit for bit";
 const COST_LINE: &str = "engine cost: ";
 /// What follows [`MFN_LINE`] on the MobileFaceNet check's line (`… N instructions, M MACs, …`).
 const MFN_COST: &str = "; cost ";
+/// The line the detector check logs when the board found the host's faces.
+const DETECT_LINE: &str = "landmarks and the aligned face's embedding equal the host's bit for bit";
+/// The start of the detector's cost line (`… N instructions to detect, M from photo to embedding …`).
+const DETECT_COST: &str = "detect cost: ";
 /// The line the door end-to-end check logs when it passed.
 const DOOR_LINE: &str = "door: provisioning, matching, lock and restart checks passed";
 
@@ -37,6 +41,29 @@ pub struct Costs {
     pub engine: Option<EngineCost>,
     /// From the `mfn embedding equals …; cost …` line.
     pub mfn: Option<EngineCost>,
+    /// From the `detect cost:` line.
+    pub detect: Option<DetectCost>,
+}
+
+/// What the detector check measured on its photo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetectCost {
+    /// Instructions to find the faces.
+    pub detect: u64,
+    /// Instructions from the photo to the best face's embedding.
+    pub photo_to_embedding: u64,
+}
+
+/// Reads `detect cost: N instructions to detect, M from photo to embedding …`.
+fn parse_detect_cost(line: &str) -> Option<DetectCost> {
+    let rest = &line[line.find(DETECT_COST)? + DETECT_COST.len()..];
+    let detect = rest.split_whitespace().next()?.parse().ok()?;
+    let after = &rest[rest.find(", ")? + 2..];
+    let photo_to_embedding = after.split_whitespace().next()?.parse().ok()?;
+    Some(DetectCost {
+        detect,
+        photo_to_embedding,
+    })
 }
 
 /// Reads `engine cost: N instructions per embedding (…), M MACs, …`.
@@ -89,6 +116,7 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
     let mut engine_equal = false;
     let mut mfn_equal = false;
     let mut door_ok = false;
+    let mut detect_equal = false;
     let mut costs = Costs::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -96,6 +124,8 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
         engine_equal |= line.contains(ENGINE_LINE);
         mfn_equal |= line.contains(MFN_LINE);
         door_ok |= line.contains(DOOR_LINE);
+        detect_equal |= line.contains(DETECT_LINE);
+        costs.detect = costs.detect.or_else(|| parse_detect_cost(&line));
         costs.engine = costs.engine.or_else(|| parse_cost(&line));
         costs.mfn = costs.mfn.or_else(|| parse_mfn_cost(&line));
         passed |= line
@@ -122,6 +152,15 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
     if !mfn_equal {
         bail!(
             "the firmware did not report the MobileFaceNet-size embedding equal to the host's (`{MFN_LINE}`)"
+        );
+    }
+    // The detector check is compiled in whenever the fixture has its photo
+    // (the raw LFW photos and models/detector exist): then it must have run.
+    let photo = crate::target_dir(root).join("engine-fixture/photo.bin");
+    let detect_compiled = std::fs::metadata(&photo).is_ok_and(|m| m.len() > 0);
+    if detect_compiled && !detect_equal {
+        bail!(
+            "the firmware did not report the detector's faces equal to the host's (`{DETECT_LINE}`)"
         );
     }
     println!("QEMU mps2-an500: firmware self-test passed");
@@ -246,6 +285,31 @@ pub fn write_costs(root: &Path, costs: Costs, dir: &Path) -> Result<()> {
     if written == 0 {
         bail!("no shipped model (models/nano.fgm, models/mfn.fgm) to record a cost for");
     }
+    if let Some(d) = costs.detect {
+        let mut hashes = Vec::new();
+        for net in ["pnet", "rnet", "onet"] {
+            let path = root.join(format!("models/detector/{net}.fgm"));
+            let blob = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+            let hash = blob
+                .get(HASH_AT..HASH_AT + 32)
+                .with_context(|| format!("{} is shorter than its header", path.display()))?;
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            hashes.push(format!("\"{net}\": \"{hex}\""));
+        }
+        let json = format!(
+            "{{\n  \"model_hashes\": {{ {} }},\n  \"photo\": \"lfw/raw_subset/Abdullah_Gul/Abdullah_Gul_0001.jpg (250x250, one face)\",\n  \"instructions_to_detect\": {},\n  \"instructions_photo_to_nano_embedding\": {},\n  \"measured_by\": \"cargo xtask qemu --cost-out (QEMU mps2-an500, Cortex-M7, -icount shift=0)\"\n}}\n",
+            hashes.join(", "),
+            d.detect,
+            d.photo_to_embedding
+        );
+        let out = dir.join("detector.cortex-m7.json");
+        std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "detector cost: {} instructions to detect → {}",
+            d.detect,
+            out.display()
+        );
+    }
     Ok(())
 }
 
@@ -272,6 +336,20 @@ mod tests {
             })
         );
         assert_eq!(parse_cost("INFO engine: 3 embeddings equal"), None);
+    }
+
+    #[test]
+    fn the_detect_cost_is_read() {
+        let line = "INFO  detect cost: 292703840 instructions to detect, 344486840 from photo to embedding (717 ms at 480 MHz, one instruction a cycle)";
+        assert_eq!(
+            parse_detect_cost(line),
+            Some(DetectCost {
+                detect: 292_703_840,
+                photo_to_embedding: 344_486_840
+            })
+        );
+        assert_eq!(parse_detect_cost("INFO  detect nets: P-Net 9681480"), None);
+        assert_eq!(parse_cost(line), None);
     }
 
     #[test]
