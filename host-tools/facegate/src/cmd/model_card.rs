@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use facegate_core::embedding::cosine;
+use facegate_core::engine::Model;
 use facegate_eval::allpairs::Embeddings;
 use facegate_eval::embedder::Embedder;
 use facegate_eval::faces::FaceSet;
@@ -216,6 +217,108 @@ fn recorded<T: serde::de::DeserializeOwned>(
 struct Card {
     models: Vec<ModelEntry>,
     losses: Option<Vec<LossRow>>,
+    /// The board's face detector, when `models/detector` holds it.
+    detector: Option<DetectorCard>,
+}
+
+/// The board's detector: its blobs, its cost on the Cortex-M7 and its
+/// agreement with the host's detector.
+#[derive(Debug, Serialize)]
+struct DetectorCard {
+    /// `(net, blob bytes, arena bytes, MACs a run)`.
+    nets: Vec<(String, usize, usize, usize)>,
+    /// `models/detector.cortex-m7.json`, when current for these blobs.
+    cortex_m7: Option<serde_json::Value>,
+    /// `models/detector/eval.json` (`facegate detector eval --json`).
+    eval: Option<serde_json::Value>,
+}
+
+/// Reads the detector's blobs and records; `None` without the blobs.
+fn detector_card(models: &Path) -> Option<DetectorCard> {
+    let mut nets = Vec::new();
+    let mut hashes = Vec::new();
+    for net in ["pnet", "rnet", "onet"] {
+        let blob = std::fs::read(models.join(format!("detector/{net}.fgm"))).ok()?;
+        let m = Model::parse(&blob).ok()?;
+        hashes.push(m.hash().to_string());
+        nets.push((net.to_string(), blob.len(), m.arena_len(), m.macs()));
+    }
+    let json = |p: PathBuf| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+    };
+    // A cost measured on other blobs is not these blobs' cost.
+    let cortex_m7 = json(models.join("detector.cortex-m7.json")).filter(|v| {
+        ["pnet", "rnet", "onet"]
+            .iter()
+            .zip(&hashes)
+            .all(|(n, h)| v["model_hashes"][n].as_str() == Some(h.as_str()))
+    });
+    Some(DetectorCard {
+        nets,
+        cortex_m7,
+        eval: json(models.join("detector/eval.json")),
+    })
+}
+
+fn detector_markdown(s: &mut String, d: &DetectorCard) {
+    let _ = writeln!(
+        s,
+        "## Face detector on the board
+"
+    );
+    let _ = writeln!(
+        s,
+        "MTCNN's three nets as int8 blobs on the engine (`models/detector`, `facegate detector build`; `facegate_core::detect`).
+"
+    );
+    let _ = writeln!(
+        s,
+        "| net | flash | arena | MACs a run |
+|---|---|---|---|"
+    );
+    for (net, bytes, arena, macs) in &d.nets {
+        let _ = writeln!(
+            s,
+            "| {net} | {bytes} B | {arena} B | {:.2} M |",
+            *macs as f64 / 1e6
+        );
+    }
+    if let Some(e) = &d.eval {
+        let n = |k: &str| e[k].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            s,
+            "
+Against the host's float detector on {} raw LFW photos (`facegate detector eval --json models/detector/eval.json`): recall {} of its {} faces (IoU ≥ 0.5), precision {}, landmarks {:.3} eye distances off on average.",
+            n("photos"),
+            pct(n("matched") / n("host_faces")),
+            n("host_faces"),
+            pct(n("board_matched") / n("board_faces")),
+            n("landmark_error")
+        );
+    }
+    match &d.cortex_m7 {
+        Some(c) => {
+            let n = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "
+Cortex-M7 (QEMU `-icount`, `cargo xtask qemu --cost-out models`), one 250×250 photo with one face: {:.1} M instructions to detect ({:.2} s at 480 MHz), {:.1} M from the photo to the `nano` embedding ({:.2} s).
+",
+                n("instructions_to_detect") / 1e6,
+                n("instructions_to_detect") / 480e6,
+                n("instructions_photo_to_nano_embedding") / 1e6,
+                n("instructions_photo_to_nano_embedding") / 480e6
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "
+Cortex-M7 cost: not measured for these blobs (`cargo xtask qemu --cost-out models`).
+"
+            );
+        }
+    }
 }
 
 fn measure(
@@ -272,6 +375,7 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
     let mut card = Card {
         models: Vec::new(),
         losses: None,
+        detector: detector_card(&a.models),
     };
     // The faces in the embeddings' row order, to name the one the engine
     // and float disagree on most.
@@ -583,6 +687,9 @@ fn markdown(c: &Card) -> String {
         if let Some(r) = &m.robustness {
             s.push_str(&robustness::markdown(r, &m.name));
         }
+    }
+    if let Some(d) = &c.detector {
+        detector_markdown(&mut s, d);
     }
     if let Some(rows) = &c.losses {
         let _ = writeln!(s, "## Loss comparison\n");
