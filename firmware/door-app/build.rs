@@ -76,6 +76,7 @@ fn engine_fixture(out: &std::path::Path) {
         "det_onet.fgm",
         "photo.bin",
         "photo_expected.bin",
+        "door_photos.bin",
     ];
     match std::env::var_os("FACEGATE_ENGINE_FIXTURE").map(PathBuf::from) {
         Some(dir) => {

@@ -18,6 +18,8 @@ const COST_LINE: &str = "engine cost: ";
 const MFN_COST: &str = "; cost ";
 /// The line the detector check logs when the board found the host's faces.
 const DETECT_LINE: &str = "landmarks and the aligned face's embedding equal the host's bit for bit";
+/// The line the photo → decision check logs when every decision equals the host's.
+const DOOR_PHOTOS_LINE: &str = "decisions from raw photos equal the host's";
 /// The start of the detector's cost line (`… N instructions to detect, M from photo to embedding …`).
 const DETECT_COST: &str = "detect cost: ";
 /// The line the door end-to-end check logs when it passed.
@@ -117,6 +119,7 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
     let mut mfn_equal = false;
     let mut door_ok = false;
     let mut detect_equal = false;
+    let mut door_photos_equal = false;
     let mut costs = Costs::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -125,6 +128,7 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
         mfn_equal |= line.contains(MFN_LINE);
         door_ok |= line.contains(DOOR_LINE);
         detect_equal |= line.contains(DETECT_LINE);
+        door_photos_equal |= line.contains(DOOR_PHOTOS_LINE);
         costs.detect = costs.detect.or_else(|| parse_detect_cost(&line));
         costs.engine = costs.engine.or_else(|| parse_cost(&line));
         costs.mfn = costs.mfn.or_else(|| parse_mfn_cost(&line));
@@ -161,6 +165,13 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
     if detect_compiled && !detect_equal {
         bail!(
             "the firmware did not report the detector's faces equal to the host's (`{DETECT_LINE}`)"
+        );
+    }
+    let photos = crate::target_dir(root).join("engine-fixture/door_photos.bin");
+    let photos_compiled = std::fs::metadata(&photos).is_ok_and(|m| m.len() > 0);
+    if photos_compiled && !door_photos_equal {
+        bail!(
+            "the firmware did not report its decisions on raw photos equal to the host's (`{DOOR_PHOTOS_LINE}`)"
         );
     }
     println!("QEMU mps2-an500: firmware self-test passed");

@@ -1,7 +1,9 @@
 //! The door's eyes on the board: finds the faces in a raw photo compiled
 //! into flash with the int8 MTCNN (`facegate_core::detect`), aligns the
 //! best one straight from the frame and embeds it, and compares every face, landmark and the
-//! embedding with what the host's run of the same code found, bit for bit.
+//! embedding with what the host's run of the same code found, bit for bit;
+//! then answers the door's question on raw photos of enrolled people and a
+//! stranger ([`run_door_photos`]) and compares each decision with the host's.
 
 use facegate_core::align::FACE_SIDE;
 use facegate_core::detect::{DetectConfig, DetectStats, Detector, Face, Frame, Scratch};
@@ -155,5 +157,158 @@ pub fn run(
         detect_ticks,
         total_ticks: detect_ticks.saturating_add(rest),
         net_ticks,
+    }
+}
+
+/// Threshold, two enrolled templates, then raw probe photos with the
+/// host's decision on each (see facegate-quant's `engine_fixture`).
+static DOOR_PHOTOS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/door_photos.bin"));
+
+/// Outcome of the door's decisions on raw photos.
+#[derive(Debug, defmt::Format, PartialEq, Eq)]
+pub enum DoorPhotos {
+    /// No probe photos were compiled in.
+    NotCompiledIn,
+    /// Every decision (person and best score, to the bit) equals the host's.
+    Equal {
+        /// Photos judged.
+        probes: u32,
+        /// Of them accepted.
+        accepted: u32,
+        /// Timer ticks of the slowest photo → decision.
+        max_ticks: u32,
+    },
+    /// A decision differed, or something failed.
+    Failed,
+}
+
+/// A cursor over the fixture's bytes.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f32(&mut self) -> Option<f32> {
+        self.u32().map(f32::from_bits)
+    }
+}
+
+/// Photo → decision on each probe: detect, take the best face, align it
+/// from the frame, embed, quantise and identify it among the enrolled at
+/// the deployment threshold, as the door does; compares the accepted
+/// person and the best score with the host's.
+pub fn run_door_photos(
+    arena: &mut [i8],
+    scratch: &mut Scratch,
+    elapsed: &mut dyn FnMut(&mut dyn FnMut()) -> u32,
+) -> DoorPhotos {
+    use facegate_core::matcher::{Matcher, MatcherConfig, PersonId};
+    use facegate_core::{Embedding, Template};
+    if DOOR_PHOTOS.is_empty() {
+        return DoorPhotos::NotCompiledIn;
+    }
+    let (Ok(detector), Ok(model)) = (
+        Detector::new(PNET, RNET, ONET, DetectConfig::default()),
+        Model::parse(crate::engine_check::MODEL),
+    ) else {
+        return DoorPhotos::Failed;
+    };
+    let mut r = Reader(DOOR_PHOTOS);
+    let Some(threshold) = r.f32() else {
+        return DoorPhotos::Failed;
+    };
+    let mut enrolled: heapless::Vec<(PersonId, Template<128>), 2> = heapless::Vec::new();
+    for id in 1..=2u32 {
+        let Some(t) = r.f32().and_then(|scale| {
+            let v = r.take(128)?;
+            let values: [i8; 128] = core::array::from_fn(|i| i8::from_le_bytes([v[i]]));
+            Template::from_parts(values, scale).ok()
+        }) else {
+            return DoorPhotos::Failed;
+        };
+        let _ = enrolled.push((PersonId(id), t));
+    }
+    let (Some(n), Ok(matcher)) = (
+        r.u32(),
+        Matcher::new(MatcherConfig {
+            threshold,
+            margin: None,
+        }),
+    ) else {
+        return DoorPhotos::Failed;
+    };
+    let (mut accepted, mut max_ticks) = (0u32, 0u32);
+    for k in 0..n {
+        let (Some(w), Some(h)) = (r.u16(), r.u16()) else {
+            return DoorPhotos::Failed;
+        };
+        let (w, h) = (usize::from(w), usize::from(h));
+        let (Some(rgb), Some(want_id), Some(want_score)) = (r.take(w * h * 3), r.u32(), r.f32())
+        else {
+            return DoorPhotos::Failed;
+        };
+        let Some(frame) = Frame::rgb(rgb, w, h) else {
+            return DoorPhotos::Failed;
+        };
+        let mut decision = None;
+        let ticks = elapsed(&mut || {
+            let mut faces: heapless::Vec<Face, MAX_FACES> = heapless::Vec::new();
+            let mut crop = [0u8; FACE_SIDE * FACE_SIDE * 3];
+            let mut emb = [0.0f32; 128];
+            let found = detector.detect(&frame, arena, scratch, &mut faces).is_ok();
+            let Some(best) = faces.first().filter(|_| found) else {
+                return;
+            };
+            if Detector::align(&frame, best, &mut crop).is_err()
+                || model.embed(&crop, arena, &mut emb).is_err()
+            {
+                return;
+            }
+            let Ok(e) = Embedding::<128>::normalize(emb) else {
+                return;
+            };
+            let probe = Template::quantize(&e);
+            decision = Some(matcher.identify(&probe, enrolled.iter().map(|(id, t)| (*id, t))));
+        });
+        max_ticks = max_ticks.max(ticks);
+        let Some(d) = decision else {
+            defmt::error!("door photo {}: no face or the path failed", k);
+            return DoorPhotos::Failed;
+        };
+        let got_id = d.accepted().map_or(0, |id| id.0);
+        let got_score = d.best_score().unwrap_or(f32::NAN);
+        if got_id != want_id || got_score.to_bits() != want_score.to_bits() {
+            defmt::error!(
+                "door photo {}: person {} score {}, the host said person {} score {}",
+                k,
+                got_id,
+                got_score,
+                want_id,
+                want_score
+            );
+            return DoorPhotos::Failed;
+        }
+        defmt::info!(
+            "door photo {}: {} (best score {})",
+            k,
+            if got_id == 0 { "rejected" } else { "accepted" },
+            got_score
+        );
+        accepted += u32::from(got_id != 0);
+    }
+    DoorPhotos::Equal {
+        probes: n,
+        accepted,
+        max_ticks,
     }
 }

@@ -17,6 +17,15 @@
 //! the photo): the board must find the same faces to the bit and embed the
 //! same face. Empty files without the photos or the detector.
 //!
+//! And the door's question on raw photos (`door_photos.bin`): two people
+//! enrolled from one raw photo each, three raw probe photos (another photo
+//! of an enrolled person the host accepts, one of the other enrolled
+//! person, a stranger) and the decision the host's run of the core path
+//! (detect, align, embed, match at `models/nano.deployment.toml`'s
+//! threshold) made on each. Layout: threshold f32; 2 templates (scale f32,
+//! 128 × i8); probe count u32; per probe width u16, height u16, RGB, the
+//! accepted person's id u32 (0: rejected) and the best score f32.
+//!
 //! Also a MobileFaceNet-size blob and its embedding of the first face: the
 //! board runs it to show that a 203 M-MAC network fits its RAM and to
 //! measure what it costs. That is the shipped `models/mfn.fgm` when present,
@@ -179,6 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mfn_expected: Vec<u8> = mfn_emb.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::create_dir_all(&out)?;
     let photo_source = detect_fixture(&root, lfw.as_deref(), &blob, &out)?;
+    let door_source = door_photos_fixture(&root, lfw.as_deref(), &blob, &out)?;
     std::fs::write(out.join("mfn.fgm"), &mfn_blob)?;
     std::fs::write(out.join("mfn_expected.f32"), &mfn_expected)?;
     std::fs::write(out.join("model.fgm"), &blob)?;
@@ -186,7 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("faces.rgb"), &faces)?;
     std::fs::write(out.join("expected.f32"), &expected)?;
     println!(
-        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source}; {mfn_source}, {} B blob, {} B arena; detector on {photo_source} → {}",
+        "engine fixture: {model_source}, {} B blob, {} B arena, {} faces from {source}; {mfn_source}, {} B blob, {} B arena; detector on {photo_source}; door on {door_source} → {}",
         blob.len(),
         model.arena_len(),
         probes.len(),
@@ -195,6 +205,154 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.display()
     );
     Ok(())
+}
+
+/// The board detector's blobs (`models/detector`); empty where missing.
+fn detector_blobs(root: &std::path::Path) -> Vec<Vec<u8>> {
+    ["pnet", "rnet", "onet"]
+        .iter()
+        .map(|n| std::fs::read(root.join(format!("models/detector/{n}.fgm"))).unwrap_or_default())
+        .collect()
+}
+
+/// `lfw/raw_subset` beside `lfw/aligned_112`, when it exists.
+fn raw_subset(lfw_aligned: Option<&std::path::Path>) -> Option<PathBuf> {
+    lfw_aligned
+        .and_then(|d| d.parent())
+        .map(|lfw| lfw.join("raw_subset"))
+        .filter(|p| p.is_dir())
+}
+
+/// The faces the core detector finds in `frame`, best first.
+fn detect_faces(
+    blobs: &[Vec<u8>],
+    frame: &facegate_core::detect::Frame<'_>,
+) -> Result<heapless::Vec<facegate_core::detect::Face, 8>, Box<dyn std::error::Error>> {
+    use facegate_core::detect::{DetectConfig, Detector, Scratch};
+    let detector = Detector::new(&blobs[0], &blobs[1], &blobs[2], DetectConfig::default())?;
+    let mut arena = vec![0i8; detector.arena_len()];
+    let mut faces = heapless::Vec::new();
+    detector.detect(frame, &mut arena, &mut Box::new(Scratch::new()), &mut faces)?;
+    Ok(faces)
+}
+
+/// A decoded photo (RGB, width, height) and its best face's template.
+type PhotoTemplate = (Vec<u8>, usize, usize, Template<128>);
+
+/// The core path on a raw photo: the best face's int8 template, or `None`
+/// when no face is found.
+fn photo_template(
+    path: &std::path::Path,
+    blobs: &[Vec<u8>],
+    embedder: &[u8],
+) -> Result<Option<PhotoTemplate>, Box<dyn std::error::Error>> {
+    use facegate_core::align::FACE_SIDE;
+    use facegate_core::detect::{Detector, Frame};
+    let img =
+        facegate_eval::faces::read_image(path, facegate_eval::faces::ImageBounds::PHOTO)?.to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let frame = Frame::rgb(img.as_raw(), w, h).ok_or("photo size")?;
+    let faces = detect_faces(blobs, &frame)?;
+    let Some(best) = faces.first() else {
+        return Ok(None);
+    };
+    let mut crop = Box::new([0u8; FACE_SIDE * FACE_SIDE * 3]);
+    Detector::align(&frame, best, &mut crop).map_err(|e| format!("align: {e:?}"))?;
+    let model = Model::parse(embedder)?;
+    let mut emb = vec![0.0f32; model.embedding_dim()];
+    model.embed(&crop[..], &mut vec![0i8; model.arena_len()], &mut emb)?;
+    let t = Template::quantize(&Embedding::<128>::from_slice(&emb)?);
+    Ok(Some((img.into_raw(), w, h, t)))
+}
+
+/// Writes `door_photos.bin` (see the module doc); returns what it holds.
+fn door_photos_fixture(
+    root: &std::path::Path,
+    lfw_aligned: Option<&std::path::Path>,
+    embedder: &[u8],
+    out: &std::path::Path,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use facegate_core::matcher::{Decision, Matcher, MatcherConfig, PersonId};
+    let blobs = detector_blobs(root);
+    let raw = raw_subset(lfw_aligned);
+    let threshold = std::fs::read_to_string(root.join("models/nano.deployment.toml"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("threshold = ")?.trim().parse::<f32>().ok())
+        });
+    let (Some(raw), Some(threshold), false) = (raw, threshold, blobs.iter().any(Vec::is_empty))
+    else {
+        std::fs::write(out.join("door_photos.bin"), [])?;
+        return Ok("nothing (no raw LFW photos, detector or nano deployment)".into());
+    };
+    let matcher = Matcher::new(MatcherConfig {
+        threshold,
+        margin: None,
+    })?;
+    let mut people: Vec<PathBuf> = std::fs::read_dir(&raw)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    people.sort();
+    let photos = |p: &std::path::Path| -> Result<Vec<PathBuf>, std::io::Error> {
+        let mut v: Vec<_> = std::fs::read_dir(p)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        v.sort();
+        Ok(v)
+    };
+    // Person 1: the first whose second photo the host accepts against
+    // their first; person 2 the next; the stranger the one after.
+    let mut enrolled: Vec<(u32, Template<128>)> = Vec::new();
+    let mut probes: Vec<PathBuf> = Vec::new();
+    let mut stranger = None;
+    for person in &people {
+        let ph = photos(person)?;
+        if enrolled.len() == 2 {
+            stranger = ph.first().cloned();
+            break;
+        }
+        let (Some(Some(a)), Some(second)) = (
+            ph.first()
+                .map(|p| photo_template(p, &blobs, embedder))
+                .transpose()?,
+            ph.get(1),
+        ) else {
+            continue;
+        };
+        let Some(b) = photo_template(second, &blobs, embedder)? else {
+            continue;
+        };
+        let accepted = a.3.cosine(&b.3) >= threshold;
+        if enrolled.is_empty() && !accepted {
+            continue;
+        }
+        enrolled.push((u32::try_from(enrolled.len())? + 1, a.3));
+        probes.push(second.clone());
+    }
+    probes.push(stranger.ok_or("no stranger photo")?);
+    let mut bin = threshold.to_le_bytes().to_vec();
+    for (_, t) in &enrolled {
+        bin.extend(t.scale().to_le_bytes());
+        bin.extend(t.values().iter().map(|v| v.to_le_bytes()[0]));
+    }
+    bin.extend(u32::try_from(probes.len())?.to_le_bytes());
+    let mut said = Vec::new();
+    for p in &probes {
+        let (rgb, w, h, t) = photo_template(p, &blobs, embedder)?.ok_or("no face in a probe")?;
+        let d: Decision = matcher.identify(&t, enrolled.iter().map(|(id, t)| (PersonId(*id), t)));
+        bin.extend(u16::try_from(w)?.to_le_bytes());
+        bin.extend(u16::try_from(h)?.to_le_bytes());
+        bin.extend_from_slice(&rgb);
+        bin.extend(d.accepted().map_or(0, |id| id.0).to_le_bytes());
+        bin.extend(d.best_score().unwrap_or(f32::NAN).to_le_bytes());
+        said.push(match d.accepted() {
+            Some(id) => format!("{} → person {}", p.display(), id.0),
+            None => format!("{} → rejected", p.display()),
+        });
+    }
+    std::fs::write(out.join("door_photos.bin"), &bin)?;
+    Ok(said.join(", "))
 }
 
 /// Writes the detector check's files (see the module doc); returns what
@@ -206,16 +364,12 @@ fn detect_fixture(
     out: &std::path::Path,
 ) -> Result<String, Box<dyn std::error::Error>> {
     use facegate_core::align::{FACE_SIDE, align_face};
-    use facegate_core::detect::{DetectConfig, Detector, Face as Found, Frame, Scratch};
+    use facegate_core::detect::Frame;
     let names = ["det_pnet.fgm", "det_rnet.fgm", "det_onet.fgm"];
-    let blobs: Vec<Vec<u8>> = ["pnet", "rnet", "onet"]
-        .iter()
-        .map(|n| std::fs::read(root.join(format!("models/detector/{n}.fgm"))).unwrap_or_default())
-        .collect();
+    let blobs = detector_blobs(root);
     // The first photo of the raw LFW subset (one face, 250 × 250).
-    let photo = lfw_aligned
-        .and_then(|d| d.parent())
-        .map(|lfw| lfw.join("raw_subset/Abdullah_Gul/Abdullah_Gul_0001.jpg"))
+    let photo = raw_subset(lfw_aligned)
+        .map(|raw| raw.join("Abdullah_Gul/Abdullah_Gul_0001.jpg"))
         .filter(|p| p.is_file());
     let (Some(photo), false) = (photo, blobs.iter().any(Vec::is_empty)) else {
         for f in names.iter().chain(&["photo.bin", "photo_expected.bin"]) {
@@ -227,15 +381,7 @@ fn detect_fixture(
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let frame = Frame::rgb(img.as_raw(), w, h).ok_or("photo size")?;
-    let detector = Detector::new(&blobs[0], &blobs[1], &blobs[2], DetectConfig::default())?;
-    let mut arena = vec![0i8; detector.arena_len()];
-    let mut faces: heapless::Vec<Found, 8> = heapless::Vec::new();
-    detector.detect(
-        &frame,
-        &mut arena,
-        &mut Box::new(Scratch::new()),
-        &mut faces,
-    )?;
+    let faces = detect_faces(&blobs, &frame)?;
     let best = faces.first().ok_or("no face in the fixture photo")?;
     let mut crop = Box::new([0u8; FACE_SIDE * FACE_SIDE * 3]);
     align_face(img.as_raw(), w, h, &best.landmarks, &mut crop)

@@ -182,6 +182,29 @@ fn main() -> ! {
         door_app::detect_check::DetectCheck::Failed => report.failed += 1,
     }
 
+    // The door's question on raw photos: each decision equals the host's.
+    match door_app::detect_check::run_door_photos(arena, scratch, &mut elapsed) {
+        door_app::detect_check::DoorPhotos::Equal {
+            probes,
+            accepted,
+            max_ticks,
+        } => {
+            let (instructions, _) = cost(max_ticks, 1);
+            defmt::info!(
+                "door photos: {} decisions from raw photos equal the host's ({} accepted); at most {} instructions from photo to decision ({} ms at 480 MHz)",
+                probes,
+                accepted,
+                instructions,
+                instructions / 480_000
+            );
+            report.passed += 1;
+        }
+        door_app::detect_check::DoorPhotos::NotCompiledIn => {
+            defmt::warn!("door photos: check not compiled in (needs the raw LFW photos)")
+        }
+        door_app::detect_check::DoorPhotos::Failed => report.failed += 1,
+    }
+
     // The door end to end: provisioning into the encrypted flash store, faces through engine and matcher.
     let flash = cortex_m::singleton!(: [u8; door_app::door_check::FLASH_LEN] = [0xFF; door_app::door_check::FLASH_LEN]);
     let arena = cortex_m::singleton!(: [i8; 160 * 1024] = [0; 160 * 1024]);
