@@ -142,6 +142,25 @@ fn main() {
         }
     }
 
+    // A whole detector blob (version 3: max pooling, per-channel output
+    // scales), and a real photo as a frame for the detector target (width
+    // and height 120, RGB888, minimum face 40, then the pixels of an LFW
+    // photo shrunk to 120 × 120: a face the cascade finds).
+    if let Ok(bytes) = std::fs::read(root.join("models/detector/pnet.fgm")) {
+        write(&out.join("model_blob"), "pnet.fgm", &bytes);
+    }
+    let photo = data.join("lfw/raw_subset/Al_Gore/Al_Gore_0001.jpg");
+    if let Ok(img) = facegate_image::read_image(&photo, facegate_image::ImageBounds::PHOTO) {
+        let mut frame = vec![120u8, 120, 0, 28];
+        frame.extend(img.thumbnail_exact(120, 120).to_rgb8().into_raw());
+        write(&out.join("detect_frame"), "photo.bin", &frame);
+    }
+    write(
+        &out.join("detect_frame"),
+        "grey-64.bin",
+        &[64, 64, 2, 0, 128],
+    );
+
     // Real faces and photos.
     for (k, p) in [
         "lfw/aligned_112/Colin_Powell/Colin_Powell_0001.jpg",

@@ -17,12 +17,13 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, run, target_dir};
 
 /// Every fuzz target.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "protocol_frame",
     "template_db",
     "flash_store",
     "model_blob",
     "image_decode",
+    "detect_frame",
 ];
 
 const SANCOV: &str = "--cfg fuzzing -Cdebug-assertions -Coverflow-checks \

@@ -1,0 +1,54 @@
+//! The board's face detector on any camera frame: the shipped detector
+//! blobs (`models/detector`) run on frames of any size up to 255 × 255 in
+//! each pixel format, built from the input's bytes (a short input is
+//! repeated to fill the frame). Detection must return faces or a typed
+//! error, never panic, and keep every face inside its bounded list.
+#![no_main]
+
+use facegate_core::detect::{DetectConfig, Detector, Face, Frame, PixelFormat, Scratch};
+use libfuzzer_sys::fuzz_target;
+
+static PNET: &[u8] = include_bytes!("../../models/detector/pnet.fgm");
+static RNET: &[u8] = include_bytes!("../../models/detector/rnet.fgm");
+static ONET: &[u8] = include_bytes!("../../models/detector/onet.fgm");
+
+fuzz_target!(|data: &[u8]| {
+    let [w, h, f, min_face, pixels @ ..] = data else {
+        return;
+    };
+    let (w, h) = (usize::from(*w).max(1), usize::from(*h).max(1));
+    let format = match f % 3 {
+        0 => PixelFormat::Rgb888,
+        1 => PixelFormat::Rgb565,
+        _ => PixelFormat::Grey8,
+    };
+    let len = w * h * format.bytes();
+    let bytes: Vec<u8> = if pixels.is_empty() {
+        vec![0; len]
+    } else {
+        pixels.iter().copied().cycle().take(len).collect()
+    };
+    let Some(frame) = Frame::new(&bytes, w, h, format) else {
+        return;
+    };
+    let config = DetectConfig {
+        // 12 to 267 pixels: from every pyramid level to none.
+        min_face: 12.0 + f32::from(*min_face),
+        ..DetectConfig::default()
+    };
+    let Ok(detector) = Detector::new(PNET, RNET, ONET, config) else {
+        return;
+    };
+    let mut arena = vec![0i8; detector.arena_len()];
+    let mut scratch = Box::new(Scratch::new());
+    let mut faces: heapless::Vec<Face, 4> = heapless::Vec::new();
+    if detector
+        .detect(&frame, &mut arena, &mut scratch, &mut faces)
+        .is_ok()
+    {
+        for face in &faces {
+            let mut crop = [0u8; 112 * 112 * 3];
+            let _ = Detector::align(&frame, face, &mut crop);
+        }
+    }
+});
