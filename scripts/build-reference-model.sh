@@ -4,11 +4,13 @@
 #   scripts/build-reference-model.sh [nano|mfn] [RUN_DIR] [RECIPE]
 #
 # Trains (or resumes) RECIPE in RUN_DIR (defaults: nano from
-# models/recipes/nano-distilled-relational-only.toml in runs/nano-relational-only, mfn from
+# models/recipes/nano-patient-views.toml in runs/nano-patient, 90 epochs, mfn from
 # models/recipes/mfn-distilled.toml in runs/mfn-distilled; on 2 cores an
-# epoch takes about 1.3 minutes for nano, 7 for mfn), building the teacher's
+# epoch takes about 1.45 minutes for nano, 7 for mfn), building the teacher's
 # embeddings first when the recipe distils
-# (scripts/build-teacher-embeddings.sh, about 10 minutes), then: float ONNX,
+# (scripts/build-teacher-embeddings.sh, about 10 minutes) and its embeddings
+# of door-like views when the recipe shows them (scripts/build-teacher-views.sh,
+# about 20 minutes), then: float ONNX,
 # int8 quantization calibrated on 200 CelebA faces (never LFW; the preset's
 # range rule below) within the
 # preset's RAM budget (DESIGN: 160 KiB nano, 512 KiB mfn) → .fgm blob and
@@ -26,7 +28,7 @@ case "$name" in
   # Activation ranges: min–max keeps nano at its float accuracy; mfn's
   # deeper net has outliers that min–max spends its 256 levels on, and the
   # 99.99th percentile gained it 1 point of LFW (docs/quantization.md).
-  nano) arena=163840 calibration=minmax recipe=models/recipes/nano-distilled-relational-only.toml run=runs/nano-relational-only ;;
+  nano) arena=163840 calibration=minmax recipe=models/recipes/nano-patient-views.toml run=runs/nano-patient ;;
   mfn) arena=524288 calibration=percentile recipe=models/recipes/mfn-distilled.toml run=runs/mfn-distilled ;;
   *) echo "usage: $0 [nano|mfn] [RUN_DIR] [RECIPE]" >&2; exit 2 ;;
 esac
@@ -38,9 +40,14 @@ if [[ -f "$run/embedder.onnx" ]]; then
 elif [[ -f "$run/checkpoint/state.json" ]]; then
   fg train --out "$run" --resume
 else
-  teacher="$(sed -n 's/^teacher = "\(.*\)"$/\1/p' "$recipe")"
+  # The first `teacher =` is [distill]'s; one under [distill.views] is the views'.
+  teacher="$(sed -n 's/^teacher = "\(.*\)"$/\1/p' "$recipe" | head -n 1)"
+  views_teacher="$(sed -n '/^\[distill.views\]/,/^\[/ s/^teacher = "\(.*\)"$/\1/p' "$recipe")"
   if [[ -n "$teacher" && ! -f "$teacher" ]]; then
     scripts/build-teacher-embeddings.sh "$teacher"
+  fi
+  if [[ -n "$views_teacher" && ! -f "$views_teacher" ]]; then
+    scripts/build-teacher-views.sh 4
   fi
   fg train --config "$recipe" --out "$run"
 fi
