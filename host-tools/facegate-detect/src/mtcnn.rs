@@ -293,7 +293,11 @@ impl Mtcnn {
         let mut min_layer = w.min(h) * m;
         let mut scale = m;
         let mut all: Vec<Candidate> = Vec::new();
-        while min_layer >= 12.0 {
+        // As many levels as the board's detector searches at most.
+        for _ in 0..facegate_core::detect::MAX_LEVELS {
+            if min_layer < 12.0 {
+                break;
+            }
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let (ws, hs) = ((w * scale).ceil() as u32, (h * scale).ceil() as u32);
             let level = image::imageops::resize(img, ws, hs, FilterType::Triangle);

@@ -396,3 +396,31 @@ fn the_shipped_detector_finds_the_face_in_grey_and_rgb565_frames() {
         assert!(iou > 0.8, "{name}: IoU {iou} with the colour frame's face");
     }
 }
+
+#[test]
+fn a_pyramid_ratio_of_one_still_ends() {
+    use facegate_core::detect::{DetectConfig, Detector, Face, Frame, MAX_LEVELS, Scratch};
+    let blob = |n: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../models/detector/{n}.fgm")),
+        )
+        .unwrap()
+    };
+    let (p, r, o) = (blob("pnet"), blob("rnet"), blob("onet"));
+    let config = DetectConfig {
+        scale_factor: 1.0,
+        ..DetectConfig::default()
+    };
+    let det = Detector::new(&p, &r, &o, config).unwrap();
+    let px = vec![90u8; 64 * 64 * 3];
+    let mut faces: heapless::Vec<Face, 4> = heapless::Vec::new();
+    let stats = det
+        .detect(
+            &Frame::rgb(&px, 64, 64).unwrap(),
+            &mut vec![0i8; det.arena_len()],
+            &mut Box::new(Scratch::new()),
+            &mut faces,
+        )
+        .unwrap();
+    assert_eq!(stats.levels, MAX_LEVELS);
+}

@@ -24,6 +24,10 @@ pub use resample::{Frame, MAX_FRAME_SIDE, PixelFormat, Window, resample};
 
 /// Candidates a stage keeps (per pyramid level, after P-Net, after R-Net).
 pub const MAX_CANDIDATES: usize = 256;
+/// Most pyramid levels searched: a 1280-pixel frame from 12-pixel faces
+/// at the usual ratio 0.709 needs 14; the bound keeps a ratio near 1 (a
+/// misconfiguration) from searching without end.
+pub const MAX_LEVELS: u16 = 32;
 /// Largest net input side (O-Net's 48 and a P-Net tile of up to 96).
 pub const MAX_INPUT_SIDE: usize = 96;
 /// R-Net's input side.
@@ -283,7 +287,7 @@ impl<'m> Detector<'m> {
         let mut scale = m;
         s.all.clear();
         let tile_len = self.tile * self.tile * 3;
-        while min_layer >= 12.0 {
+        while min_layer >= 12.0 && stats.levels < MAX_LEVELS {
             let (ws, hs) = (
                 libm::ceilf(w * scale) as usize,
                 libm::ceilf(h * scale) as usize,
