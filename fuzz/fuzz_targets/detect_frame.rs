@@ -6,6 +6,8 @@
 #![no_main]
 
 use facegate_core::detect::{DetectConfig, Detector, Face, Frame, PixelFormat, Scratch};
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
 
 static PNET: &[u8] = include_bytes!("../../models/detector/pnet.fgm");
@@ -31,14 +33,15 @@ fuzz_target!(|data: &[u8]| {
     let Some(frame) = Frame::new(&bytes, w, h, format) else {
         return;
     };
-    let config = DetectConfig {
-        // 12 to 267 pixels: from every pyramid level to none.
-        min_face: 12.0 + f32::from(*min_face),
-        ..DetectConfig::default()
-    };
-    let Ok(detector) = Detector::new(PNET, RNET, ONET, config) else {
+    // The blobs are parsed (and their 517 KB CRC-checked) once, not per input.
+    static DETECTOR: OnceLock<Option<Detector<'static>>> = OnceLock::new();
+    let Some(mut detector) =
+        *DETECTOR.get_or_init(|| Detector::new(PNET, RNET, ONET, DetectConfig::default()).ok())
+    else {
         return;
     };
+    // 12 to 267 pixels: from every pyramid level to none.
+    detector.config.min_face = 12.0 + f32::from(*min_face);
     let mut arena = vec![0i8; detector.arena_len()];
     let mut scratch = Box::new(Scratch::new());
     let mut faces: heapless::Vec<Face, 4> = heapless::Vec::new();
