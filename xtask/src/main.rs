@@ -441,7 +441,10 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
         let lfw = data_dir(root).join("lfw/raw_subset");
         for (who, n) in [(DEMO_PERSON, DEMO_PROBE), (DEMO_STRANGER, 1)] {
             let p = lfw.join(who).join(format!("{who}_{n:04}.jpg"));
-            println!("door demo: the board checks {}", p.display());
+            println!(
+                "door demo: the board checks the face the host found in {}",
+                p.display()
+            );
             let s = facegate(&[
                 os("board"),
                 os("verify"),
@@ -455,6 +458,25 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
             ])?;
             if !matches!(s.code(), Some(0 | 3)) {
                 bail!("facegate board verify failed ({s})");
+            }
+            // The door seeing for itself: the whole photo as an RGB565
+            // camera frame; detection, alignment and embedding on the board.
+            println!(
+                "door demo: the board sees {} as a camera frame",
+                p.display()
+            );
+            let s = facegate(&[
+                os("board"),
+                os("verify"),
+                os("--port"),
+                os(&port),
+                os("--key"),
+                key.as_os_str(),
+                os("--frame"),
+                p.as_os_str(),
+            ])?;
+            if !matches!(s.code(), Some(0 | 3)) {
+                bail!("facegate board verify --frame failed ({s})");
             }
         }
         ok(facegate(&[

@@ -28,6 +28,12 @@ impl<C: Clock + ?Sized> Clock for &C {
 pub trait Embedder {
     /// Embeds `face` (112×112 RGB) into `out`.
     fn embed(&mut self, face: &[u8], out: &mut [f32]) -> Result<(), EngineError>;
+    /// Working memory the face detector may borrow between embeddings (the
+    /// engine's arena: detection and embedding never run at once), or
+    /// `None` when this embedder has none to lend.
+    fn lend_arena(&mut self) -> Option<&mut [i8]> {
+        None
+    }
 }
 
 /// facegate's int8 engine with its arena.
@@ -42,6 +48,9 @@ pub struct EngineEmbedder<'m, 'a> {
 impl Embedder for EngineEmbedder<'_, '_> {
     fn embed(&mut self, face: &[u8], out: &mut [f32]) -> Result<(), EngineError> {
         self.model.embed(face, self.arena, out)
+    }
+    fn lend_arena(&mut self) -> Option<&mut [i8]> {
+        Some(self.arena)
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod align;
 pub mod audit;
+pub mod camera;
 pub mod db;
 pub mod detect;
 pub mod door;

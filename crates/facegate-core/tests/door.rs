@@ -5,15 +5,17 @@ use std::convert::Infallible;
 
 use ed25519_dalek::{Signer, SigningKey};
 use facegate_core::ModelHash;
-use facegate_core::door::{AuditEvent, AuditLog, Clock, Door, Embedder, Outcome};
-use facegate_core::engine::EngineError;
-use facegate_core::face_service::{AuditHistory, FaceService};
+use facegate_core::camera::Camera;
+use facegate_core::detect::{DetectConfig, Detector, Scratch};
+use facegate_core::door::{AuditEvent, AuditLog, Clock, Door, Embedder, EngineEmbedder, Outcome};
+use facegate_core::engine::{EngineError, Model};
+use facegate_core::face_service::{AuditHistory, Eye, FaceService, LookError};
 use facegate_core::lockout::LockoutPolicy;
 use facegate_core::protocol::device::{BoardInfo, DoorStore, RamStore, StoredPerson, handle_with};
 use facegate_core::protocol::frame::{decode, encode};
 use facegate_core::protocol::{
-    AUDIT_PAGE, AuditEntry, Command, DecisionKind, ErrorCode, FACE_BYTES, FACE_CHUNK, Request,
-    Response, signing_message,
+    AUDIT_PAGE, AuditEntry, Command, DecisionKind, ErrorCode, FACE_BYTES, FACE_CHUNK, FRAME_CHUNK,
+    FrameFormat, FrameSpec, Request, Response, signing_message,
 };
 use facegate_core::{Embedding, PersonId, Template};
 use sha2::{Digest, Sha256};
@@ -574,4 +576,197 @@ fn faces_over_the_link_go_through_the_same_door() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, DecisionKind::LockedOut);
     assert!(events[0].wait_ms > 0);
+}
+
+/// The shipped detector and `nano` blobs (an eye needs real nets).
+static PNET: &[u8] = include_bytes!("../../../models/detector/pnet.fgm");
+static RNET: &[u8] = include_bytes!("../../../models/detector/rnet.fgm");
+static ONET: &[u8] = include_bytes!("../../../models/detector/onet.fgm");
+static NANO: &[u8] = include_bytes!("../../../models/nano.fgm");
+
+/// A camera that hands out `frame` of `spec`, counting captures.
+struct StillCamera<'a> {
+    spec: FrameSpec,
+    frame: &'a [u8],
+    captures: usize,
+}
+
+impl Camera for StillCamera<'_> {
+    type Error = &'static str;
+    fn capture(&mut self, buf: &mut [u8]) -> Result<FrameSpec, Self::Error> {
+        self.captures += 1;
+        let dst = buf.get_mut(..self.frame.len()).ok_or("frame too large")?;
+        dst.copy_from_slice(self.frame);
+        Ok(self.spec)
+    }
+}
+
+/// Stages `frame` chunk by chunk; returns the last answer.
+fn stage_frame<S: DoorStore, D: facegate_core::protocol::device::Diagnostics<S>>(
+    store: &mut S,
+    diag: &mut D,
+    frame: &[u8],
+) -> Response<'static> {
+    let mut last = Response::Error(ErrorCode::Invalid);
+    for (k, bytes) in frame.chunks(FRAME_CHUNK).enumerate() {
+        let offset = u32::try_from(k * FRAME_CHUNK).unwrap();
+        last = ask(store, diag, &Request::FrameChunk { offset, bytes });
+    }
+    last
+}
+
+/// Signed `VerifyFrame` of `spec` naming `frame`'s digest.
+fn verify_frame(
+    store: &mut RamStore<8>,
+    diag: &mut impl facegate_core::protocol::device::Diagnostics<RamStore<8>>,
+    key: &SigningKey,
+    spec: FrameSpec,
+    frame: &[u8],
+) -> Response<'static> {
+    let nonce = store.nonce;
+    let frame_sha256: [u8; 32] = Sha256::digest(frame).into();
+    let (command, signature) = sign(key, nonce, &Command::VerifyFrame { spec, frame_sha256 });
+    ask(
+        store,
+        diag,
+        &Request::Signed {
+            nonce,
+            command: &command,
+            signature: &signature,
+        },
+    )
+}
+
+#[test]
+fn frames_over_the_link_are_checked_before_anything_is_judged() {
+    let mut s = store();
+    s.site_key = Some(site().verifying_key().to_bytes());
+    let key = site();
+    let clock = FakeClock(Cell::new(5_000));
+    let model = Model::parse(NANO).unwrap();
+    let detector = Detector::new(PNET, RNET, ONET, DetectConfig::default()).unwrap();
+    let mut arena = vec![0i8; detector.arena_len().max(model.arena_len())];
+    let mut scratch = Box::new(Scratch::new());
+    let mut buffer = vec![0u8; 8000];
+    let mut face = Box::new([0u8; FACE_BYTES]);
+
+    // Without an eye, frames are not offered.
+    {
+        let door = Door::new(FakeLock::default(), LockoutPolicy::default(), None);
+        let mut blind = FaceService::new(door, FakeEmbedder, Log::default(), &clock, &mut face);
+        assert_eq!(
+            stage_frame(&mut s, &mut blind, &[0; 10]),
+            Response::Error(ErrorCode::Unsupported)
+        );
+    }
+
+    let door = Door::new(FakeLock::default(), LockoutPolicy::default(), None);
+    let embedder = EngineEmbedder {
+        model,
+        arena: &mut arena,
+    };
+    let mut svc = FaceService::new(door, embedder, Log::default(), &clock, &mut face)
+        .with_eye(Eye::new(detector, &mut scratch, &mut buffer));
+    // A plain grey wall: a whole frame, but no face in it.
+    let spec = FrameSpec {
+        width: 80,
+        height: 60,
+        format: FrameFormat::Grey8,
+    };
+    let wall: Vec<u8> = (0..spec.bytes()).map(|i| (i % 7 * 3 + 100) as u8).collect();
+    assert_eq!(
+        stage_frame(&mut s, &mut svc, &wall),
+        Response::Staged {
+            received: spec.bytes() as u32
+        }
+    );
+    // Another frame than the staged one, another size, a size of nothing,
+    // or a caller without the site key: refused, no nonce spent.
+    let mut other = wall.clone();
+    other[17] ^= 1;
+    assert_eq!(
+        verify_frame(&mut s, &mut svc, &key, spec, &other),
+        Response::Error(ErrorCode::FaceMismatch)
+    );
+    let narrower = FrameSpec { width: 79, ..spec };
+    assert_eq!(
+        verify_frame(&mut s, &mut svc, &key, narrower, &wall[..narrower.bytes()]),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
+    let empty = FrameSpec { width: 0, ..spec };
+    assert_eq!(
+        verify_frame(&mut s, &mut svc, &key, empty, &[]),
+        Response::Error(ErrorCode::Invalid)
+    );
+    assert_eq!(
+        verify_frame(
+            &mut s,
+            &mut svc,
+            &SigningKey::from_bytes(&[1; 32]),
+            spec,
+            &wall
+        ),
+        Response::Error(ErrorCode::BadSignature)
+    );
+    assert_eq!(s.nonce, 0);
+    // The right frame: judged, no face found, nothing logged.
+    assert_eq!(
+        verify_frame(&mut s, &mut svc, &key, spec, &wall),
+        Response::Error(ErrorCode::NoFace)
+    );
+    assert_eq!(s.nonce, 1, "the command was carried out");
+    assert!(svc.audit_mut().0.is_empty(), "no face, no audit event");
+    // A frame is judged once.
+    assert_eq!(
+        verify_frame(&mut s, &mut svc, &key, spec, &wall),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
+    // Chunks out of order, too large or past the buffer are refused.
+    let zeros = [0u8; FRAME_CHUNK + 1];
+    for (offset, len, answer) in [
+        (8, 8, ErrorCode::FaceIncomplete),
+        (0, FRAME_CHUNK + 1, ErrorCode::Invalid),
+    ] {
+        let req = Request::FrameChunk {
+            offset,
+            bytes: &zeros[..len],
+        };
+        assert_eq!(ask(&mut s, &mut svc, &req), Response::Error(answer));
+    }
+    stage_frame(&mut s, &mut svc, &[0u8; 8000 - 4]);
+    let past_the_end = Request::FrameChunk {
+        offset: 8000 - 4,
+        bytes: &zeros[..8],
+    };
+    assert_eq!(
+        ask(&mut s, &mut svc, &past_the_end),
+        Response::Error(ErrorCode::FaceIncomplete)
+    );
+
+    // The camera path: a frame without a face judges nothing; a camera
+    // whose frame does not fit, or that fails, is an error, not a panic.
+    let mut camera = StillCamera {
+        spec,
+        frame: &wall,
+        captures: 0,
+    };
+    assert_eq!(svc.look(&mut camera, &mut s), Ok(None));
+    assert_eq!(camera.captures, 1);
+    let mut liar = StillCamera {
+        spec: FrameSpec { width: 800, ..spec },
+        frame: &wall,
+        captures: 0,
+    };
+    assert_eq!(svc.look(&mut liar, &mut s), Err(LookError::BadFrame));
+    let big = vec![0u8; 9000];
+    let mut too_big = StillCamera {
+        spec,
+        frame: &big,
+        captures: 0,
+    };
+    assert_eq!(
+        svc.look(&mut too_big, &mut s),
+        Err(LookError::Camera("frame too large"))
+    );
+    assert!(svc.audit_mut().0.is_empty());
 }

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod detect_check;
 pub mod door_check;
 pub mod engine_check;
+pub mod eye;
 pub mod nb_link;
 pub mod server;
 

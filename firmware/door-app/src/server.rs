@@ -8,14 +8,15 @@ use facegate_core::protocol::MAX_FRAME;
 use facegate_core::protocol::device::{BoardInfo, Diagnostics, DoorStore, answer_byte};
 use facegate_core::protocol::frame::FrameReader;
 
-/// Serves requests on `link` forever; `idle` runs whenever no byte is waiting.
-/// Returns only when the link fails.
+/// Serves requests on `link` forever; `idle` runs whenever no byte is
+/// waiting, with the store and the face pipeline (a board with a camera
+/// looks through it there). Returns only when the link fails.
 pub fn serve<L, S, D>(
     link: &mut L,
     board: &BoardInfo<'_>,
     store: &mut S,
     diagnostics: &mut D,
-    mut idle: impl FnMut(&mut D),
+    mut idle: impl FnMut(&mut S, &mut D),
 ) -> Result<core::convert::Infallible, L::Error>
 where
     L: Read + ReadReady + Write,
@@ -27,7 +28,7 @@ where
     let mut bytes = [0u8; 64];
     loop {
         if !link.read_ready()? {
-            idle(diagnostics);
+            idle(store, diagnostics);
             continue;
         }
         let n = link.read(&mut bytes)?;

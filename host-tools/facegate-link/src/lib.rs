@@ -16,8 +16,8 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use facegate_core::Template;
 use facegate_core::protocol::frame::{self, FrameError};
 use facegate_core::protocol::{
-    AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, FACE_BYTES, FACE_CHUNK, MAX_FRAME, PersonEntry,
-    Request, Response, claim_message, signing_message,
+    AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, FACE_BYTES, FACE_CHUNK, FRAME_CHUNK, FrameSpec,
+    MAX_FRAME, PersonEntry, Request, Response, claim_message, signing_message,
 };
 use sha2::{Digest, Sha256};
 
@@ -60,6 +60,8 @@ fn refusal_hint(code: ErrorCode) -> &'static str {
             ": its stored state failed its checks (forged, damaged or rolled-back flash), so it \
              opens for no one and takes no command; erase its flash, then claim and provision it again"
         }
+        ErrorCode::NoFace => ": it found no face in the frame (nothing was decided or logged)",
+        ErrorCode::Unsupported => ": this board's firmware does not offer it",
         _ => "",
     }
 }
@@ -404,6 +406,42 @@ impl Board {
         }
         let face_sha256: [u8; 32] = Sha256::digest(face).into();
         match self.signed_exchange(key, &Command::VerifyFace { face_sha256 })? {
+            Reply::Decision { entry, .. } => Ok(entry),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Presents a whole camera frame to the door: the board finds the
+    /// faces, aligns the best one and decides as for a frame of its own
+    /// camera. Signed and bound to the frame's SHA-256 like
+    /// [`Board::verify_face`]; a frame without a face is refused with
+    /// [`ErrorCode::NoFace`], a frame larger than the board's buffer with
+    /// [`ErrorCode::FaceIncomplete`] while staging.
+    pub fn verify_frame(
+        &mut self,
+        key: &SigningKey,
+        spec: FrameSpec,
+        pixels: &[u8],
+    ) -> Result<AuditEntry, LinkError> {
+        if pixels.len() != spec.bytes() {
+            return Err(LinkError::Unexpected(format!(
+                "a {}×{} {:?} frame is {} bytes, not {}",
+                spec.width,
+                spec.height,
+                spec.format,
+                spec.bytes(),
+                pixels.len()
+            )));
+        }
+        for (k, bytes) in pixels.chunks(FRAME_CHUNK).enumerate() {
+            let offset = u32::try_from(k * FRAME_CHUNK).map_err(|_| LinkError::TooLarge)?;
+            match self.ask(&Request::FrameChunk { offset, bytes })? {
+                Reply::Staged { .. } => {}
+                other => return Err(unexpected(&other)),
+            }
+        }
+        let frame_sha256: [u8; 32] = Sha256::digest(pixels).into();
+        match self.signed_exchange(key, &Command::VerifyFrame { spec, frame_sha256 })? {
             Reply::Decision { entry, .. } => Ok(entry),
             other => Err(unexpected(&other)),
         }

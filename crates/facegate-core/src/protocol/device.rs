@@ -4,8 +4,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::frame::{self, Frame, FrameError, FrameReader};
 use super::{
-    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, MAX_FRAME, MAX_MESSAGE, PersonEntry,
-    Request, Response, person_digest, signing_message,
+    AUDIT_PAGE, AuditEntry, Command, DEVICE_ID_LEN, ErrorCode, FrameSpec, MAX_FRAME, MAX_MESSAGE,
+    PersonEntry, Request, Response, person_digest, signing_message,
 };
 use crate::db::{MAX_TEMPLATES, PersonRecord};
 use crate::matcher::PersonId;
@@ -100,6 +100,26 @@ pub trait Diagnostics<S: DoorStore> {
         start: u16,
         out: &mut heapless::Vec<AuditEntry, AUDIT_PAGE>,
     ) -> Result<bool, ErrorCode>;
+    /// Stages `bytes` at `offset` of a camera frame for
+    /// [`Diagnostics::verify_frame`]; returns the contiguous bytes staged so
+    /// far. A board without a detector answers `Unsupported`.
+    fn frame_chunk(&mut self, _offset: u32, _bytes: &[u8]) -> Result<u32, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+    /// Whether a whole frame of `spec` is staged and its SHA-256 is
+    /// `frame_sha256`; changes nothing.
+    fn check_staged_frame(
+        &self,
+        _spec: &FrameSpec,
+        _frame_sha256: &[u8; 32],
+    ) -> Result<(), ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
+    /// Finds the face in the staged frame of `spec` (checked by
+    /// [`Diagnostics::check_staged_frame`]) and presents it to the door.
+    fn verify_frame(&mut self, _store: &mut S, _spec: &FrameSpec) -> Result<AuditEntry, ErrorCode> {
+        Err(ErrorCode::Unsupported)
+    }
 }
 
 /// A board without a face pipeline or audit log: diagnostics are `Unsupported`.
@@ -189,6 +209,10 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
             Ok(received) => Response::Staged { received },
             Err(code) => Response::Error(code),
         },
+        Request::FrameChunk { offset, bytes } => match diagnostics.frame_chunk(offset, bytes) {
+            Ok(received) => Response::Staged { received },
+            Err(code) => Response::Error(code),
+        },
         Request::Info => Response::Info {
             firmware: board.firmware,
             model_hash: board.model_hash.0,
@@ -262,6 +286,7 @@ fn respond<'b, S: DoorStore, D: Diagnostics<S>>(
 enum Checked {
     Act(Action),
     VerifyFace,
+    VerifyFrame(FrameSpec),
     ReadPeople(u16),
     /// An audit page, read before the nonce is spent (a board without a
     /// log refuses and spends nothing).
@@ -278,6 +303,9 @@ fn check<S: DoorStore, D: Diagnostics<S>>(
         Command::VerifyFace { face_sha256 } => diagnostics
             .check_staged(&face_sha256)
             .map(|()| Checked::VerifyFace),
+        Command::VerifyFrame { spec, frame_sha256 } => diagnostics
+            .check_staged_frame(&spec, &frame_sha256)
+            .map(|()| Checked::VerifyFrame(spec)),
         Command::ReadPeople { start } => Ok(Checked::ReadPeople(start)),
         Command::ReadAudit { start } => {
             let mut events = heapless::Vec::new();
@@ -301,6 +329,10 @@ fn carry_out<'b, S: DoorStore, D: Diagnostics<S>>(
             Err(StoreError) => Response::Error(ErrorCode::Storage),
         },
         Checked::VerifyFace => match diagnostics.verify_face(store) {
+            Ok(entry) => Response::Decision { entry, nonce: next },
+            Err(code) => Response::Error(code),
+        },
+        Checked::VerifyFrame(spec) => match diagnostics.verify_frame(store, &spec) {
             Ok(entry) => Response::Decision { entry, nonce: next },
             Err(code) => Response::Error(code),
         },
@@ -401,9 +433,10 @@ fn prepare<S: DoorStore>(store: &S, cmd: Command<'_>) -> Result<Action, ErrorCod
         Command::Unclaim => Ok(Action::Unclaim),
         // Handled with the face pipeline before `prepare`.
         // Checked in `check`, never passed here: not an action on the store.
-        Command::VerifyFace { .. } | Command::ReadPeople { .. } | Command::ReadAudit { .. } => {
-            Err(ErrorCode::Unsupported)
-        }
+        Command::VerifyFace { .. }
+        | Command::VerifyFrame { .. }
+        | Command::ReadPeople { .. }
+        | Command::ReadAudit { .. } => Err(ErrorCode::Unsupported),
     }
 }
 

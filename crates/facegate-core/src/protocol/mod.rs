@@ -79,6 +79,8 @@ pub const fn key_from_hex(hex: &str) -> Option<[u8; 32]> {
 pub const FACE_BYTES: usize = 112 * 112 * 3;
 /// Largest slice of a face one `FaceChunk` carries.
 pub const FACE_CHUNK: usize = 1024;
+/// Largest slice of a camera frame one `FrameChunk` carries.
+pub const FRAME_CHUNK: usize = 1024;
 /// Audit events per `Audit` response.
 pub const AUDIT_PAGE: usize = 8;
 
@@ -115,6 +117,59 @@ pub enum Request<'a> {
         /// At most [`FACE_CHUNK`] bytes.
         bytes: &'a [u8],
     },
+    /// Part of a whole camera frame for the signed [`Command::VerifyFrame`]
+    /// (the board finds, aligns and judges the face itself). On boards
+    /// whose camera is the link (QEMU), this is how frames arrive. Staging
+    /// alone decides nothing.
+    FrameChunk {
+        /// Byte offset of `bytes` in the frame.
+        offset: u32,
+        /// At most [`FRAME_CHUNK`] bytes.
+        bytes: &'a [u8],
+    },
+}
+
+/// How a staged frame's pixels are laid out (row-major, no padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FrameFormat {
+    /// 3 bytes a pixel: R, G, B.
+    Rgb888,
+    /// 2 bytes a pixel, little-endian 5-6-5 (what DCMI cameras give).
+    Rgb565,
+    /// 1 byte a pixel: luma.
+    Grey8,
+}
+
+impl From<FrameFormat> for crate::detect::PixelFormat {
+    fn from(f: FrameFormat) -> Self {
+        match f {
+            FrameFormat::Rgb888 => Self::Rgb888,
+            FrameFormat::Rgb565 => Self::Rgb565,
+            FrameFormat::Grey8 => Self::Grey8,
+        }
+    }
+}
+
+/// Size and layout of a staged frame, as [`Command::VerifyFrame`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FrameSpec {
+    /// Pixels across.
+    pub width: u16,
+    /// Pixels down.
+    pub height: u16,
+    /// Pixel layout.
+    pub format: FrameFormat,
+}
+
+impl FrameSpec {
+    /// Bytes of a frame of this size and layout.
+    pub fn bytes(&self) -> usize {
+        usize::from(self.width)
+            * usize::from(self.height)
+            * crate::detect::PixelFormat::from(self.format).bytes()
+    }
 }
 
 /// What a signed request asks for.
@@ -168,6 +223,17 @@ pub enum Command<'a> {
     ReadAudit {
         /// First index.
         start: u16,
+    },
+    /// Present the staged camera frame to the door: the board detects the
+    /// faces, aligns the best one and judges it exactly as a frame from its
+    /// own camera (decision, lock pulse, audit event, lockout); a frame
+    /// without a face is refused ([`ErrorCode::NoFace`]) and logs nothing.
+    /// Signed and bound to the frame like [`Command::VerifyFace`].
+    VerifyFrame {
+        /// Size and layout of the staged frame.
+        spec: FrameSpec,
+        /// SHA-256 of the staged bytes.
+        frame_sha256: [u8; 32],
     },
 }
 
@@ -351,14 +417,18 @@ pub enum ErrorCode {
     Storage,
     /// This board does not offer the request (no face pipeline, no audit log).
     Unsupported,
-    /// `VerifyFace` before a whole face was staged, or a chunk out of order.
+    /// `VerifyFace` (`VerifyFrame`) before a whole face (frame of the size
+    /// named) was staged, or a chunk out of order or past the board's buffer.
     FaceIncomplete,
-    /// `VerifyFace` names another face than the one staged.
+    /// `VerifyFace` (`VerifyFrame`) names another face (frame) than the one staged.
     FaceMismatch,
     /// The board's stored state failed its checks (forged, damaged or
     /// rolled back): it opens for no one and takes no command until its
     /// flash is erased and it is claimed again.
     Tampered,
+    /// `VerifyFrame`: the door found no face in the frame (nothing decided,
+    /// nothing logged).
+    NoFace,
 }
 
 /// The bytes a site key signs for `command` at `nonce` on `device_id`.

@@ -5,8 +5,13 @@
 //! - provisioning link and face diagnostics: USART3 (PD8 TX, PD9 RX; the
 //!   ST-LINK virtual COM port on Nucleo-144 boards), 115200 8N1;
 //! - store and audit log: a SPI NOR chip (W25Q128-class, 16 MiB) on SPI1
-//!   (PA5 SCK, PB5 MOSI, PA6 MISO, PD14 CS), two partitions — the H7's
+//!   (PA5 SCK, PB5 MOSI, PB4 MISO, PD14 CS), two partitions — the H7's
 //!   internal flash has ECC words that cannot be programmed twice;
+//! - camera: a QVGA RGB565 sensor on the DCMI's 8-bit bus (D0–D7 PC6, PC7,
+//!   PC8, PC9, PC11, PD3, PE5, PE6; HSYNC PA4, VSYNC PG9, PIXCLK PA6),
+//!   frames by DMA into AXI SRAM ([`dcmi_camera`]; built, not tested on
+//!   hardware); the door looks whenever the link is idle: int8 MTCNN,
+//!   alignment, `nano`, matcher, relay;
 //! - lock relay: PB0 (LD1 on the Nucleo) driving the relay's transistor;
 //! - device key: 32 bytes provisioned at manufacturing into the last
 //!   internal flash sector (0x081E0000, outside the image; protect it with
@@ -20,6 +25,8 @@
 
 use core::cell::RefCell;
 
+mod dcmi_camera;
+
 use cortex_m_rt::entry;
 use defmt_rtt as _;
 use door_app::clock::SysTickClock;
@@ -32,9 +39,10 @@ use embassy_stm32::time::Hertz;
 use embassy_stm32::usart::{self, Uart};
 use embedded_hal_bus::spi::ExclusiveDevice;
 use facegate_core::audit::FlashAuditLog;
+use facegate_core::detect::Scratch;
 use facegate_core::door::{Door, EngineEmbedder};
 use facegate_core::engine::Model;
-use facegate_core::face_service::FaceService;
+use facegate_core::face_service::{Eye, FaceService};
 use facegate_core::flash_store::{DeviceKey, FlashStore};
 use facegate_core::lockout::LockoutPolicy;
 use facegate_core::protocol::FACE_BYTES;
@@ -53,8 +61,16 @@ const STORE: core::ops::Range<u32> = 0..64 * 4096;
 const AUDIT: core::ops::Range<u32> = 64 * 4096..128 * 4096;
 /// Where the manufacturing step writes the 32-byte device key.
 const KEY_ADDRESS: usize = 0x081E_0000;
-/// The engine's arena (the shipped nano model needs less), in AXI SRAM.
+/// The engine's arena (the shipped nano model and the detector need
+/// less; lent to the detector between embeddings), in AXI SRAM.
 const ARENA: usize = 160 * 1024;
+/// The camera's frame buffer: QVGA RGB565, in AXI SRAM (the DMA cannot
+/// reach DTCM).
+const FRAME: usize = 320 * 240 * 2;
+
+/// The frame buffer, word-aligned for the DMA's word transfers.
+#[repr(C, align(4))]
+struct FrameBuffer([u8; FRAME]);
 
 /// The device key from its internal flash sector.
 struct SectorKey([u8; 32]);
@@ -113,7 +129,8 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
 
     let mut spi_config = spi::Config::default();
     spi_config.frequency = Hertz(8_000_000);
-    let spi = Spi::new_blocking(p.SPI1, p.PA5, p.PB5, p.PA6, spi_config);
+    // MISO on PB4: PA6 is the DCMI's only PIXCLK pin.
+    let spi = Spi::new_blocking(p.SPI1, p.PA5, p.PB5, p.PB4, spi_config);
     let cs = Output::new(p.PD14, Level::High, Speed::VeryHigh);
     let device = ExclusiveDevice::new_no_delay(spi, cs).map_err(|_| "SPI chip select")?;
     let mut nor = SpiNor::new(device, NOR_BYTES).map_err(|_| "SPI NOR size")?;
@@ -140,6 +157,23 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         cortex_m::singleton!(: [u8; FACE_BYTES] = [0; FACE_BYTES]).ok_or("face buffer taken")?;
     let door = Door::new(relay, LockoutPolicy::default(), None);
     let mut service = FaceService::new(door, EngineEmbedder { model, arena }, audit, clock, face);
+    let detector = door_app::eye::detector().map_err(|_| "no detector compiled in")?;
+    if detector.arena_len() > ARENA {
+        return Err("the detector needs a larger arena than the door's");
+    }
+    let scratch = cortex_m::singleton!(: Scratch = Scratch::new()).ok_or("scratch taken")?;
+    let frame = cortex_m::singleton!(: FrameBuffer = FrameBuffer([0; FRAME]))
+        .ok_or("frame buffer taken")?;
+    service = service.with_eye(Eye::new(detector, scratch, &mut frame.0));
+    let mut camera = dcmi_camera::DcmiCamera::new(
+        p.DCMI,
+        p.DMA1_CH0,
+        (p.PC6, p.PC7, p.PC8, p.PC9, p.PC11, p.PD3, p.PE5, p.PE6),
+        p.PG9,
+        p.PA4,
+        p.PA6,
+        dcmi_camera::Config::QVGA_RGB565,
+    );
     let board = BoardInfo {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: hash,
@@ -150,6 +184,13 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
         .map_err(|_| "USART3 config")?;
     let mut link = NbLink::new(uart);
     defmt::info!("door: ready on USART3");
-    server::serve(&mut link, &board, &mut store, &mut service, |s| s.poll())
-        .map_err(|_| "the provisioning UART failed")
+    server::serve(&mut link, &board, &mut store, &mut service, |store, s| {
+        s.poll();
+        match s.look(&mut camera, store) {
+            Ok(Some(entry)) => defmt::info!("door: {}", entry),
+            Ok(None) => {}
+            Err(e) => defmt::warn!("door: camera: {}", e),
+        }
+    })
+    .map_err(|_| "the provisioning UART failed")
 }

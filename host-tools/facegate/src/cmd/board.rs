@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ed25519_dalek::SigningKey;
-use facegate_core::protocol::{AuditEntry, DecisionKind};
+use facegate_core::protocol::{AuditEntry, DecisionKind, ErrorCode, FrameFormat, FrameSpec};
 use facegate_link::{Board, BoardInfo};
 
 use super::photos::PhotoArgs;
@@ -26,7 +26,9 @@ pub enum BoardCommand {
     /// Present a face photo to the board's door, signed with the site key
     /// (nobody else may probe the door over the link): the board decides
     /// and pulses its lock exactly as for a camera frame, and tells the
-    /// key's holder the score. Exit status 0 unlocked, 3 rejected, 4 locked out.
+    /// key's holder the score. With --frame the whole photo goes as a
+    /// camera frame and the board finds the face itself. Exit status 0
+    /// unlocked, 3 rejected, 4 locked out, 5 no face found (--frame).
     Verify(BoardVerifyArgs),
 }
 
@@ -58,8 +60,74 @@ pub struct BoardVerifyArgs {
     key: PathBuf,
     #[command(flatten)]
     faces: PhotoArgs,
-    /// Face photo (detected and aligned on the host; see --aligned).
+    /// Send the whole photo as a camera frame (scaled down to at most
+    /// 320×240 pixels' worth, a QVGA camera's): the board detects, aligns
+    /// and judges the face itself (boards with a detector).
+    #[arg(long)]
+    frame: bool,
+    /// Pixel format of the frame sent with --frame (what the camera gives).
+    #[arg(long, value_enum, default_value = "rgb565", requires = "frame")]
+    frame_format: FrameFormatArg,
+    /// Face photo (detected and aligned on the host unless --frame; see --aligned).
     photo: PathBuf,
+}
+
+/// `--frame-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FrameFormatArg {
+    /// 16-bit 5-6-5 colour, as DCMI cameras give.
+    Rgb565,
+    /// 8-bit grey.
+    Grey,
+    /// 24-bit colour.
+    Rgb,
+}
+
+/// Pixels a frame sent with `--frame` may have: a QVGA camera's.
+pub const FRAME_PIXELS: u32 = 320 * 240;
+
+/// `photo` as a camera frame: scaled to at most [`FRAME_PIXELS`] pixels
+/// (keeping its shape) and packed in `format`.
+pub fn camera_frame(photo: &Path, format: FrameFormatArg) -> Result<(FrameSpec, Vec<u8>)> {
+    use facegate_eval::faces::{ImageBounds, read_image};
+    let img = read_image(photo, ImageBounds::PHOTO)
+        .with_context(|| format!("cannot read {}", photo.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let img = if w * h > FRAME_PIXELS {
+        let k = (f64::from(FRAME_PIXELS) / f64::from(w * h)).sqrt();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let (nw, nh) = (
+            ((f64::from(w) * k).floor() as u32).max(1),
+            ((f64::from(h) * k).floor() as u32).max(1),
+        );
+        image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let (w, h) = img.dimensions();
+    let (format, pixels): (FrameFormat, Vec<u8>) = match format {
+        FrameFormatArg::Rgb => (FrameFormat::Rgb888, img.into_raw()),
+        FrameFormatArg::Rgb565 => (
+            FrameFormat::Rgb565,
+            img.pixels()
+                .flat_map(|p| {
+                    let [r, g, b] = p.0.map(u16::from);
+                    (((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)).to_le_bytes()
+                })
+                .collect(),
+        ),
+        FrameFormatArg::Grey => (
+            FrameFormat::Grey8,
+            image::DynamicImage::ImageRgb8(img).to_luma8().into_raw(),
+        ),
+    };
+    let spec = FrameSpec {
+        width: u16::try_from(w)?,
+        height: u16::try_from(h)?,
+        format,
+    };
+    Ok((spec, pixels))
 }
 
 /// Runs `facegate board …`.
@@ -89,6 +157,9 @@ pub fn run(c: BoardCommand) -> Result<ExitCode> {
             println!("{} events", events.len());
             Ok(ExitCode::SUCCESS)
         }
+        BoardCommand::Verify(a) if a.frame => {
+            frame_on_board(&a.port.port, &a.key, &a.photo, a.frame_format)
+        }
         BoardCommand::Verify(a) => verify_on_board(&a.port.port, &a.key, &a.photo, &a.faces),
     }
 }
@@ -111,6 +182,40 @@ pub fn verify_on_board(
         .verify_face(&key, &face.rgb)
         .with_context(|| format!("the board could not check {}", photo.display()))?;
     println!("{}", audit_line(&decision));
+    decision_status(&decision)
+}
+
+/// Sends `photo` as a camera frame; the board finds the face. Exit 0
+/// unlocked, 3 rejected, 4 locked out, 5 no face.
+pub fn frame_on_board(
+    port: &str,
+    key: &Path,
+    photo: &Path,
+    format: FrameFormatArg,
+) -> Result<ExitCode> {
+    let key = load_site_key(key)?;
+    let (spec, pixels) = camera_frame(photo, format)?;
+    eprintln!(
+        "sending {} as a {}×{} {:?} frame ({} bytes)",
+        photo.display(),
+        spec.width,
+        spec.height,
+        spec.format,
+        pixels.len()
+    );
+    let decision = match connect(port)?.verify_frame(&key, spec, &pixels) {
+        Err(facegate_link::LinkError::Refused(ErrorCode::NoFace)) => {
+            println!("no face: the board found no face in the frame (nothing decided or logged)");
+            return Ok(ExitCode::from(5));
+        }
+        r => r.with_context(|| format!("the board could not check {}", photo.display()))?,
+    };
+    println!("{}", audit_line(&decision));
+    decision_status(&decision)
+}
+
+/// Exit status of a decision: 0 unlocked, 3 rejected, 4 locked out.
+fn decision_status(decision: &AuditEntry) -> Result<ExitCode> {
     Ok(match decision.kind {
         DecisionKind::Unlocked => ExitCode::SUCCESS,
         DecisionKind::Rejected => ExitCode::from(3),

@@ -2,8 +2,10 @@
 //! model, the encrypted store and the audit log in flash persisted to host
 //! files (`door-store.bin`, `door-audit.bin` in QEMU's working directory),
 //! the lock relay on FPGAIO LED0, and the provisioning protocol on UART0.
-//! Faces arrive over UART0 too (`FaceChunk`/`VerifyFace`): it is this
-//! board's camera. Runs until QEMU is stopped.
+//! Camera frames arrive over UART0 too (`FrameChunk`/`VerifyFrame`: the
+//! board finds, aligns and judges the face itself with the int8 MTCNN), as
+//! do aligned faces (`FaceChunk`/`VerifyFace`): the link is this board's
+//! camera. Runs until QEMU is stopped.
 //!
 //! `cargo xtask door --port 4444` boots it with UART0 on a TCP port.
 #![no_std]
@@ -17,9 +19,10 @@ use door_app::door_check::{DEVICE_ID, FLASH_LEN};
 use door_app::engine_check::MODEL;
 use door_app::server;
 use facegate_core::audit::FlashAuditLog;
+use facegate_core::detect::Scratch;
 use facegate_core::door::{Door, EngineEmbedder};
 use facegate_core::engine::Model;
-use facegate_core::face_service::FaceService;
+use facegate_core::face_service::{Eye, FaceService};
 use facegate_core::flash_store::{FlashStore, InsecureTestKey};
 use facegate_core::lockout::LockoutPolicy;
 use facegate_core::protocol::FACE_BYTES;
@@ -30,8 +33,11 @@ use qemu_mps2_an500::uart::Uart0;
 
 /// Flash for the audit log: 4 pages, about 600 events before the oldest go.
 const AUDIT_LEN: usize = 4 * PAGE;
-/// The engine's arena (the shipped nano model needs less).
+/// The engine's arena (the shipped nano model and the detector need less),
+/// lent to the detector between embeddings.
 const ARENA: usize = 160 * 1024;
+/// The frame buffer: a QVGA frame in RGB888 (RGB565 and grey need less).
+const FRAME: usize = 320 * 240 * 3;
 
 #[entry]
 fn main() -> ! {
@@ -93,6 +99,23 @@ fn run() -> Result<Infallible, &'static str> {
         cortex_m::singleton!(: [u8; FACE_BYTES] = [0; FACE_BYTES]).ok_or("face buffer taken")?;
     let door = Door::new(LockLed::take(), LockoutPolicy::default(), None);
     let mut service = FaceService::new(door, EngineEmbedder { model, arena }, audit, clock, face);
+    match door_app::eye::detector() {
+        Ok(detector) if detector.arena_len() <= ARENA => {
+            let scratch =
+                cortex_m::singleton!(: Scratch = Scratch::new()).ok_or("detector scratch taken")?;
+            let frame =
+                cortex_m::singleton!(: [u8; FRAME] = [0; FRAME]).ok_or("frame buffer taken")?;
+            defmt::info!(
+                "door: detector on board (arena {} B of {} B, frames up to {} B)",
+                detector.arena_len(),
+                ARENA,
+                FRAME
+            );
+            service = service.with_eye(Eye::new(detector, scratch, frame));
+        }
+        Ok(_) => return Err("the detector needs a larger arena than the door's"),
+        Err(_) => defmt::warn!("door: no detector compiled in; frames are refused"),
+    }
     let board = BoardInfo {
         firmware: env!("CARGO_PKG_VERSION"),
         model_hash: hash,
@@ -103,6 +126,6 @@ fn run() -> Result<Infallible, &'static str> {
     defmt::info!("door: ready on UART0");
     // This UART cannot fail, so serving never returns: the error type is uninhabited.
     #[allow(unreachable_code)]
-    server::serve(&mut uart, &board, &mut store, &mut service, |s| s.poll())
+    server::serve(&mut uart, &board, &mut store, &mut service, |_, s| s.poll())
         .map_err(|never| match never {})
 }
