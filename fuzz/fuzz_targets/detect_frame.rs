@@ -13,6 +13,11 @@ use libfuzzer_sys::fuzz_target;
 static PNET: &[u8] = include_bytes!("../../models/detector/pnet.fgm");
 static RNET: &[u8] = include_bytes!("../../models/detector/rnet.fgm");
 static ONET: &[u8] = include_bytes!("../../models/detector/onet.fgm");
+static PNET_SMALL: [&[u8]; 3] = [
+    include_bytes!("../../models/detector/pnet48.fgm"),
+    include_bytes!("../../models/detector/pnet32.fgm"),
+    include_bytes!("../../models/detector/pnet16.fgm"),
+];
 
 fuzz_target!(|data: &[u8]| {
     let [w, h, f, min_face, pixels @ ..] = data else {
@@ -35,8 +40,15 @@ fuzz_target!(|data: &[u8]| {
     };
     // The blobs are parsed (and their 517 KB CRC-checked) once, not per input.
     static DETECTOR: OnceLock<Option<Detector<'static>>> = OnceLock::new();
-    let Some(mut detector) =
-        *DETECTOR.get_or_init(|| Detector::new(PNET, RNET, ONET, DetectConfig::default()).ok())
+    let Some(mut detector) = DETECTOR
+        .get_or_init(|| {
+            let mut d = Detector::new(PNET, RNET, ONET, DetectConfig::default()).ok()?;
+            for blob in PNET_SMALL {
+                d = d.with_pnet(blob).ok()?;
+            }
+            Some(d)
+        })
+        .clone()
     else {
         return;
     };

@@ -183,3 +183,102 @@ pub fn package(root: &Path, out: &Path, host: bool) -> Result<PathBuf> {
     );
     Ok(out.to_path_buf())
 }
+
+/// The Linux door deciding from a camera stream: `facegate-edge serve`
+/// (this host's build) with its camera on a FIFO, provisioned with the host
+/// demo's site database over its TCP link; xtask then plays the camera,
+/// writing MJPEG frames at 10 a second: the enrolled person's raw photo for
+/// a second, nobody, a stranger's photo, nobody. Each person in view is one
+/// decision; the audit log shows them.
+pub fn demo(root: &Path, db: &Path, owner: &Path, stranger: &Path) -> Result<()> {
+    use std::io::Write as _;
+    use std::time::{Duration, Instant};
+    let state = target_dir(root).join("demo-edge");
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state)?;
+    let fifo = state.join("camera.mjpeg");
+    run(Command::new("mkfifo").arg(&fifo))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = state.join("edge.log");
+    println!(
+        "\nedge demo: the Linux door (facegate-edge) with its camera on {}",
+        fifo.display()
+    );
+    let mut edge = {
+        use std::os::unix::process::CommandExt as _;
+        let mut c = cargo(root);
+        c.args([
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "facegate-edge",
+            "--",
+            "serve",
+        ])
+        .arg("--model")
+        .arg(root.join("models/nano.onnx"))
+        .arg("--blob")
+        .arg(root.join("models/nano.fgm"))
+        .arg("--state")
+        .arg(state.join("door"))
+        .args(["--port", &format!("tcp:127.0.0.1:{port}")])
+        .arg("--camera")
+        .arg(format!("mjpeg:{}", fifo.display()))
+        .arg("--detector")
+        .arg(root.join("models/third_party/mtcnn"))
+        .args(["--device-id", "edge-demo"])
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(state.join("edge.err"))?)
+        .process_group(0)
+        .spawn()?
+    };
+    let result = (|| -> Result<()> {
+        crate::qemu::wait_for_line(&log, "edge: ready", Duration::from_secs(600))?;
+        let port = format!("tcp:127.0.0.1:{port}");
+        let key = state.join("site.key");
+        crate::provision_demo_site(root, &port, &key, db)?;
+        let grey = std::io::Cursor::new(Vec::new());
+        let nobody = {
+            let mut out = grey;
+            image::RgbImage::from_pixel(250, 250, image::Rgb([128, 128, 128]))
+                .write_to(&mut out, image::ImageFormat::Jpeg)?;
+            out.into_inner()
+        };
+        let (a, b) = (std::fs::read(owner)?, std::fs::read(stranger)?);
+        println!(
+            "edge demo: the camera sees {} (1 s), nobody (2.5 s), {} (1 s), nobody (2.5 s)",
+            owner.display(),
+            stranger.display()
+        );
+        let mut camera = std::fs::OpenOptions::new().write(true).open(&fifo)?;
+        for (frame, n) in [(&a, 10), (&nobody, 25), (&b, 10), (&nobody, 25)] {
+            for _ in 0..n {
+                camera.write_all(frame)?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        drop(camera);
+        // The door reports its camera figures when the stream ends.
+        let started = Instant::now();
+        while !std::fs::read_to_string(&log)?.contains("frames read") {
+            if started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for line in std::fs::read_to_string(&log)?
+            .lines()
+            .filter(|l| l.contains("camera"))
+        {
+            println!("  [edge] {line}");
+        }
+        crate::board_audit(root, &port, &key)?;
+        println!("edge demo: the door's whole log is in {}", log.display());
+        Ok(())
+    })();
+    crate::qemu::stop(&mut edge);
+    result
+}

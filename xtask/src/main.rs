@@ -6,7 +6,9 @@
 //!   and the firmware self-test in QEMU).
 //! - `cargo xtask fuzz [TARGET…] --seconds N [--record FILE]`: libFuzzer on
 //!   every parser that meets outside bytes.
-//! - `cargo xtask demo`: builds the firmware and boots it in QEMU.
+//! - `cargo xtask demo`: builds the firmware and boots it in QEMU, then both
+//!   doors decide from full photos: the M7 door in QEMU from frames over
+//!   its UART, the Linux door (`facegate-edge`) from an MJPEG camera stream.
 //! - `cargo xtask edge-package`: a deployable folder for a Linux board.
 //! - `cargo xtask door --port 4444`: boots the door image in QEMU with its
 //!   UART on a TCP port, for `facegate provision --port tcp:127.0.0.1:4444`.
@@ -121,7 +123,19 @@ fn run_task(cli: Cli) -> Result<()> {
             let elf = build_firmware(&root, &tc)?;
             qemu::run_selftest(&root, &elf)?;
             host_demo(&root)?;
-            door_demo(&root, &elf.with_file_name("door"))
+            door_demo(&root, &elf.with_file_name("door"))?;
+            let db = target_dir(&root).join("demo-site.fgdb");
+            if !db.is_file() {
+                return Ok(()); // the host demo was skipped (no shipped model)
+            }
+            let lfw = data_dir(&root).join("lfw/raw_subset");
+            let photo = |who: &str, n: u32| lfw.join(who).join(format!("{who}_{n:04}.jpg"));
+            edge::demo(
+                &root,
+                &db,
+                &photo(DEMO_PERSON, DEMO_PROBE),
+                &photo(DEMO_STRANGER, 1),
+            )
         }
         Task::Cross => {
             let tc = CrossToolchain::detect()?;
@@ -384,11 +398,57 @@ fn host_demo(root: &Path) -> Result<()> {
 }
 
 /// `facegate ARGS…`, built and run by cargo.
-fn facegate_cli(root: &Path, args: &[&std::ffi::OsStr]) -> Command {
+pub(crate) fn facegate_cli(root: &Path, args: &[&std::ffi::OsStr]) -> Command {
     let mut c = cargo(root);
     c.args(["run", "--quiet", "--locked", "-p", "facegate", "--"])
         .args(args);
     c
+}
+
+/// Runs `facegate ARGS…`; it must succeed.
+pub(crate) fn facegate_ok(root: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let s = facegate_cli(root, args).status()?;
+    if !s.success() {
+        bail!("facegate failed ({s})");
+    }
+    Ok(())
+}
+
+/// A new site key in `key` and the host demo's site database `db`
+/// provisioned onto the door at `port` with `nano`'s deployment threshold.
+pub(crate) fn provision_demo_site(root: &Path, port: &str, key: &Path, db: &Path) -> Result<()> {
+    let os = std::ffi::OsStr::new;
+    facegate_ok(root, &[os("keygen"), os("--out"), key.as_os_str()])?;
+    facegate_ok(
+        root,
+        &[
+            os("provision"),
+            os("--port"),
+            os(port),
+            os("--key"),
+            key.as_os_str(),
+            os("--db"),
+            db.as_os_str(),
+            os("--deployment"),
+            root.join("models/nano.deployment.toml").as_os_str(),
+        ],
+    )
+}
+
+/// Prints the door's audit log (`facegate board audit`, signed with `key`).
+pub(crate) fn board_audit(root: &Path, port: &str, key: &Path) -> Result<()> {
+    let os = std::ffi::OsStr::new;
+    facegate_ok(
+        root,
+        &[
+            os("board"),
+            os("audit"),
+            os("--port"),
+            os(port),
+            os("--key"),
+            key.as_os_str(),
+        ],
+    )
 }
 
 /// The same person and probes on the door image in QEMU: provision the site
@@ -419,25 +479,7 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
         };
         let os = std::ffi::OsStr::new;
         println!("\ndoor demo: the door image in QEMU, UART0 on {port}");
-        let ok = |s: std::process::ExitStatus| {
-            if s.success() {
-                Ok(())
-            } else {
-                bail!("facegate failed ({s})")
-            }
-        };
-        ok(facegate(&[os("keygen"), os("--out"), key.as_os_str()])?)?;
-        ok(facegate(&[
-            os("provision"),
-            os("--port"),
-            os(&port),
-            os("--key"),
-            key.as_os_str(),
-            os("--db"),
-            db.as_os_str(),
-            os("--deployment"),
-            root.join("models/nano.deployment.toml").as_os_str(),
-        ])?)?;
+        provision_demo_site(root, &port, &key, &db)?;
         let lfw = data_dir(root).join("lfw/raw_subset");
         for (who, n) in [(DEMO_PERSON, DEMO_PROBE), (DEMO_STRANGER, 1)] {
             let p = lfw.join(who).join(format!("{who}_{n:04}.jpg"));
@@ -445,48 +487,34 @@ fn door_demo(root: &Path, elf: &Path) -> Result<()> {
                 "door demo: the board checks the face the host found in {}",
                 p.display()
             );
-            let s = facegate(&[
-                os("board"),
-                os("verify"),
-                os("--port"),
-                os(&port),
-                os("--key"),
-                key.as_os_str(),
-                os("--face"),
-                os("central"),
-                p.as_os_str(),
-            ])?;
-            if !matches!(s.code(), Some(0 | 3)) {
-                bail!("facegate board verify failed ({s})");
-            }
+            // Exit 0 unlocked, 3 rejected: both are the board deciding.
+            let verify = |how: &[&std::ffi::OsStr]| -> Result<()> {
+                let mut args = vec![
+                    os("board"),
+                    os("verify"),
+                    os("--port"),
+                    os(&port),
+                    os("--key"),
+                    key.as_os_str(),
+                ];
+                args.extend_from_slice(how);
+                args.push(p.as_os_str());
+                let s = facegate(&args)?;
+                if !matches!(s.code(), Some(0 | 3)) {
+                    bail!("facegate board verify failed ({s})");
+                }
+                Ok(())
+            };
+            verify(&[os("--face"), os("central")])?;
             // The door seeing for itself: the whole photo as an RGB565
             // camera frame; detection, alignment and embedding on the board.
             println!(
                 "door demo: the board sees {} as a camera frame",
                 p.display()
             );
-            let s = facegate(&[
-                os("board"),
-                os("verify"),
-                os("--port"),
-                os(&port),
-                os("--key"),
-                key.as_os_str(),
-                os("--frame"),
-                p.as_os_str(),
-            ])?;
-            if !matches!(s.code(), Some(0 | 3)) {
-                bail!("facegate board verify --frame failed ({s})");
-            }
+            verify(&[os("--frame")])?;
         }
-        ok(facegate(&[
-            os("board"),
-            os("audit"),
-            os("--port"),
-            os(&port),
-            os("--key"),
-            key.as_os_str(),
-        ])?)?;
+        board_audit(root, &port, &key)?;
         let text = std::fs::read_to_string(&log)?;
         for line in text.lines().filter(|l| l.contains("lock relay")) {
             println!("  [board] {line}");

@@ -45,6 +45,9 @@ pub struct Costs {
     pub mfn: Option<EngineCost>,
     /// From the `detect cost:` line.
     pub detect: Option<DetectCost>,
+    /// From the door photos' line: the most instructions one raw photo took
+    /// from the frame to the door's decision.
+    pub photo_to_decision: Option<u64>,
 }
 
 /// What the detector check measured on its photo.
@@ -66,6 +69,16 @@ fn parse_detect_cost(line: &str) -> Option<DetectCost> {
         detect,
         photo_to_embedding,
     })
+}
+
+/// Reads `door photos: … at most N instructions from photo to decision …`.
+fn parse_photo_to_decision(line: &str) -> Option<u64> {
+    if !line.contains(DOOR_PHOTOS_LINE) {
+        return None;
+    }
+    const AT_MOST: &str = "at most ";
+    let rest = &line[line.find(AT_MOST)? + AT_MOST.len()..];
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// Reads `engine cost: N instructions per embedding (…), M MACs, …`.
@@ -130,6 +143,9 @@ pub fn run_selftest(root: &Path, elf: &Path) -> Result<Costs> {
         detect_equal |= line.contains(DETECT_LINE);
         door_photos_equal |= line.contains(DOOR_PHOTOS_LINE);
         costs.detect = costs.detect.or_else(|| parse_detect_cost(&line));
+        costs.photo_to_decision = costs
+            .photo_to_decision
+            .or_else(|| parse_photo_to_decision(&line));
         costs.engine = costs.engine.or_else(|| parse_cost(&line));
         costs.mfn = costs.mfn.or_else(|| parse_mfn_cost(&line));
         passed |= line
@@ -307,8 +323,11 @@ pub fn write_costs(root: &Path, costs: Costs, dir: &Path) -> Result<()> {
             let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
             hashes.push(format!("\"{net}\": \"{hex}\""));
         }
+        let decision = costs.photo_to_decision.map_or(String::new(), |n| {
+            format!("\n  \"instructions_photo_to_decision_max\": {n},")
+        });
         let json = format!(
-            "{{\n  \"model_hashes\": {{ {} }},\n  \"photo\": \"lfw/raw_subset/Abdullah_Gul/Abdullah_Gul_0001.jpg (250x250, one face)\",\n  \"instructions_to_detect\": {},\n  \"instructions_photo_to_nano_embedding\": {},\n  \"measured_by\": \"cargo xtask qemu --cost-out (QEMU mps2-an500, Cortex-M7, -icount shift=0)\"\n}}\n",
+            "{{\n  \"model_hashes\": {{ {} }},\n  \"cascade\": \"door (DetectConfig::DOOR)\",\n  \"photo\": \"lfw/raw_subset/Abdullah_Gul/Abdullah_Gul_0001.jpg (250x250, one face)\",\n  \"instructions_to_detect\": {},\n  \"instructions_photo_to_nano_embedding\": {},{decision}\n  \"measured_by\": \"cargo xtask qemu --cost-out (QEMU mps2-an500, Cortex-M7, -icount shift=0; the decision: the slowest of the firmware's three raw door photos)\"\n}}\n",
             hashes.join(", "),
             d.detect,
             d.photo_to_embedding
@@ -360,6 +379,9 @@ mod tests {
             })
         );
         assert_eq!(parse_detect_cost("INFO  detect nets: P-Net 9681480"), None);
+        let door = "INFO  door photos: 3 decisions from raw photos equal the host's (1 accepted); at most 220225500 instructions from photo to decision (458 ms at 480 MHz)";
+        assert_eq!(parse_photo_to_decision(door), Some(220_225_500));
+        assert_eq!(parse_photo_to_decision(line), None);
         assert_eq!(parse_cost(line), None);
     }
 

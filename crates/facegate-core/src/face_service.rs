@@ -221,6 +221,12 @@ impl<'f, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clock>
         let best = faces.first().ok_or(ErrorCode::NoFace)?;
         // Landmarks too degenerate to align are no face the door can judge.
         Detector::align(&frame, best, self.face).map_err(|_| ErrorCode::NoFace)?;
+        Ok(self.present_staged(store))
+    }
+
+    /// Presents the face buffer to the door: decision, pulse, audit, lockout.
+    fn present_staged<S: DoorStore>(&mut self, store: &mut S) -> AuditEntry {
+        // Field by field: the staged face is read while the door and embedder work.
         let time_ms = self.clock.now_ms();
         let outcome = self.door.present_face(
             &self.face[..],
@@ -229,7 +235,7 @@ impl<'f, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clock>
             &self.clock,
             &mut self.audit,
         );
-        Ok(AuditEvent { time_ms, outcome }.into())
+        AuditEvent { time_ms, outcome }.into()
     }
 
     /// Closes the lock when its pulse has elapsed; call whenever idle.
@@ -301,16 +307,7 @@ impl<S: DoorStore, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clo
         }
         // A face is presented once, like a camera frame.
         self.received = 0;
-        // Field by field: the staged face is read while the door and embedder work.
-        let time_ms = self.clock.now_ms();
-        let outcome = self.door.present_face(
-            &self.face[..],
-            &mut self.embedder,
-            store,
-            &self.clock,
-            &mut self.audit,
-        );
-        Ok(AuditEvent { time_ms, outcome }.into())
+        Ok(self.present_staged(store))
     }
 
     fn audit(

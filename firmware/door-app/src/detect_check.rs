@@ -6,12 +6,10 @@
 //! stranger ([`run_door_photos`]) and compares each decision with the host's.
 
 use facegate_core::align::FACE_SIDE;
-use facegate_core::detect::{DetectConfig, DetectStats, Detector, Face, Frame, Scratch};
+use facegate_core::detect::{DetectStats, Detector, Face, Frame, Scratch};
 use facegate_core::engine::Model;
 
-static PNET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/det_pnet.fgm"));
-static RNET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/det_rnet.fgm"));
-static ONET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/det_onet.fgm"));
+use crate::eye::{ONET, PNET, PNET_SMALL, RNET};
 /// Width and height (u16 LE), then RGB.
 static PHOTO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/photo.bin"));
 /// Face count (u32 LE), 15 f32 per face (box, score, landmarks), the
@@ -36,8 +34,9 @@ pub enum DetectCheck {
         detect_ticks: u32,
         /// Timer ticks from the photo to the embedding (detect, align, embed).
         total_ticks: u32,
-        /// Timer ticks of one run of P-Net (a tile), R-Net and O-Net.
-        net_ticks: [u32; 3],
+        /// Timer ticks of one run of P-Net (a 64-, 48-, 32- and 16-pixel
+        /// tile), R-Net and O-Net.
+        net_ticks: [u32; 6],
     },
     /// Something differed or failed.
     Failed,
@@ -65,7 +64,7 @@ pub fn run(
     let rgb = &PHOTO[4..];
     let (Some(frame), Ok(detector), Ok(model)) = (
         Frame::rgb(rgb, w, h),
-        Detector::new(PNET, RNET, ONET, DetectConfig::default()),
+        crate::eye::detector(),
         Model::parse(crate::engine_check::MODEL),
     ) else {
         defmt::error!("detect: photo, detector or embedder did not load");
@@ -138,8 +137,9 @@ pub fn run(
         return DetectCheck::Failed;
     }
     // One run of each net on a blank input: where the detection's time goes.
-    let mut net_ticks = [0u32; 3];
-    for (t, blob) in net_ticks.iter_mut().zip([PNET, RNET, ONET]) {
+    let mut net_ticks = [0u32; 6];
+    let [p48, p32, p16] = PNET_SMALL;
+    for (t, blob) in net_ticks.iter_mut().zip([PNET, p48, p32, p16, RNET, ONET]) {
         let Ok(m) = Model::parse(blob) else {
             return DetectCheck::Failed;
         };
@@ -218,7 +218,7 @@ pub fn run_door_photos(
         return DoorPhotos::NotCompiledIn;
     }
     let (Ok(detector), Ok(model)) = (
-        Detector::new(PNET, RNET, ONET, DetectConfig::default()),
+        crate::eye::detector(),
         Model::parse(crate::engine_check::MODEL),
     ) else {
         return DoorPhotos::Failed;
@@ -261,12 +261,16 @@ pub fn run_door_photos(
             return DoorPhotos::Failed;
         };
         let mut decision = None;
+        let mut stats = DetectStats::default();
         let ticks = elapsed(&mut || {
             let mut faces: heapless::Vec<Face, MAX_FACES> = heapless::Vec::new();
             let mut crop = [0u8; FACE_SIDE * FACE_SIDE * 3];
             let mut emb = [0.0f32; 128];
-            let found = detector.detect(&frame, arena, scratch, &mut faces).is_ok();
-            let Some(best) = faces.first().filter(|_| found) else {
+            let found = detector.detect(&frame, arena, scratch, &mut faces);
+            let Some(best) = found.ok().and_then(|s| {
+                stats = s;
+                faces.first()
+            }) else {
                 return;
             };
             if Detector::align(&frame, best, &mut crop).is_err()
@@ -299,10 +303,12 @@ pub fn run_door_photos(
             return DoorPhotos::Failed;
         }
         defmt::info!(
-            "door photo {}: {} (best score {})",
+            "door photo {}: {} (best score {}), {} ticks, {}",
             k,
             if got_id == 0 { "rejected" } else { "accepted" },
-            got_score
+            got_score,
+            ticks,
+            stats
         );
         accepted += u32::from(got_id != 0);
     }

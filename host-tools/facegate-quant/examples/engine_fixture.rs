@@ -207,12 +207,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The board detector's blobs (`models/detector`); empty where missing.
+/// The board detector's blobs (`models/detector`: P-, R-, O-Net, then the
+/// smaller P-Net tiles); empty where missing.
 fn detector_blobs(root: &std::path::Path) -> Vec<Vec<u8>> {
-    ["pnet", "rnet", "onet"]
-        .iter()
+    detector_names()
         .map(|n| std::fs::read(root.join(format!("models/detector/{n}.fgm"))).unwrap_or_default())
         .collect()
+}
+
+/// The detector blobs' names, in `board_detector` order.
+fn detector_names() -> impl Iterator<Item = &'static str> {
+    use facegate_quant::detector::PNET_SMALL_TILES;
+    ["pnet", "rnet", "onet"]
+        .into_iter()
+        .chain(PNET_SMALL_TILES.map(|(n, _)| n))
 }
 
 /// `lfw/raw_subset` beside `lfw/aligned_112`, when it exists.
@@ -228,8 +236,9 @@ fn detect_faces(
     blobs: &[Vec<u8>],
     frame: &facegate_core::detect::Frame<'_>,
 ) -> Result<heapless::Vec<facegate_core::detect::Face, 8>, Box<dyn std::error::Error>> {
-    use facegate_core::detect::{DetectConfig, Detector, Scratch};
-    let detector = Detector::new(&blobs[0], &blobs[1], &blobs[2], DetectConfig::default())?;
+    use facegate_core::detect::{DetectConfig, Scratch};
+    // The door's cascade, as the board's door runs it (`door_app::eye`).
+    let detector = facegate_quant::detector::board_detector(blobs, DetectConfig::DOOR)?;
     let mut arena = vec![0i8; detector.arena_len()];
     let mut faces = heapless::Vec::new();
     detector.detect(frame, &mut arena, &mut Box::new(Scratch::new()), &mut faces)?;
@@ -365,14 +374,18 @@ fn detect_fixture(
 ) -> Result<String, Box<dyn std::error::Error>> {
     use facegate_core::align::{FACE_SIDE, align_face};
     use facegate_core::detect::Frame;
-    let names = ["det_pnet.fgm", "det_rnet.fgm", "det_onet.fgm"];
+    let names: Vec<String> = detector_names().map(|n| format!("det_{n}.fgm")).collect();
     let blobs = detector_blobs(root);
     // The first photo of the raw LFW subset (one face, 250 × 250).
     let photo = raw_subset(lfw_aligned)
         .map(|raw| raw.join("Abdullah_Gul/Abdullah_Gul_0001.jpg"))
         .filter(|p| p.is_file());
     let (Some(photo), false) = (photo, blobs.iter().any(Vec::is_empty)) else {
-        for f in names.iter().chain(&["photo.bin", "photo_expected.bin"]) {
+        for f in names
+            .iter()
+            .map(String::as_str)
+            .chain(["photo.bin", "photo_expected.bin"])
+        {
             std::fs::write(out.join(f), [])?;
         }
         return Ok("nothing (no raw LFW photo or no models/detector)".into());

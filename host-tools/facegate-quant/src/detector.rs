@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use facegate_core::detect::{Frame, ONET_SIDE, RNET_SIDE, Window, resample};
+use facegate_core::detect::{
+    DetectConfig, DetectError, Detector, Frame, ONET_SIDE, RNET_SIDE, Window, resample,
+};
 use facegate_eval::onnx::InputNorm;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +22,12 @@ use crate::quantize::{
 /// P-Net's tile side on the board: 64 × 64 pixels in, 27 × 27 cells out
 /// (a 12-pixel window every 2 pixels), 56 KB of arena.
 pub const PNET_TILE: usize = 64;
+
+/// P-Net quantised again for smaller tiles, with the 64-pixel tile's
+/// ranges (the same weights and scales, so every cell scores the same in
+/// any tile): the board covers each small pyramid level with the tile that
+/// needs the fewest pixels ([`facegate_core::detect::Detector::with_pnet`]).
+pub const PNET_SMALL_TILES: [(&str, usize); 3] = [("pnet48", 48), ("pnet32", 32), ("pnet16", 16)];
 
 /// The three nets: name, input side and the channels of each head in
 /// order (box offsets, landmarks for O-Net, face logits), as the cascade reads them.
@@ -131,11 +139,26 @@ pub fn calibration_crops(
     out
 }
 
-/// The three blobs, in [`NETS`] order.
+/// The blobs: P-, R- and O-Net in [`NETS`] order, then P-Net for each of
+/// [`PNET_SMALL_TILES`].
 #[derive(Debug)]
 pub struct DetectorBlobs {
-    /// `(name, blob)` of P-, R- and O-Net.
+    /// `(name, blob)`.
     pub nets: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// The board's detector from blobs in [`DetectorBlobs`] order: P-, R- and
+/// O-Net, then any smaller P-Net tiles.
+pub fn board_detector<B: AsRef<[u8]>>(
+    blobs: &[B],
+    config: DetectConfig,
+) -> Result<Detector<'_>, DetectError> {
+    let blob = |i: usize| blobs.get(i).map_or(&[][..], AsRef::as_ref);
+    let mut d = Detector::new(blob(0), blob(1), blob(2), config)?;
+    for b in blobs.iter().skip(3) {
+        d = d.with_pnet(b.as_ref())?;
+    }
+    Ok(d)
 }
 
 /// Builds the three blobs from the ONNX weights in `dir`, calibrated on
@@ -149,6 +172,7 @@ pub fn build(
         return Err(DetectorBuildError::NoPhotos);
     }
     let mut nets = Vec::new();
+    let mut small_tiles = Vec::new();
     for (i, (name, side, widths)) in NETS.into_iter().enumerate() {
         let net = load_net(dir, name, side, widths)?;
         let inputs: Vec<Vec<f32>> = calibration_crops(photos, side, per_photo, i as u64)
@@ -159,15 +183,25 @@ pub fn build(
         let ranges = calibrate_inputs(&net, &inputs, InputNorm::ArcFace, Calibration::MinMax)
             .map_err(quant)?;
         let out_ranges = channel_ranges(&net, &inputs, net.output);
-        let q = quantize_detector(
-            &net,
-            &ranges,
-            &out_ranges,
-            InputNorm::ArcFace,
-            ArenaPlan::Whole,
-        )
-        .map_err(quant)?;
-        nets.push((name, q.blob));
+        // One net's blob with these ranges (P-Net's smaller tiles share them).
+        let blob = |net: &FloatNet, label: &'static str| {
+            quantize_detector(
+                net,
+                &ranges,
+                &out_ranges,
+                InputNorm::ArcFace,
+                ArenaPlan::Whole,
+            )
+            .map(|q| (label, q.blob))
+            .map_err(|source| DetectorBuildError::Quant { net: label, source })
+        };
+        nets.push(blob(&net, name)?);
+        if i == 0 {
+            for (small, side) in PNET_SMALL_TILES {
+                small_tiles.push(blob(&load_net(dir, name, side, widths)?, small)?);
+            }
+        }
     }
+    nets.append(&mut small_tiles);
     Ok(DetectorBlobs { nets })
 }

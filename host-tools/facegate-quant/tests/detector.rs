@@ -424,3 +424,61 @@ fn a_pyramid_ratio_of_one_still_ends() {
         .unwrap();
     assert_eq!(stats.levels, MAX_LEVELS);
 }
+
+#[test]
+fn smaller_pnet_tiles_find_the_same_faces_with_less_work() {
+    use facegate_core::detect::{DetectConfig, Detector, Face, Frame, Scratch};
+    use facegate_quant::detector::{PNET_SMALL_TILES, board_detector};
+    let Some(data) = shared_data() else { return };
+    let blob = |n: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../models/detector/{n}.fgm")),
+        )
+        .unwrap()
+    };
+    let blobs: Vec<Vec<u8>> = ["pnet", "rnet", "onet"]
+        .into_iter()
+        .chain(PNET_SMALL_TILES.map(|(n, _)| n))
+        .map(blob)
+        .collect();
+    let one = Detector::new(&blobs[0], &blobs[1], &blobs[2], DetectConfig::default()).unwrap();
+    let all = board_detector(&blobs, DetectConfig::default()).unwrap();
+    assert_eq!(all.tiles().collect::<Vec<_>>(), [64, 48, 32, 16]);
+    assert_eq!(
+        all.arena_len(),
+        one.arena_len(),
+        "O-Net's arena is the largest"
+    );
+    let mut arena = vec![0i8; all.arena_len()];
+    let mut scratch = Box::new(Scratch::new());
+    let root = data.join("lfw/raw_subset");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .collect();
+    photos.sort();
+    let (mut tiles_one, mut tiles_all, mut faces_seen) = (0u32, 0u32, 0usize);
+    for photo in photos.iter().step_by(50).take(12) {
+        let img = read_image(photo, ImageBounds::PHOTO).unwrap().to_rgb8();
+        let frame = Frame::rgb(img.as_raw(), img.width() as usize, img.height() as usize).unwrap();
+        let mut run = |d: &Detector<'_>| {
+            let mut faces: heapless::Vec<Face, 8> = heapless::Vec::new();
+            let stats = d
+                .detect(&frame, &mut arena, &mut scratch, &mut faces)
+                .unwrap();
+            (faces, stats)
+        };
+        let (a, sa) = run(&one);
+        let (b, sb) = run(&all);
+        // Every cell's window lies inside its tile and the nets share
+        // their scales: the same faces, bit for bit.
+        assert_eq!(a, b, "{}", photo.display());
+        assert_eq!((sa.proposals, sa.refined), (sb.proposals, sb.refined));
+        tiles_one += u32::from(sa.tiles);
+        tiles_all += u32::from(sb.tiles);
+        faces_seen += a.len();
+    }
+    assert!(faces_seen >= 10, "{faces_seen} faces in 12 photos");
+    eprintln!("P-Net runs: {tiles_one} of 64 px vs {tiles_all} of mixed sizes");
+}

@@ -4,7 +4,10 @@
 //! The three nets are detector blobs (`facegate detector build` quantises
 //! the host's P-, R- and O-Net). P-Net slides over an image pyramid one
 //! fixed tile at a time (the tile is the blob's input; each level is
-//! resampled from the frame tile by tile, never held whole), R-Net and
+//! resampled from the frame tile by tile, never held whole); the same
+//! P-Net quantised for smaller tiles ([`Detector::with_pnet`]) covers the
+//! small levels without computing the empty rest of a large tile, with
+//! the same outputs (every cell's window lies inside its tile). R-Net and
 //! O-Net judge 24×24 and 48×48 crops, and O-Net places the five
 //! landmarks the core's alignment needs. Box arithmetic follows the host's
 //! cascade (`facegate-detect`), which follows the reference implementation.
@@ -34,6 +37,8 @@ pub const MAX_INPUT_SIDE: usize = 96;
 pub const RNET_SIDE: usize = 24;
 /// O-Net's input side.
 pub const ONET_SIDE: usize = 48;
+/// P-Net tile sizes a detector may hold.
+pub const MAX_PNETS: usize = 4;
 
 /// Thresholds of the cascade (the host's defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,15 +50,39 @@ pub struct DetectConfig {
     pub thresholds: [f32; 3],
     /// Ratio between pyramid levels.
     pub scale_factor: f32,
+    /// R-Net judges at most this many proposals, the best P-Net scores
+    /// first ([`u16::MAX`]: all, as MTCNN does).
+    pub max_proposals: u16,
+    /// O-Net judges at most this many boxes, the best R-Net scores first
+    /// ([`u16::MAX`]: all, as MTCNN does).
+    pub max_refined: u16,
+}
+
+impl DetectConfig {
+    /// MTCNN's cascade as the host runs it: every face in the frame.
+    pub const MTCNN: Self = Self {
+        min_face: 40.0,
+        thresholds: [0.6, 0.7, 0.7],
+        scale_factor: 0.709,
+        max_proposals: u16::MAX,
+        max_refined: u16::MAX,
+    };
+
+    /// A door's cascade: it judges one face, the best, so O-Net (the
+    /// costliest net) sees only the two boxes R-Net likes best (room for
+    /// one false alarm) and R-Net the 24 best proposals; this bounds a
+    /// frame's work whatever is in it. The host's door checks run the same
+    /// (`facegate detector eval --door` measures what it costs in faces).
+    pub const DOOR: Self = Self {
+        max_proposals: 24,
+        max_refined: 2,
+        ..Self::MTCNN
+    };
 }
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        Self {
-            min_face: 40.0,
-            thresholds: [0.6, 0.7, 0.7],
-            scale_factor: 0.709,
-        }
+        Self::MTCNN
     }
 }
 
@@ -117,9 +146,10 @@ pub struct DetectStats {
     pub levels: u16,
     /// P-Net tiles run.
     pub tiles: u16,
-    /// Boxes proposed by P-Net (after suppression).
+    /// Boxes proposed by P-Net (after suppression and
+    /// [`DetectConfig::max_proposals`]): R-Net's runs.
     pub proposals: u16,
-    /// Boxes kept by R-Net.
+    /// Boxes kept by R-Net (after [`DetectConfig::max_refined`]): O-Net's runs.
     pub refined: u16,
     /// Candidates or faces left out because a list was full.
     pub dropped: u16,
@@ -152,15 +182,52 @@ impl Default for Scratch {
     }
 }
 
-/// The three nets, checked, and the cascade's thresholds.
+/// P-Net quantised for one tile size.
 #[derive(Clone, Copy, Debug)]
-pub struct Detector<'m> {
-    pnet: Model<'m>,
-    rnet: Model<'m>,
-    onet: Model<'m>,
-    /// P-Net's tile side and the output cells per tile side.
+struct TileNet<'m> {
+    model: Model<'m>,
+    /// Tile side and output cells per tile side.
     tile: usize,
     cells: usize,
+}
+
+impl<'m> TileNet<'m> {
+    /// Checks that `p` is P-Net on square even tiles with 6 channels out
+    /// (4 box offsets, 2 logits).
+    fn of(p: Model<'m>) -> Result<Self, DetectError> {
+        let (tile, tw) = p.input_size();
+        // P-Net's cells are 12-pixel windows at a stride of 2.
+        let cells = (tile.saturating_sub(12)) / 2 + 1;
+        let ok = tile == tw
+            && tile >= 12
+            && tile % 2 == 0
+            && tile <= MAX_INPUT_SIDE
+            && p.output_shape() == (cells, cells, 6);
+        if ok {
+            Ok(Self {
+                model: p,
+                tile,
+                cells,
+            })
+        } else {
+            Err(DetectError::WrongNet(Net::P))
+        }
+    }
+
+    /// Tiles needed for `cx × cy` cells, and their input pixels in all.
+    const fn cost(&self, cx: usize, cy: usize) -> (usize, usize) {
+        let n = cx.div_ceil(self.cells) * cy.div_ceil(self.cells);
+        (n, n * self.tile * self.tile)
+    }
+}
+
+/// The three nets, checked, and the cascade's thresholds.
+#[derive(Clone, Debug)]
+pub struct Detector<'m> {
+    /// P-Net for each tile size, largest first.
+    pnets: Vec<TileNet<'m>, MAX_PNETS>,
+    rnet: Model<'m>,
+    onet: Model<'m>,
     /// Thresholds.
     pub config: DetectConfig,
 }
@@ -188,17 +255,8 @@ impl<'m> Detector<'m> {
             parse(rnet, Net::R)?,
             parse(onet, Net::O)?,
         );
-        let (tile, tw) = p.input_size();
-        // P-Net's cells are 12-pixel windows at a stride of 2.
-        let cells = (tile.saturating_sub(12)) / 2 + 1;
-        let p_ok = tile == tw
-            && tile >= 12
-            && tile % 2 == 0
-            && tile <= MAX_INPUT_SIDE
-            && p.output_shape() == (cells, cells, 6);
-        if !p_ok {
-            return Err(DetectError::WrongNet(Net::P));
-        }
+        let mut pnets = Vec::new();
+        let _ = pnets.push(TileNet::of(p)?);
         if r.input_size() != (RNET_SIDE, RNET_SIDE) || r.output_shape() != (1, 1, 6) {
             return Err(DetectError::WrongNet(Net::R));
         }
@@ -206,26 +264,50 @@ impl<'m> Detector<'m> {
             return Err(DetectError::WrongNet(Net::O));
         }
         Ok(Self {
-            pnet: p,
+            pnets,
             rnet: r,
             onet: o,
-            tile,
-            cells,
             config,
         })
     }
 
-    /// Arena bytes a detection needs (the nets run one after another).
-    pub fn arena_len(&self) -> usize {
-        self.pnet
-            .arena_len()
-            .max(self.rnet.arena_len())
-            .max(self.onet.arena_len())
+    /// Adds P-Net quantised for another tile size (`facegate detector
+    /// build` writes `pnet16/32/48.fgm` beside `pnet.fgm`): each pyramid
+    /// level is then covered by the tile size that needs the fewest input
+    /// pixels. The faces found are the same; only the work shrinks.
+    /// Refused: not P-Net, a tile size already held, or more than
+    /// [`MAX_PNETS`].
+    pub fn with_pnet(mut self, blob: &'m [u8]) -> Result<Self, DetectError> {
+        let p = Model::parse(blob).map_err(|e| DetectError::Blob(Net::P, e))?;
+        let t = TileNet::of(p)?;
+        if self.pnets.iter().any(|q| q.tile == t.tile) {
+            return Err(DetectError::WrongNet(Net::P));
+        }
+        self.pnets
+            .push(t)
+            .map_err(|_| DetectError::WrongNet(Net::P))?;
+        // Largest first: ties in cost go to the fewer, larger tiles.
+        self.pnets
+            .sort_unstable_by_key(|p| core::cmp::Reverse(p.tile));
+        Ok(self)
     }
 
-    /// P-Net's tile side.
-    pub const fn tile(&self) -> usize {
-        self.tile
+    /// Arena bytes a detection needs (the nets run one after another).
+    pub fn arena_len(&self) -> usize {
+        self.pnets
+            .iter()
+            .map(|p| p.model.arena_len())
+            .fold(self.rnet.arena_len().max(self.onet.arena_len()), usize::max)
+    }
+
+    /// The largest P-Net tile side.
+    pub fn tile(&self) -> usize {
+        self.pnets.first().map_or(0, |p| p.tile)
+    }
+
+    /// The P-Net tile sides held, largest first.
+    pub fn tiles(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pnets.iter().map(|p| p.tile)
     }
 
     /// Aligns a found face to the embedder's 112×112 crop, straight from
@@ -286,7 +368,6 @@ impl<'m> Detector<'m> {
         let mut min_layer = w.min(h) * m;
         let mut scale = m;
         s.all.clear();
-        let tile_len = self.tile * self.tile * 3;
         while min_layer >= 12.0 && stats.levels < MAX_LEVELS {
             let (ws, hs) = (
                 libm::ceilf(w * scale) as usize,
@@ -298,17 +379,23 @@ impl<'m> Detector<'m> {
                 (hs.saturating_sub(12)) / 2 + 1,
             );
             s.level.clear();
-            for cy0 in (0..cy_n).step_by(self.cells) {
-                for cx0 in (0..cx_n).step_by(self.cells) {
-                    let tile = (2 * cx0, 2 * cy0, self.tile, self.tile);
+            // The tile size that covers this level with the fewest pixels.
+            let Some(pnet) = self.pnets.iter().min_by_key(|p| p.cost(cx_n, cy_n).1) else {
+                break;
+            };
+            let (side, cells) = (pnet.tile, pnet.cells);
+            let tile_len = side * side * 3;
+            for cy0 in (0..cy_n).step_by(cells) {
+                for cx0 in (0..cx_n).step_by(cells) {
+                    let tile = (2 * cx0, 2 * cy0, side, side);
                     resample(frame, whole, (ws, hs), tile, &mut s.input[..tile_len]);
-                    let out = self
-                        .pnet
+                    let out = pnet
+                        .model
                         .run(&s.input[..tile_len], arena)
                         .map_err(|e| DetectError::Engine(Net::P, e))?;
                     stats.tiles = stats.tiles.saturating_add(1);
-                    for cy in 0..self.cells.min(cy_n - cy0) {
-                        for cx in 0..self.cells.min(cx_n - cx0) {
+                    for cy in 0..cells.min(cy_n - cy0) {
+                        for cx in 0..cells.min(cx_n - cx0) {
                             let score = face_probability(&out, cy, cx, 4);
                             if score < self.config.thresholds[0] {
                                 continue;
@@ -346,6 +433,8 @@ impl<'m> Detector<'m> {
         for c in &mut s.all {
             c.b = trunc(square(refine_exclusive(c.b, c.reg)));
         }
+        // Best first (suppression sorts by score).
+        s.all.truncate(usize::from(self.config.max_proposals));
         stats.proposals = s.all.len() as u16;
         Ok(())
     }
@@ -432,6 +521,7 @@ impl<'m> Detector<'m> {
         for c in &mut s.level {
             c.b = trunc(square(refine(c.b, c.reg)));
         }
+        s.level.truncate(usize::from(self.config.max_refined));
         stats.refined = u16::try_from(s.level.len()).unwrap_or(u16::MAX);
         Ok(())
     }

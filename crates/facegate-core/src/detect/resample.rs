@@ -127,6 +127,16 @@ pub struct Window {
     pub h: usize,
 }
 
+/// Tap weights are fixed point with the triangle's peak at this value, so
+/// that the inner loops are integer multiply-accumulates (one instruction
+/// each on a Cortex-M) and give the same sums on every machine.
+const WEIGHT_ONE: f32 = 4096.0;
+
+/// Weights cached per tile column: enough to shrink by up to 31 (every
+/// pyramid level of a QVGA frame or a 250-pixel photo, down to 12 pixels);
+/// wider filters compute the same weights on the fly.
+const MAX_TAPS: usize = 64;
+
 /// The taps of one output sample along an axis: source range, the
 /// output-to-source ratio of the filter's width, the sample's centre and
 /// the sum of its weights.
@@ -137,7 +147,7 @@ struct Taps {
     centre: f32,
     /// 1 / the filter's width in source pixels.
     inv_width: f32,
-    sum: f32,
+    sum: u32,
 }
 
 fn triangle(x: f32) -> f32 {
@@ -164,44 +174,81 @@ impl Taps {
             hi,
             centre,
             inv_width: 1.0 / width,
-            sum: 0.0,
+            sum: 0,
         };
         t.sum = (lo..hi).map(|i| t.weight(i)).sum();
         t
     }
 
-    #[allow(clippy::cast_precision_loss)]
-    fn weight(&self, i: usize) -> f32 {
-        triangle((i as f32 - self.centre) * self.inv_width)
+    /// Weight of source sample `i` (fixed point, [`WEIGHT_ONE`] at the peak).
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    fn weight(&self, i: usize) -> u32 {
+        libm::roundf(triangle((i as f32 - self.centre) * self.inv_width) * WEIGHT_ONE) as u32
     }
 }
 
-/// Adds row `line`'s taps `vx` (pixels of `N` bytes, decoded by `rgb`),
-/// weighted by `wy`, to `acc`; pixels left of the frame or past its end are
-/// black.
+/// One output column of a tile: its taps, those inside the frame
+/// (`x0..x1` in frame pixels, from tap `k0`), and whether its weights are
+/// in the tile's cache.
+#[derive(Clone, Copy, Debug)]
+struct Column {
+    taps: Taps,
+    x0: usize,
+    x1: usize,
+    k0: usize,
+    cached: bool,
+}
+
+/// `Σ w·pixel` per channel over one row's pixels (of `N` bytes, decoded by
+/// `rgb`) and their weights.
 #[inline(always)]
-fn accumulate<const N: usize>(
-    line: &[u8],
-    x0: i64,
-    vx: &Taps,
-    wy: f32,
-    acc: &mut [f32; 3],
+fn row_sum<const N: usize>(
+    pixels: &[u8],
+    weights: impl Iterator<Item = u32>,
     rgb: impl Fn(&[u8]) -> [u8; 3],
+) -> [u32; 3] {
+    let mut s = [0u32; 3];
+    for (b, w) in pixels.chunks_exact(N).zip(weights) {
+        let p = rgb(b);
+        s[0] += w * u32::from(p[0]);
+        s[1] += w * u32::from(p[1]);
+        s[2] += w * u32::from(p[2]);
+    }
+    s
+}
+
+/// Adds one source row (`line`, pixels of `N` bytes) weighted by `wy` to
+/// every column's accumulator.
+#[inline(always)]
+#[allow(clippy::cast_precision_loss)]
+fn add_row<const N: usize>(
+    line: &[u8],
+    wy: f32,
+    columns: &[Option<Column>],
+    cache: &[[u16; MAX_TAPS]],
+    acc: &mut [[f32; 3]],
+    rgb: impl Fn(&[u8]) -> [u8; 3] + Copy,
 ) {
-    for sx in vx.lo..vx.hi {
-        #[allow(clippy::cast_possible_wrap)]
-        let x = x0 + sx as i64;
-        let Some(b) = usize::try_from(x)
-            .ok()
-            .and_then(|x| line.get(x * N..x * N + N))
-        else {
+    for ((c, w), a) in columns.iter().zip(cache).zip(acc) {
+        let Some(c) = c else { continue };
+        let Some(pixels) = line.get(c.x0 * N..c.x1 * N) else {
             continue;
         };
-        let p = rgb(b);
-        let w = wy * vx.weight(sx);
-        acc[0] += w * f32::from(p[0]);
-        acc[1] += w * f32::from(p[1]);
-        acc[2] += w * f32::from(p[2]);
+        let s = if c.cached {
+            let n = c.x1 - c.x0;
+            let w = w.get(c.k0..c.k0 + n).unwrap_or(&[]);
+            row_sum::<N>(pixels, w.iter().map(|&w| u32::from(w)), rgb)
+        } else {
+            let first = c.taps.lo + c.k0;
+            row_sum::<N>(pixels, (first..).map(|i| c.taps.weight(i)), rgb)
+        };
+        a[0] += wy * s[0] as f32;
+        a[1] += wy * s[1] as f32;
+        a[2] += wy * s[2] as f32;
     }
 }
 
@@ -214,6 +261,15 @@ const MAX_TILE_SIDE: usize = 96;
 /// `out` (`tile.2 × tile.3 × 3` bytes, row-major); tile pixels past the
 /// grid are black. `out` shorter than the tile, a tile wider than 96
 /// pixels, an empty window or an empty grid leave `out` as it is.
+///
+/// Each column's taps and weights are computed once per tile; each
+/// source row is found once per output row and added to every column.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 pub fn resample(
     frame: &Frame<'_>,
     window: Window,
@@ -232,12 +288,37 @@ pub fn resample(
     {
         return;
     }
-    // Each column's taps once per tile, not once per pixel.
     let mut columns = [None; MAX_TILE_SIDE];
-    for (ox, c) in columns.iter_mut().enumerate().take(tw) {
+    let mut cache = [[0u16; MAX_TAPS]; MAX_TILE_SIDE];
+    let frame_w = frame.width() as i64;
+    for (ox, (c, w)) in columns.iter_mut().zip(&mut cache).enumerate().take(tw) {
         let gx = tx + ox;
-        *c = (gx < gw).then(|| Taps::of(gx, gw, window.w));
+        if gx >= gw {
+            continue; // black
+        }
+        let taps = Taps::of(gx, gw, window.w);
+        // The taps inside the frame; the rest are black.
+        let start = window.x0 + taps.lo as i64;
+        let x0 = start.clamp(0, frame_w);
+        let x1 = (window.x0 + taps.hi as i64).clamp(x0, frame_w);
+        // Taps left of the frame are skipped; right of it, none are left.
+        let k0 = (x0 - start).max(0) as usize;
+        let cached = taps.hi - taps.lo <= MAX_TAPS;
+        if cached {
+            for (k, v) in w.iter_mut().enumerate().take(taps.hi - taps.lo) {
+                *v = taps.weight(taps.lo + k) as u16;
+            }
+        }
+        *c = Some(Column {
+            taps,
+            x0: x0 as usize,
+            x1: x1 as usize,
+            k0,
+            cached,
+        });
     }
+    let columns = &columns[..tw];
+    let mut acc = [[0.0f32; 3]; MAX_TILE_SIDE];
     for oy in 0..th {
         let row = &mut out[oy * tw * 3..(oy + 1) * tw * 3];
         let gy = ty + oy;
@@ -246,40 +327,40 @@ pub fn resample(
             continue;
         }
         let vy = Taps::of(gy, gh, window.h);
-        for (px, vx) in row.chunks_exact_mut(3).zip(&columns) {
-            let Some(vx) = vx else {
+        let acc = &mut acc[..tw];
+        acc.fill([0.0; 3]);
+        for sy in vy.lo..vy.hi {
+            let wy = vy.weight(sy);
+            if wy == 0 {
+                continue;
+            }
+            let Some(line) = frame.row(window.y0 + sy as i64) else {
+                continue; // black
+            };
+            let wy = wy as f32;
+            // One loop per format, so the decoding is not chosen per tap.
+            match frame.format {
+                PixelFormat::Rgb888 => {
+                    add_row::<3>(line, wy, columns, &cache, acc, |b| [b[0], b[1], b[2]]);
+                }
+                PixelFormat::Rgb565 => {
+                    add_row::<2>(line, wy, columns, &cache, acc, |b| {
+                        PixelFormat::Rgb565.rgb(b)
+                    });
+                }
+                PixelFormat::Grey8 => {
+                    add_row::<1>(line, wy, columns, &cache, acc, |b| [b[0]; 3]);
+                }
+            }
+        }
+        for ((px, c), a) in row.chunks_exact_mut(3).zip(columns).zip(acc.iter()) {
+            let Some(c) = c else {
                 px.fill(0);
                 continue;
             };
-            let mut acc = [0.0f32; 3];
-            for sy in vy.lo..vy.hi {
-                let wy = vy.weight(sy);
-                if wy == 0.0 {
-                    continue;
-                }
-                #[allow(clippy::cast_possible_wrap)]
-                let Some(line) = frame.row(window.y0 + sy as i64) else {
-                    continue; // black
-                };
-                // One loop per format, so the decoding is not chosen per tap.
-                let x0 = window.x0;
-                match frame.format {
-                    PixelFormat::Rgb888 => {
-                        accumulate::<3>(line, x0, vx, wy, &mut acc, |b| [b[0], b[1], b[2]]);
-                    }
-                    PixelFormat::Rgb565 => {
-                        accumulate::<2>(line, x0, vx, wy, &mut acc, |b| PixelFormat::Rgb565.rgb(b));
-                    }
-                    PixelFormat::Grey8 => {
-                        accumulate::<1>(line, x0, vx, wy, &mut acc, |b| [b[0]; 3]);
-                    }
-                }
-            }
-            let norm = vx.sum * vy.sum;
-            for (d, a) in px.iter_mut().zip(acc) {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let v = libm::roundf((a / norm).clamp(0.0, 255.0)) as u8;
-                *d = v;
+            let norm = c.taps.sum as f32 * vy.sum as f32;
+            for (d, &v) in px.iter_mut().zip(a) {
+                *d = libm::roundf((v / norm).clamp(0.0, 255.0)) as u8;
             }
         }
     }
@@ -386,5 +467,93 @@ mod tests {
         assert!(Frame::rgb(&px, 4, 5).is_none());
         assert!(Frame::new(&px[..32], 4, 4, PixelFormat::Rgb565).is_some());
         assert!(Frame::rgb(&[], 0, 0).is_none());
+    }
+
+    #[allow(
+        clippy::cast_possible_wrap,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    /// The triangle filter in f64, straight from its definition: every
+    /// output pixel the normalised weighted mean of the window's pixels
+    /// (black outside the frame).
+    fn reference(
+        frame: &Frame<'_>,
+        window: Window,
+        grid: (usize, usize),
+        tile: (usize, usize, usize, usize),
+    ) -> Vec<u8> {
+        let axis = |o: usize, out: usize, len: usize| -> Vec<(usize, f64)> {
+            let ratio = len as f64 / out as f64;
+            let width = ratio.max(1.0);
+            let centre = (o as f64 + 0.5) * ratio - 0.5;
+            (0..len)
+                .map(|i| (i, (1.0 - ((i as f64 - centre) / width).abs()).max(0.0)))
+                .filter(|&(_, w)| w > 0.0)
+                .collect()
+        };
+        let (tx, ty, tw, th) = tile;
+        let mut out = vec![0u8; tw * th * 3];
+        for oy in 0..th {
+            for ox in 0..tw {
+                let (gx, gy) = (tx + ox, ty + oy);
+                if gx >= grid.0 || gy >= grid.1 {
+                    continue;
+                }
+                let (wx, wy) = (axis(gx, grid.0, window.w), axis(gy, grid.1, window.h));
+                let (mut acc, mut norm) = ([0.0f64; 3], 0.0);
+                for &(sy, a) in &wy {
+                    for &(sx, b) in &wx {
+                        norm += a * b;
+                        let (x, y) = (window.x0 + sx as i64, window.y0 + sy as i64);
+                        if x < 0 || y < 0 {
+                            continue;
+                        }
+                        let p = frame.pixel(x as usize, y as usize);
+                        for c in 0..3 {
+                            acc[c] += a * b * f64::from(p[c]);
+                        }
+                    }
+                }
+                for c in 0..3 {
+                    out[(oy * tw + ox) * 3 + c] = (acc[c] / norm).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// The fixed-point taps stay within one level of the filter's
+        /// definition: shrinking by up to 40 (cached and on-the-fly
+        /// weights), growing, windows hanging off any edge, all formats.
+        #[test]
+        fn fixed_point_taps_match_the_filter(
+            seed in 0u64..1_000_000,
+            (fw, fh) in (1usize..90, 1usize..90),
+            (x0, y0) in (-30i64..60, -30i64..60),
+            (ww, wh) in (1usize..200, 1usize..200),
+            (gw, gh) in (1usize..40, 1usize..40),
+            format in 0usize..3,
+        ) {
+            let format = [PixelFormat::Rgb888, PixelFormat::Rgb565, PixelFormat::Grey8][format];
+            let mut state = seed;
+            let px: Vec<u8> = (0..fw * fh * format.bytes())
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    (state >> 56) as u8
+                })
+                .collect();
+            let frame = Frame::new(&px, fw, fh, format).unwrap();
+            let window = Window { x0, y0, w: ww, h: wh };
+            let tile = (0, 0, gw, gh);
+            let mut out = vec![0u8; gw * gh * 3];
+            resample(&frame, window, (gw, gh), tile, &mut out);
+            let want = reference(&frame, window, (gw, gh), tile);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                proptest::prop_assert!(a.abs_diff(*b) <= 1, "sample {i}: {a} vs {b}");
+            }
+        }
     }
 }

@@ -153,10 +153,13 @@ fn main() -> ! {
         } => {
             let (detect, _) = cost(detect_ticks, 1);
             let (total, _) = cost(total_ticks, 1);
-            let [p, r, o] = net_ticks.map(|t| cost(t, 1).0);
+            let [p64, p48, p32, p16, r, o] = net_ticks.map(|t| cost(t, 1).0);
             defmt::info!(
-                "detect nets: P-Net {} instructions a tile (x{}), R-Net {} a box (x{}), O-Net {} a box (x{})",
-                p,
+                "detect nets: P-Net {} instructions a 64-px tile, {} a 48, {} a 32, {} a 16 ({} tiles), R-Net {} a box (x{}), O-Net {} a box (x{})",
+                p64,
+                p48,
+                p32,
+                p16,
                 stats.tiles,
                 r,
                 stats.proposals,

@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use facegate_core::detect::boxes::overlap;
-use facegate_core::detect::{Detector, Face, Frame, Scratch};
+use facegate_core::detect::{DetectConfig, Face, Frame, Scratch};
 use facegate_detect::{Mtcnn, MtcnnConfig};
 use facegate_eval::faces::{ImageBounds, read_image};
-use facegate_quant::detector::{NETS, Photo, build};
+use facegate_quant::detector::{NETS, PNET_SMALL_TILES, Photo, board_detector, build};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `facegate detector …`
@@ -35,7 +35,7 @@ pub struct BuildArgs {
     /// Calibration crops per photo and net (random squares, faces and background).
     #[arg(long, default_value_t = 8)]
     per_photo: usize,
-    /// Output folder for pnet.fgm, rnet.fgm and onet.fgm.
+    /// Output folder for pnet.fgm, rnet.fgm and onet.fgm (and pnet48/32/16.fgm, P-Net for smaller tiles).
     #[arg(long, short, default_value = "models/detector")]
     out: PathBuf,
 }
@@ -43,7 +43,7 @@ pub struct BuildArgs {
 /// `facegate detector eval …`
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Folder with the board detector's pnet.fgm, rnet.fgm and onet.fgm.
+    /// Folder with the board detector's pnet.fgm, rnet.fgm and onet.fgm (and the smaller P-Net tiles there).
     #[arg(long, default_value = "models/detector")]
     blobs: PathBuf,
     /// Folder with the host detector's ONNX weights (the reference).
@@ -55,6 +55,18 @@ pub struct EvalArgs {
     /// At most this many photos (sorted by path).
     #[arg(long)]
     limit: Option<usize>,
+    /// Run the board's detector as a door does (`DetectConfig::DOOR`: O-Net
+    /// on the two best R-Net boxes, R-Net on the 24 best proposals) rather
+    /// than MTCNN's full cascade; the figure that matters then is the
+    /// door's face (the best one).
+    #[arg(long)]
+    door: bool,
+    /// With --door: R-Net judges at most this many proposals.
+    #[arg(long, requires = "door", default_value_t = DetectConfig::DOOR.max_proposals)]
+    max_proposals: u16,
+    /// With --door: O-Net judges at most this many boxes.
+    #[arg(long, requires = "door", default_value_t = DetectConfig::DOOR.max_refined)]
+    max_refined: u16,
     /// Also write the figures as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -134,8 +146,9 @@ fn run_build(a: &BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the three blobs of a folder.
-pub fn read_blobs(dir: &Path) -> Result<[Vec<u8>; 3]> {
+/// Reads a folder's blobs: P-, R- and O-Net, then the smaller P-Net tiles
+/// that are there.
+pub fn read_blobs(dir: &Path) -> Result<Vec<Vec<u8>>> {
     let read = |name: &str| {
         let p = dir.join(format!("{name}.fgm"));
         std::fs::read(&p).with_context(|| {
@@ -146,7 +159,13 @@ pub fn read_blobs(dir: &Path) -> Result<[Vec<u8>; 3]> {
             )
         })
     };
-    Ok([read(NETS[0].0)?, read(NETS[1].0)?, read(NETS[2].0)?])
+    let mut blobs = vec![read(NETS[0].0)?, read(NETS[1].0)?, read(NETS[2].0)?];
+    for (name, _) in PNET_SMALL_TILES {
+        if dir.join(format!("{name}.fgm")).is_file() {
+            blobs.push(read(name)?);
+        }
+    }
+    Ok(blobs)
 }
 
 /// Mean landmark distance between two faces over the reference's eye distance.
@@ -179,6 +198,11 @@ pub struct DetectorReport {
     pub landmark_error: f32,
     /// Largest landmark error of a matched face.
     pub landmark_error_max: f32,
+    /// Photos in which the host found a face.
+    pub photos_with_faces: usize,
+    /// Of those, photos whose best face on the board (the one a door
+    /// judges) is the host's best face (IoU ≥ 0.5).
+    pub best_face_matched: usize,
     /// Mean milliseconds per photo: host (float, tract), board (int8 engine).
     pub host_ms: f64,
     /// See `host_ms`.
@@ -190,6 +214,11 @@ impl DetectorReport {
     pub fn recall(&self) -> f64 {
         self.matched as f64 / self.host_faces.max(1) as f64
     }
+    /// Share of the photos with a face in which the board's best face is
+    /// the host's best.
+    pub fn best_face_recall(&self) -> f64 {
+        self.best_face_matched as f64 / self.photos_with_faces.max(1) as f64
+    }
     /// Share of the board's faces that the host found too.
     pub fn precision(&self) -> f64 {
         self.board_matched as f64 / self.board_faces.max(1) as f64
@@ -197,9 +226,22 @@ impl DetectorReport {
 }
 
 /// Runs both detectors on every photo and compares them.
-pub fn evaluate(blobs: &[Vec<u8>; 3], host: &Mtcnn, files: &[PathBuf]) -> Result<DetectorReport> {
-    // The same thresholds as the host's cascade.
-    let board = Detector::new(&blobs[0], &blobs[1], &blobs[2], host.config())?;
+pub fn evaluate(
+    blobs: &[Vec<u8>],
+    host: &Mtcnn,
+    files: &[PathBuf],
+    door: Option<(u16, u16)>,
+) -> Result<DetectorReport> {
+    // The same thresholds as the host's cascade; a door's caps when asked.
+    let config = match door {
+        Some((max_proposals, max_refined)) => DetectConfig {
+            max_proposals,
+            max_refined,
+            ..host.config()
+        },
+        None => host.config(),
+    };
+    let board = board_detector(blobs, config)?;
     let mut arena = vec![0i8; board.arena_len()];
     let mut scratch = Box::new(Scratch::new());
     let mut faces: heapless::Vec<Face, 16> = heapless::Vec::new();
@@ -243,6 +285,15 @@ pub fn evaluate(blobs: &[Vec<u8>; 3], host: &Mtcnn, files: &[PathBuf]) -> Result
             .iter()
             .filter(|f| want.iter().any(|d| overlap(&d.bbox, &f.bbox, false) >= 0.5))
             .count();
+        if let Some(best) = want.iter().max_by(|a, b| a.score.total_cmp(&b.score)) {
+            r.photos_with_faces += 1;
+            if faces
+                .first()
+                .is_some_and(|f| overlap(&best.bbox, &f.bbox, false) >= 0.5)
+            {
+                r.best_face_matched += 1;
+            }
+        }
     }
     bar.finish_and_clear();
     r.landmark_error = errors.iter().sum::<f32>() / errors.len().max(1) as f32;
@@ -259,7 +310,8 @@ fn run_eval(a: &EvalArgs) -> Result<ExitCode> {
     if let Some(n) = a.limit {
         files.truncate(n);
     }
-    let r = evaluate(&blobs, &host, &files)?;
+    let door = a.door.then_some((a.max_proposals, a.max_refined));
+    let r = evaluate(&blobs, &host, &files, door)?;
     println!("photos:            {}", r.photos);
     println!(
         "faces:             host {}, board {}",
@@ -272,6 +324,12 @@ fn run_eval(a: &EvalArgs) -> Result<ExitCode> {
     println!(
         "precision:         {:.2} % of the board's faces are the host's",
         100.0 * r.precision()
+    );
+    println!(
+        "best face:         {:.2} % of {} photos with a face: the board's best is the host's{}",
+        100.0 * r.best_face_recall(),
+        r.photos_with_faces,
+        if a.door { " (door cascade)" } else { "" }
     );
     println!(
         "landmarks:         {:.3} eye distances on average, {:.3} at worst",

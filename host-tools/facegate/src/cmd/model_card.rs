@@ -229,16 +229,25 @@ struct DetectorCard {
     nets: Vec<(String, usize, usize, usize)>,
     /// `models/detector.cortex-m7.json`, when current for these blobs.
     cortex_m7: Option<serde_json::Value>,
+    /// `models/detector/eval-door.json` (`facegate detector eval --door --json`).
+    eval_door: Option<serde_json::Value>,
     /// `models/detector/eval.json` (`facegate detector eval --json`).
     eval: Option<serde_json::Value>,
 }
 
 /// Reads the detector's blobs and records; `None` without the blobs.
 fn detector_card(models: &Path) -> Option<DetectorCard> {
+    use facegate_quant::detector::PNET_SMALL_TILES;
     let mut nets = Vec::new();
     let mut hashes = Vec::new();
-    for net in ["pnet", "rnet", "onet"] {
-        let blob = std::fs::read(models.join(format!("detector/{net}.fgm"))).ok()?;
+    let small = PNET_SMALL_TILES.map(|(n, _)| n);
+    for net in ["pnet", "rnet", "onet"].into_iter().chain(small) {
+        let Ok(blob) = std::fs::read(models.join(format!("detector/{net}.fgm"))) else {
+            if small.contains(&net) {
+                continue; // the smaller P-Net tiles are optional
+            }
+            return None;
+        };
         let m = Model::parse(&blob).ok()?;
         hashes.push(m.hash().to_string());
         nets.push((net.to_string(), blob.len(), m.arena_len(), m.macs()));
@@ -257,6 +266,7 @@ fn detector_card(models: &Path) -> Option<DetectorCard> {
         nets,
         cortex_m7,
         eval: json(models.join("detector/eval.json")),
+        eval_door: json(models.join("detector/eval-door.json")),
     })
 }
 
@@ -268,7 +278,7 @@ fn detector_markdown(s: &mut String, d: &DetectorCard) {
     );
     let _ = writeln!(
         s,
-        "MTCNN's three nets as int8 blobs on the engine (`models/detector`, `facegate detector build`; `facegate_core::detect`).
+        "MTCNN's three nets as int8 blobs on the engine (`models/detector`, `facegate detector build`; `facegate_core::detect`); P-Net also quantised for 48-, 32- and 16-pixel tiles with the 64-pixel tile's scales, so small pyramid levels cost what they hold and every cell scores the same.
 "
     );
     let _ = writeln!(
@@ -288,12 +298,27 @@ fn detector_markdown(s: &mut String, d: &DetectorCard) {
         let _ = writeln!(
             s,
             "
-Against the host's float detector on {} raw LFW photos (`facegate detector eval --json models/detector/eval.json`): recall {} of its {} faces (IoU ≥ 0.5), precision {}, landmarks {:.3} eye distances off on average.",
+Against the host's float detector on {} raw LFW photos (`facegate detector eval --json models/detector/eval.json`): recall {} of its {} faces (IoU ≥ 0.5), precision {}, landmarks {:.3} eye distances off on average; the board's best face is the host's best in {} of the photos.",
             n("photos"),
             pct(n("matched") / n("host_faces")),
             n("host_faces"),
             pct(n("board_matched") / n("board_faces")),
-            n("landmark_error")
+            n("landmark_error"),
+            pct(n("best_face_matched") / n("photos_with_faces"))
+        );
+    }
+    if let Some(e) = &d.eval_door {
+        let n = |k: &str| e[k].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            s,
+            "
+The door's cascade (`DetectConfig::DOOR`: O-Net on the two boxes R-Net likes best, R-Net on the 24 best proposals; `facegate detector eval --door --json models/detector/eval-door.json`): the best face is the host's best in {} of the photos, {:.1} ms a photo on this host against {:.1} ms for the full cascade.",
+            pct(n("best_face_matched") / n("photos_with_faces")),
+            n("board_ms"),
+            d.eval
+                .as_ref()
+                .and_then(|e| e["board_ms"].as_f64())
+                .unwrap_or(f64::NAN)
         );
     }
     match &d.cortex_m7 {
@@ -302,12 +327,19 @@ Against the host's float detector on {} raw LFW photos (`facegate detector eval 
             let _ = writeln!(
                 s,
                 "
-Cortex-M7 (QEMU `-icount`, `cargo xtask qemu --cost-out models`), one 250×250 photo with one face: {:.1} M instructions to detect ({:.2} s at 480 MHz), {:.1} M from the photo to the `nano` embedding ({:.2} s).
+Cortex-M7 (QEMU `-icount`, `cargo xtask qemu --cost-out models`, the door's cascade), one 250×250 photo with one face: {:.1} M instructions to detect ({:.2} s at 480 MHz), {:.1} M from the photo to the `nano` embedding ({:.2} s){}.
 ",
                 n("instructions_to_detect") / 1e6,
                 n("instructions_to_detect") / 480e6,
                 n("instructions_photo_to_nano_embedding") / 1e6,
-                n("instructions_photo_to_nano_embedding") / 480e6
+                n("instructions_photo_to_nano_embedding") / 480e6,
+                c["instructions_photo_to_decision_max"]
+                    .as_f64()
+                    .map_or(String::new(), |d| format!(
+                        "; the slowest of three raw door photos took {:.1} M from the photo to the door's decision ({:.2} s)",
+                        d / 1e6,
+                        d / 480e6
+                    ))
             );
         }
         None => {
