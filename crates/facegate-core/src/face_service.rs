@@ -28,7 +28,7 @@ pub const LOOK_PAUSE_MS: u64 = 3_000;
 
 /// The door's eye: the face detector, its working memory and the buffer
 /// frames land in (the board decides where each lives: together about
-/// 48 KB plus the frame, e.g. 150 KB for QVGA RGB565).
+/// 58 KB plus the frame, e.g. 150 KB for QVGA RGB565).
 pub struct Eye<'f> {
     detector: Detector<'f>,
     scratch: &'f mut Scratch,

@@ -155,7 +155,7 @@ pub struct DetectStats {
     pub dropped: u16,
 }
 
-/// Working memory of a detection (about 48 KB; a `static` on a board).
+/// Working memory of a detection (about 58 KB; a `static` on a board).
 #[derive(Debug)]
 pub struct Scratch {
     level: Vec<Candidate, MAX_CANDIDATES>,

@@ -293,6 +293,15 @@ fn detector_markdown(s: &mut String, d: &DetectorCard) {
             *macs as f64 / 1e6
         );
     }
+    let arena = d.nets.iter().map(|n| n.2).max().unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "
+RAM on the board: the detector borrows the embedder's arena between embeddings (it needs {arena} B), its working lists take {} B (`Scratch`), and the frame a QVGA camera gives is {} B in RGB565 ({} B in RGB888).",
+        size_of::<facegate_core::detect::Scratch>(),
+        320 * 240 * 2,
+        320 * 240 * 3
+    );
     if let Some(e) = &d.eval {
         let n = |k: &str| e[k].as_f64().unwrap_or(f64::NAN);
         let _ = writeln!(
