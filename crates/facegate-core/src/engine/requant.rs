@@ -85,6 +85,7 @@ impl Multiplier {
     /// `(M0, left shift, right shift, rounding mask)`, for vector kernels
     /// that apply the same steps to many lanes.
     #[inline]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     pub(crate) const fn parts(self) -> (i32, u32, u32, i32) {
         (self.m0, self.left, self.right, self.mask)
     }

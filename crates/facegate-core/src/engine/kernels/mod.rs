@@ -275,6 +275,11 @@ fn depthwise(c: &Conv<'_>, output: &mut [i8]) {
         conv2d_reference(g, c.input, c.in_zp, c.weights, c.params, c.out_zp, output);
         return;
     }
+    // Only the AVX2 path below moves it.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_feature = "sse2")),
+        allow(unused_mut)
+    )]
     let mut first = 0;
     // With AVX2, sixteen channels at a time.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
