@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use facegate_core::align::FACE_SIDE;
 use facegate_core::matcher::{Decision, Matcher, MatcherConfig};
 use facegate_core::{EMBEDDING_DIM, Embedding, PersonId, Template};
 use facegate_eval::embedder::Embedder;
-use facegate_eval::faces::FaceSet;
+use facegate_eval::faces::{Face, FaceSet, ImageBounds, read_image};
 use facegate_quant::engine::EngineEmbedder;
 
 use super::photos::{FaceChoice, PhotoArgs};
@@ -41,6 +42,11 @@ pub struct PhotoBenchArgs {
     /// Folder with the MTCNN weights (`bash scripts/setup.sh` fetches them).
     #[arg(long, env = "FACEGATE_MTCNN", hide_env_values = true)]
     detector: Option<PathBuf>,
+    /// Find the face as the boards do: the int8 MTCNN blobs of this folder
+    /// on the engine, the door's cascade, alignment straight from the
+    /// frame (instead of the float MTCNN in tract and its quality gates).
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "models/detector")]
+    board_detector: Option<PathBuf>,
     /// Also time dlib's face_recognition pipeline on the same photos (the
     /// peer; set it up with `bench/setup-dlib.sh`).
     #[arg(long)]
@@ -79,14 +85,65 @@ pub fn run(a: PhotoBenchArgs) -> Result<ExitCode> {
     }
     .loader()?;
     let engine = EngineEmbedder::load(&a.model).map_err(anyhow::Error::msg)?;
+    let blobs = a
+        .board_detector
+        .as_deref()
+        .map(super::detector::read_blobs)
+        .transpose()?;
+    let board = blobs
+        .as_deref()
+        .map(|b| {
+            facegate_quant::detector::board_detector(b, facegate_core::detect::DetectConfig::DOOR)
+        })
+        .transpose()?;
+    let on_board = std::sync::Mutex::new(board.as_ref().map(|d| {
+        (
+            vec![0i8; d.arena_len()],
+            Box::new(facegate_core::detect::Scratch::new()),
+        )
+    }));
+    // The aligned face as the boards find it: decode, detect, align the best.
+    let board_face = |path: &PathBuf| -> Result<Option<Face>> {
+        use facegate_core::detect::{Detector, Face as Found, Frame};
+        let mut held = on_board
+            .lock()
+            .map_err(|_| anyhow::anyhow!("detector state poisoned"))?;
+        let (Some(d), Some((arena, scratch))) = (&board, &mut *held) else {
+            return Ok(None);
+        };
+        let img = read_image(path, ImageBounds::PHOTO)
+            .with_context(|| format!("{}", path.display()))?
+            .to_rgb8();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let Some(frame) = Frame::rgb(img.as_raw(), w, h) else {
+            return Ok(None);
+        };
+        let mut faces: heapless::Vec<Found, 4> = heapless::Vec::new();
+        d.detect(&frame, arena, scratch, &mut faces)?;
+        let Some(best) = faces.first() else {
+            return Ok(None);
+        };
+        let mut rgb = vec![0u8; FACE_SIDE * FACE_SIDE * 3];
+        let crop: &mut [u8; FACE_SIDE * FACE_SIDE * 3] = (&mut rgb[..])
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("crop size"))?;
+        Ok(Detector::align(&frame, best, crop)
+            .ok()
+            .map(|_| Face { rgb }))
+    };
     // The face's template, and the seconds spent finding and aligning it.
     let template = |path: &PathBuf| -> Result<(Option<Template>, f64)> {
         let t = Instant::now();
-        let Ok(face) = loader.load(path) else {
+        let face = if board.is_some() {
+            board_face(path)?
+        } else {
+            loader.load(path).ok().map(|f| f.face)
+        };
+        let Some(face) = face else {
             return Ok((None, t.elapsed().as_secs_f64()));
         };
         let found = t.elapsed().as_secs_f64();
-        let raw = engine.embed(&face.face).map_err(anyhow::Error::msg)?;
+        let raw = engine.embed(&face).map_err(anyhow::Error::msg)?;
         let t = Template::quantize(&Embedding::<EMBEDDING_DIM>::from_slice(&raw)?);
         Ok((Some(t), found))
     };
@@ -136,7 +193,12 @@ pub fn run(a: PhotoBenchArgs) -> Result<ExitCode> {
         gallery.len()
     );
     println!(
-        "  facegate (MTCNN, align, {} int8 engine, match)  {ours:8.2} ms   faces found in {found}/{}, {accepted} accepted",
+        "  facegate ({}, align, {} int8 engine, match)  {ours:8.2} ms   faces found in {found}/{}, {accepted} accepted",
+        if board.is_some() {
+            "int8 MTCNN on the engine, door cascade"
+        } else {
+            "float MTCNN in tract"
+        },
         a.model.display(),
         files.len()
     );
