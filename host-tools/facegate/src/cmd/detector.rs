@@ -56,7 +56,7 @@ pub struct EvalArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Run the board's detector as a door does (`DetectConfig::DOOR`: O-Net
-    /// on the two best R-Net boxes, R-Net on the 24 best proposals) rather
+    /// on the two best R-Net boxes, R-Net on the 8 best proposals) rather
     /// than MTCNN's full cascade; the figure that matters then is the
     /// door's face (the best one).
     #[arg(long)]
@@ -203,6 +203,10 @@ pub struct DetectorReport {
     /// Of those, photos whose best face on the board (the one a door
     /// judges) is the host's best face (IoU ≥ 0.5).
     pub best_face_matched: usize,
+    /// Photos in which the host found exactly one face (as at a door).
+    pub single_face_photos: usize,
+    /// Of those, photos whose best face on the board is that face.
+    pub single_face_matched: usize,
     /// Mean milliseconds per photo: host (float, tract), board (int8 engine).
     pub host_ms: f64,
     /// See `host_ms`.
@@ -286,12 +290,14 @@ pub fn evaluate(
             .filter(|f| want.iter().any(|d| overlap(&d.bbox, &f.bbox, false) >= 0.5))
             .count();
         if let Some(best) = want.iter().max_by(|a, b| a.score.total_cmp(&b.score)) {
-            r.photos_with_faces += 1;
-            if faces
+            let hit = faces
                 .first()
-                .is_some_and(|f| overlap(&best.bbox, &f.bbox, false) >= 0.5)
-            {
-                r.best_face_matched += 1;
+                .is_some_and(|f| overlap(&best.bbox, &f.bbox, false) >= 0.5);
+            r.photos_with_faces += 1;
+            r.best_face_matched += usize::from(hit);
+            if want.len() == 1 {
+                r.single_face_photos += 1;
+                r.single_face_matched += usize::from(hit);
             }
         }
     }
@@ -330,6 +336,11 @@ fn run_eval(a: &EvalArgs) -> Result<ExitCode> {
         100.0 * r.best_face_recall(),
         r.photos_with_faces,
         if a.door { " (door cascade)" } else { "" }
+    );
+    println!(
+        "one-face photos:   {:.2} % of {}: the board's best face is that face",
+        100.0 * r.single_face_matched as f64 / r.single_face_photos.max(1) as f64,
+        r.single_face_photos
     );
     println!(
         "landmarks:         {:.3} eye distances on average, {:.3} at worst",

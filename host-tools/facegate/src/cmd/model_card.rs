@@ -321,7 +321,9 @@ Against the host's float detector on {} raw LFW photos (`facegate detector eval 
         let _ = writeln!(
             s,
             "
-The door's cascade (`DetectConfig::DOOR`: O-Net on the two boxes R-Net likes best, R-Net on the 24 best proposals; `facegate detector eval --door --json models/detector/eval-door.json`): the best face is the host's best in {} of the photos, {:.1} ms a photo on this host against {:.1} ms for the full cascade.",
+The door's cascade (`DetectConfig::DOOR`: O-Net on the two boxes R-Net likes best, R-Net on the 8 best proposals; `facegate detector eval --door --json models/detector/eval-door.json`): in {} of the {} photos with one face the board's best face is that face, and in {} of all photos the host's best; {:.1} ms a photo on this host against {:.1} ms for the full cascade.",
+            pct(n("single_face_matched") / n("single_face_photos")),
+            n("single_face_photos"),
             pct(n("best_face_matched") / n("photos_with_faces")),
             n("board_ms"),
             d.eval
