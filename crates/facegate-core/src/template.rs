@@ -213,12 +213,17 @@ mod tests {
         fn sparse_vectors_also_within_bound(
             hot in 0usize..EMBEDDING_DIM, big in 0.5f32..10.0, a in gaussianish(), b in gaussianish(),
         ) {
-            // One dominant component stretches the step; the rest must still agree.
+            // One dominant component stretches the step to its coarsest (1/127
+            // of the unit vector) and leaves the rest a few levels each: the
+            // bound is looser than for bell-shaped vectors like real
+            // embeddings (0.01 above). Proptest's shrunk worst case was
+            // 0.0127 (`proptest-regressions/template.txt`, re-run first);
+            // 200,000 random draws of this generator stayed under 0.0094.
             let mut a = a;
             a[hot] += big * 10.0;
             let (ea, eb) = (unit(a), unit(b));
             let int8 = Template::quantize(&ea).cosine(&Template::quantize(&eb));
-            prop_assert!((ea.cosine(&eb) - int8).abs() <= 0.01);
+            prop_assert!((ea.cosine(&eb) - int8).abs() <= 0.02);
         }
     }
 }
