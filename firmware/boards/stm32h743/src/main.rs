@@ -51,8 +51,36 @@ use facegate_spi_nor::SpiNor;
 use facegate_spi_nor::partition::Partition;
 use panic_probe as _;
 
-/// Core clock after `embassy_stm32::init` with the default config (HSI).
-const CORE_HZ: u32 = 64_000_000;
+/// Core clock after `embassy_stm32::init` with [`clocks`]: 480 MHz.
+const CORE_HZ: u32 = 480_000_000;
+
+/// 480 MHz from the internal oscillator (HSI 64 MHz / 4 × 60 / 2, voltage
+/// scale 0, as revision V parts allow; the door's photo → decision is
+/// counted in instructions at this clock): AHB 240 MHz, APB 120 MHz, and
+/// PLL1 Q at 120 MHz for SPI1's kernel clock. Built, not run on hardware.
+fn clocks() -> embassy_stm32::Config {
+    use embassy_stm32::rcc::{
+        AHBPrescaler, APBPrescaler, Pll, PllDiv, PllMul, PllPreDiv, PllSource, Sysclk, VoltageScale,
+    };
+    let mut config = embassy_stm32::Config::default();
+    config.rcc.pll1 = Some(Pll {
+        source: PllSource::HSI,
+        prediv: PllPreDiv::DIV4,
+        mul: PllMul::MUL60,
+        divp: Some(PllDiv::DIV2),
+        divq: Some(PllDiv::DIV8),
+        divr: None,
+    });
+    config.rcc.sys = Sysclk::PLL1_P;
+    config.rcc.d1c_pre = AHBPrescaler::DIV1;
+    config.rcc.ahb_pre = AHBPrescaler::DIV2;
+    config.rcc.apb1_pre = APBPrescaler::DIV2;
+    config.rcc.apb2_pre = APBPrescaler::DIV2;
+    config.rcc.apb3_pre = APBPrescaler::DIV2;
+    config.rcc.apb4_pre = APBPrescaler::DIV2;
+    config.rcc.voltage_scale = VoltageScale::Scale0;
+    config
+}
 /// The SPI NOR chip: 16 MiB (W25Q128).
 const NOR_BYTES: u32 = 16 * 1024 * 1024;
 /// Store partition: 64 sectors (256 KiB) for 64 people.
@@ -118,7 +146,7 @@ fn main() -> ! {
 }
 
 fn run() -> Result<core::convert::Infallible, &'static str> {
-    let p = embassy_stm32::init(Default::default());
+    let p = embassy_stm32::init(clocks());
     let cp = cortex_m::Peripherals::take().ok_or("core peripherals taken")?;
     let clock = SysTickClock::start(cp.SYST, CORE_HZ);
     let model =
