@@ -1,7 +1,7 @@
 //! The door judging whole camera frames over the link: raw LFW photos go to
 //! a board (the core's server loop behind a TCP socket, as in the QEMU door
 //! image) as RGB565 frames, the board finds, aligns and judges the face
-//! with the shipped detector and `nano`, and every decision and score
+//! with the shipped detector (the doors' cascade) and `nano`, and every decision and score
 //! equals the same pipeline run directly. Also: a frame without a face is
 //! refused and logs nothing; a frame larger than the board's buffer is
 //! refused while staging. (Frames that differ from what was signed:
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
 use facegate_core::align::FACE_SIDE;
-use facegate_core::detect::{DetectConfig, Detector, Face, Frame, PixelFormat, Scratch};
+use facegate_core::detect::{DetectConfig, Detector, Face, Frame, PixelFormat, Scratch, rgb565};
 use facegate_core::door::{AuditEvent, AuditLog, Clock, Door, EngineEmbedder};
 use facegate_core::engine::Model;
 use facegate_core::face_service::{AuditHistory, Eye, FaceService};
@@ -53,13 +53,7 @@ fn rgb565_frame(data: &Path, who: &str, n: u32) -> (FrameSpec, Vec<u8>) {
     let img = image::open(&p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .to_rgb8();
-    let pixels = img
-        .pixels()
-        .flat_map(|p| {
-            let [r, g, b] = p.0.map(u16::from);
-            (((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)).to_le_bytes()
-        })
-        .collect();
+    let pixels = img.pixels().flat_map(|p| rgb565(p.0)).collect();
     let spec = FrameSpec {
         width: u16::try_from(img.width()).unwrap(),
         height: u16::try_from(img.height()).unwrap(),
@@ -136,18 +130,22 @@ impl AuditHistory for Log {
     }
 }
 
+/// The shipped detector, with the doors' cascade, and `nano`.
+fn shipped() -> (Detector<'static>, Model<'static>) {
+    let net = |n: &str| read(&format!("models/detector/{n}.fgm"));
+    let mut detector =
+        Detector::new(net("pnet"), net("rnet"), net("onet"), DetectConfig::DOOR).unwrap();
+    for small in ["pnet48", "pnet32", "pnet16"] {
+        detector = detector.with_pnet(net(small)).unwrap();
+    }
+    (detector, Model::parse(read("models/nano.fgm")).unwrap())
+}
+
 /// Boots a board with an eye on a local TCP port; returns `tcp:…`.
-fn boot_board(
-    pnet: &'static [u8],
-    rnet: &'static [u8],
-    onet: &'static [u8],
-    blob: &'static [u8],
-) -> String {
+fn boot_board(detector: Detector<'static>, model: Model<'static>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = format!("tcp:{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
-        let model = Model::parse(blob).unwrap();
-        let detector = Detector::new(pnet, rnet, onet, DetectConfig::default()).unwrap();
         let arena = vec![0i8; detector.arena_len().max(model.arena_len())].leak();
         let scratch = Box::leak(Box::new(Scratch::new()));
         let frame = vec![0u8; FRAME_BUFFER].leak();
@@ -192,14 +190,7 @@ fn boot_board(
 #[test]
 fn the_board_judges_raw_frames_as_the_pipeline_does() {
     let Some(data) = shared_data() else { return };
-    let (pnet, rnet, onet) = (
-        read("models/detector/pnet.fgm"),
-        read("models/detector/rnet.fgm"),
-        read("models/detector/onet.fgm"),
-    );
-    let blob = read("models/nano.fgm");
-    let detector = Detector::new(pnet, rnet, onet, DetectConfig::default()).unwrap();
-    let model = Model::parse(blob).unwrap();
+    let (detector, model) = shipped();
     // The door's threshold for `nano` (FAR 1e-3, `models/nano.deployment.toml`).
     let deployment = String::from_utf8(read("models/nano.deployment.toml").to_vec()).unwrap();
     let threshold: f32 = deployment
@@ -209,7 +200,7 @@ fn the_board_judges_raw_frames_as_the_pipeline_does() {
         .parse()
         .unwrap();
 
-    let mut board = Board::connect(&boot_board(pnet, rnet, onet, blob)).unwrap();
+    let mut board = Board::connect(&boot_board(detector.clone(), model)).unwrap();
     let key = SigningKey::from_bytes(&[7; 32]);
     board.claim(&key.verifying_key(), &[]).unwrap();
     board
@@ -323,13 +314,7 @@ impl Clock for Manual {
 fn a_camera_door_judges_a_person_standing_there_once_per_pause() {
     use facegate_core::face_service::LOOK_PAUSE_MS;
     let Some(data) = shared_data() else { return };
-    let (pnet, rnet, onet) = (
-        read("models/detector/pnet.fgm"),
-        read("models/detector/rnet.fgm"),
-        read("models/detector/onet.fgm"),
-    );
-    let model = Model::parse(read("models/nano.fgm")).unwrap();
-    let detector = Detector::new(pnet, rnet, onet, DetectConfig::default()).unwrap();
+    let (detector, model) = shipped();
     let (spec, frame) = rgb565_frame(&data, "Alan_Greenspan", 1);
     let mut camera = StillCamera {
         spec,

@@ -240,13 +240,11 @@ pub fn demo(root: &Path, db: &Path, owner: &Path, stranger: &Path) -> Result<()>
         let port = format!("tcp:127.0.0.1:{port}");
         let key = state.join("site.key");
         crate::provision_demo_site(root, &port, &key, db)?;
-        let grey = std::io::Cursor::new(Vec::new());
-        let nobody = {
-            let mut out = grey;
-            image::RgbImage::from_pixel(250, 250, image::Rgb([128, 128, 128]))
-                .write_to(&mut out, image::ImageFormat::Jpeg)?;
-            out.into_inner()
-        };
+        // A grey frame: nobody in view.
+        let mut nobody = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(250, 250, image::Rgb([128, 128, 128]))
+            .write_to(&mut nobody, image::ImageFormat::Jpeg)?;
+        let nobody = nobody.into_inner();
         let (a, b) = (std::fs::read(owner)?, std::fs::read(stranger)?);
         println!(
             "edge demo: the camera sees {} (1 s), nobody (2.5 s), {} (1 s), nobody (2.5 s)",

@@ -67,6 +67,53 @@ impl<'f> Eye<'f> {
     }
 }
 
+/// Stages `bytes` at `offset` of `buf` (faces and frames alike): offset 0
+/// starts anew, anything else must continue what `received` says is
+/// staged; a chunk longer than `max_chunk` is `Invalid`, one past the
+/// buffer's end `past_end`. Returns the contiguous bytes staged so far.
+fn stage_chunk(
+    buf: &mut [u8],
+    received: &mut usize,
+    offset: u32,
+    bytes: &[u8],
+    max_chunk: usize,
+    past_end: ErrorCode,
+) -> Result<u32, ErrorCode> {
+    let offset = usize::try_from(offset).map_err(|_| ErrorCode::Invalid)?;
+    if offset != 0 && offset != *received {
+        return Err(ErrorCode::FaceIncomplete);
+    }
+    if bytes.len() > max_chunk {
+        return Err(ErrorCode::Invalid);
+    }
+    let end = offset + bytes.len();
+    buf.get_mut(offset..end)
+        .ok_or(past_end)?
+        .copy_from_slice(bytes);
+    *received = end;
+    u32::try_from(end).map_err(|_| ErrorCode::Invalid)
+}
+
+/// Whether exactly `len` bytes are staged in `buf` and their SHA-256 is
+/// `sha256`; changes nothing.
+fn check_staged_bytes(
+    buf: &[u8],
+    received: usize,
+    len: usize,
+    sha256: &[u8; 32],
+) -> Result<(), ErrorCode> {
+    let staged = buf
+        .get(..len)
+        .filter(|_| received == len)
+        .ok_or(ErrorCode::FaceIncomplete)?;
+    let digest: [u8; 32] = Sha256::digest(staged).into();
+    if &digest == sha256 {
+        Ok(())
+    } else {
+        Err(ErrorCode::FaceMismatch)
+    }
+}
+
 /// Why [`FaceService::look`] judged nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -272,33 +319,19 @@ impl<S: DoorStore, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clo
     for FaceService<'_, L, E, A, C>
 {
     fn face_chunk(&mut self, offset: u32, bytes: &[u8]) -> Result<u32, ErrorCode> {
-        let offset = usize::try_from(offset).map_err(|_| ErrorCode::Invalid)?;
-        // Offset 0 starts a new face; anything else must continue the staged one.
-        if offset != 0 && offset != self.received {
-            return Err(ErrorCode::FaceIncomplete);
-        }
-        if bytes.len() > FACE_CHUNK {
-            return Err(ErrorCode::Invalid);
-        }
-        let dst = self
-            .face
-            .get_mut(offset..offset + bytes.len())
-            .ok_or(ErrorCode::Invalid)?;
-        dst.copy_from_slice(bytes);
-        self.received = offset + bytes.len();
-        u32::try_from(self.received).map_err(|_| ErrorCode::Invalid)
+        let face = &mut self.face[..];
+        stage_chunk(
+            face,
+            &mut self.received,
+            offset,
+            bytes,
+            FACE_CHUNK,
+            ErrorCode::Invalid,
+        )
     }
 
     fn check_staged(&self, face_sha256: &[u8; 32]) -> Result<(), ErrorCode> {
-        if self.received != FACE_BYTES {
-            return Err(ErrorCode::FaceIncomplete);
-        }
-        let digest: [u8; 32] = Sha256::digest(&self.face[..]).into();
-        if &digest == face_sha256 {
-            Ok(())
-        } else {
-            Err(ErrorCode::FaceMismatch)
-        }
+        check_staged_bytes(&self.face[..], self.received, FACE_BYTES, face_sha256)
     }
 
     fn verify_face(&mut self, store: &mut S) -> Result<AuditEntry, ErrorCode> {
@@ -320,22 +353,16 @@ impl<S: DoorStore, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clo
 
     fn frame_chunk(&mut self, offset: u32, bytes: &[u8]) -> Result<u32, ErrorCode> {
         let eye = self.eye.as_mut().ok_or(ErrorCode::Unsupported)?;
-        let offset = usize::try_from(offset).map_err(|_| ErrorCode::Invalid)?;
-        // Offset 0 starts a new frame; anything else must continue the staged one.
-        if offset != 0 && offset != eye.received {
-            return Err(ErrorCode::FaceIncomplete);
-        }
-        if bytes.len() > FRAME_CHUNK {
-            return Err(ErrorCode::Invalid);
-        }
-        let end = offset + bytes.len();
-        let dst = eye
-            .frame
-            .get_mut(offset..end)
-            .ok_or(ErrorCode::FaceIncomplete)?;
-        dst.copy_from_slice(bytes);
-        eye.received = end;
-        u32::try_from(end).map_err(|_| ErrorCode::Invalid)
+        // Past the buffer: the board cannot take a frame that large.
+        let past_end = ErrorCode::FaceIncomplete;
+        stage_chunk(
+            eye.frame,
+            &mut eye.received,
+            offset,
+            bytes,
+            FRAME_CHUNK,
+            past_end,
+        )
     }
 
     fn check_staged_frame(
@@ -347,14 +374,7 @@ impl<S: DoorStore, L: OutputPin, E: Embedder, A: AuditLog + AuditHistory, C: Clo
         if spec.width == 0 || spec.height == 0 {
             return Err(ErrorCode::Invalid);
         }
-        if eye.received != spec.bytes() {
-            return Err(ErrorCode::FaceIncomplete);
-        }
-        let digest: [u8; 32] = Sha256::digest(&eye.frame[..eye.received]).into();
-        if &digest != frame_sha256 {
-            return Err(ErrorCode::FaceMismatch);
-        }
-        Ok(())
+        check_staged_bytes(eye.frame, eye.received, spec.bytes(), frame_sha256)
     }
 
     fn verify_frame(&mut self, store: &mut S, spec: &FrameSpec) -> Result<AuditEntry, ErrorCode> {

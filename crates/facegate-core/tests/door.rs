@@ -364,15 +364,15 @@ fn sign(key: &SigningKey, nonce: u32, command: &Command<'_>) -> (Vec<u8>, Vec<u8
     (command, key.sign(msg).to_bytes().to_vec())
 }
 
-/// Asks the board, with `key`'s signature, for the audit page at `start`.
-fn read_audit(
+/// Asks the board `command`, signed by `key` at the store's current nonce.
+fn ask_signed(
     store: &mut RamStore<8>,
     diag: &mut impl facegate_core::protocol::device::Diagnostics<RamStore<8>>,
     key: &SigningKey,
-    start: u16,
+    command: &Command<'_>,
 ) -> Response<'static> {
     let nonce = store.nonce;
-    let (command, signature) = sign(key, nonce, &Command::ReadAudit { start });
+    let (command, signature) = sign(key, nonce, command);
     ask(
         store,
         diag,
@@ -384,6 +384,16 @@ fn read_audit(
     )
 }
 
+/// Asks the board, with `key`'s signature, for the audit page at `start`.
+fn read_audit(
+    store: &mut RamStore<8>,
+    diag: &mut impl facegate_core::protocol::device::Diagnostics<RamStore<8>>,
+    key: &SigningKey,
+    start: u16,
+) -> Response<'static> {
+    ask_signed(store, diag, key, &Command::ReadAudit { start })
+}
+
 /// Asks the board, with `key`'s signature, to verify the staged `face`.
 fn verify(
     store: &mut RamStore<8>,
@@ -391,17 +401,8 @@ fn verify(
     key: &SigningKey,
     face: &[u8],
 ) -> Response<'static> {
-    let nonce = store.nonce;
-    let (command, signature) = verify_request(key, nonce, face);
-    ask(
-        store,
-        diag,
-        &Request::Signed {
-            nonce,
-            command: &command,
-            signature: &signature,
-        },
-    )
+    let face_sha256: [u8; 32] = Sha256::digest(face).into();
+    ask_signed(store, diag, key, &Command::VerifyFace { face_sha256 })
 }
 
 /// Stages `face` chunk by chunk; returns the last `Staged` count.
@@ -623,17 +624,12 @@ fn verify_frame(
     spec: FrameSpec,
     frame: &[u8],
 ) -> Response<'static> {
-    let nonce = store.nonce;
     let frame_sha256: [u8; 32] = Sha256::digest(frame).into();
-    let (command, signature) = sign(key, nonce, &Command::VerifyFrame { spec, frame_sha256 });
-    ask(
+    ask_signed(
         store,
         diag,
-        &Request::Signed {
-            nonce,
-            command: &command,
-            signature: &signature,
-        },
+        key,
+        &Command::VerifyFrame { spec, frame_sha256 },
     )
 }
 

@@ -397,15 +397,38 @@ impl Board {
                 face.len()
             )));
         }
-        for (k, bytes) in face.chunks(FACE_CHUNK).enumerate() {
-            let offset = u32::try_from(k * FACE_CHUNK).map_err(|_| LinkError::TooLarge)?;
-            match self.ask(&Request::FaceChunk { offset, bytes })? {
+        self.stage(face, FACE_CHUNK, |offset, bytes| Request::FaceChunk {
+            offset,
+            bytes,
+        })?;
+        let face_sha256: [u8; 32] = Sha256::digest(face).into();
+        self.decision(key, &Command::VerifyFace { face_sha256 })
+    }
+
+    /// Sends `data` in chunks of `chunk` bytes, each as `request(offset, bytes)`.
+    fn stage<'d>(
+        &mut self,
+        data: &'d [u8],
+        chunk: usize,
+        request: impl Fn(u32, &'d [u8]) -> Request<'d>,
+    ) -> Result<(), LinkError> {
+        for (k, bytes) in data.chunks(chunk).enumerate() {
+            let offset = u32::try_from(k * chunk).map_err(|_| LinkError::TooLarge)?;
+            match self.ask(&request(offset, bytes))? {
                 Reply::Staged { .. } => {}
                 other => return Err(unexpected(&other)),
             }
         }
-        let face_sha256: [u8; 32] = Sha256::digest(face).into();
-        match self.signed_exchange(key, &Command::VerifyFace { face_sha256 })? {
+        Ok(())
+    }
+
+    /// A signed verification's decision.
+    fn decision(
+        &mut self,
+        key: &SigningKey,
+        command: &Command<'_>,
+    ) -> Result<AuditEntry, LinkError> {
+        match self.signed_exchange(key, command)? {
             Reply::Decision { entry, .. } => Ok(entry),
             other => Err(unexpected(&other)),
         }
@@ -433,18 +456,12 @@ impl Board {
                 pixels.len()
             )));
         }
-        for (k, bytes) in pixels.chunks(FRAME_CHUNK).enumerate() {
-            let offset = u32::try_from(k * FRAME_CHUNK).map_err(|_| LinkError::TooLarge)?;
-            match self.ask(&Request::FrameChunk { offset, bytes })? {
-                Reply::Staged { .. } => {}
-                other => return Err(unexpected(&other)),
-            }
-        }
+        self.stage(pixels, FRAME_CHUNK, |offset, bytes| Request::FrameChunk {
+            offset,
+            bytes,
+        })?;
         let frame_sha256: [u8; 32] = Sha256::digest(pixels).into();
-        match self.signed_exchange(key, &Command::VerifyFrame { spec, frame_sha256 })? {
-            Reply::Decision { entry, .. } => Ok(entry),
-            other => Err(unexpected(&other)),
-        }
+        self.decision(key, &Command::VerifyFrame { spec, frame_sha256 })
     }
 
     /// The whole audit log, oldest first, with scores (signed: only the

@@ -161,8 +161,8 @@ pub fn board_detector<B: AsRef<[u8]>>(
     Ok(d)
 }
 
-/// Builds the three blobs from the ONNX weights in `dir`, calibrated on
-/// `per_photo` crops of each photo.
+/// Builds the blobs ([`DetectorBlobs`]) from the ONNX weights in `dir`,
+/// calibrated on `per_photo` crops of each photo.
 pub fn build(
     dir: &Path,
     photos: &[Photo],

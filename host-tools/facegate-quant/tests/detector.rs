@@ -367,11 +367,7 @@ fn the_shipped_detector_finds_the_face_in_grey_and_rgb565_frames() {
         .collect();
     let rgb565: Vec<u8> = rgb
         .chunks_exact(3)
-        .flat_map(|p| {
-            let v =
-                (u16::from(p[0] >> 3) << 11) | (u16::from(p[1] >> 2) << 5) | u16::from(p[2] >> 3);
-            v.to_le_bytes()
-        })
+        .flat_map(|p| facegate_core::detect::rgb565([p[0], p[1], p[2]]))
         .collect();
     let mut found = |f: Frame<'_>| {
         let mut faces: heapless::Vec<Face, 8> = heapless::Vec::new();

@@ -23,7 +23,7 @@ use heapless::Vec;
 
 use crate::engine::{BlobError, EngineError, Model, Output};
 use boxes::{Candidate, nms, push_bounded, refine, refine_exclusive, square, trunc};
-pub use resample::{Frame, MAX_FRAME_SIDE, PixelFormat, Window, resample};
+pub use resample::{Frame, MAX_FRAME_SIDE, PixelFormat, Window, resample, rgb565};
 
 /// Candidates a stage keeps (per pyramid level, after P-Net, after R-Net).
 pub const MAX_CANDIDATES: usize = 256;
@@ -216,10 +216,9 @@ impl<'m> TileNet<'m> {
         }
     }
 
-    /// Tiles needed for `cx × cy` cells, and their input pixels in all.
-    const fn cost(&self, cx: usize, cy: usize) -> (usize, usize) {
-        let n = cx.div_ceil(self.cells) * cy.div_ceil(self.cells);
-        (n, n * self.tile * self.tile)
+    /// Input pixels of the tiles that cover `cx × cy` cells.
+    const fn cost(&self, cx: usize, cy: usize) -> usize {
+        cx.div_ceil(self.cells) * cy.div_ceil(self.cells) * self.tile * self.tile
     }
 }
 
@@ -382,7 +381,7 @@ impl<'m> Detector<'m> {
             );
             s.level.clear();
             // The tile size that covers this level with the fewest pixels.
-            let Some(pnet) = self.pnets.iter().min_by_key(|p| p.cost(cx_n, cy_n).1) else {
+            let Some(pnet) = self.pnets.iter().min_by_key(|p| p.cost(cx_n, cy_n)) else {
                 break;
             };
             let (side, cells) = (pnet.tile, pnet.cells);
@@ -432,11 +431,12 @@ impl<'m> Detector<'m> {
             min_layer *= self.config.scale_factor;
         }
         nms(&mut s.all, 0.7, false);
+        // Best first (suppression sorts by score): only those R-Net judges
+        // are refined.
+        s.all.truncate(usize::from(self.config.max_proposals));
         for c in &mut s.all {
             c.b = trunc(square(refine_exclusive(c.b, c.reg)));
         }
-        // Best first (suppression sorts by score).
-        s.all.truncate(usize::from(self.config.max_proposals));
         stats.proposals = s.all.len() as u16;
         Ok(())
     }
@@ -520,10 +520,10 @@ impl<'m> Detector<'m> {
             }
         }
         nms(&mut s.level, 0.7, false);
+        s.level.truncate(usize::from(self.config.max_refined));
         for c in &mut s.level {
             c.b = trunc(square(refine(c.b, c.reg)));
         }
-        s.level.truncate(usize::from(self.config.max_refined));
         stats.refined = u16::try_from(s.level.len()).unwrap_or(u16::MAX);
         Ok(())
     }

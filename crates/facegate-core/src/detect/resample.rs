@@ -113,6 +113,13 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// One RGB pixel as a DCMI camera's little-endian RGB565 bytes (the top 5,
+/// 6 and 5 bits): what [`PixelFormat::Rgb565`] frames hold.
+pub fn rgb565(rgb: [u8; 3]) -> [u8; 2] {
+    let [r, g, b] = rgb.map(u16::from);
+    (((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)).to_le_bytes()
+}
+
 /// A source window `[x0, x0 + w) × [y0, y0 + h)` in frame pixels; the
 /// parts outside the frame are black.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -522,6 +529,21 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn rgb565_keeps_the_top_bits_and_reads_back() {
+        assert_eq!(rgb565([255, 255, 255]), [0xFF, 0xFF]);
+        assert_eq!(rgb565([0, 0, 0]), [0, 0]);
+        for v in [[200u8, 100, 50], [7, 3, 7], [248, 252, 248]] {
+            let back = PixelFormat::Rgb565.rgb(&rgb565(v));
+            // 5/6/5 bits kept: each channel within its dropped bits.
+            assert!(
+                back.iter().zip(v).all(|(&b, o)| b.abs_diff(o) <= 7),
+                "{v:?} → {back:?}"
+            );
+            assert_eq!(rgb565(back), rgb565(v));
+        }
     }
 
     proptest::proptest! {

@@ -111,10 +111,7 @@ pub fn camera_frame(photo: &Path, format: FrameFormatArg) -> Result<(FrameSpec, 
         FrameFormatArg::Rgb565 => (
             FrameFormat::Rgb565,
             img.pixels()
-                .flat_map(|p| {
-                    let [r, g, b] = p.0.map(u16::from);
-                    (((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)).to_le_bytes()
-                })
+                .flat_map(|p| facegate_core::detect::rgb565(p.0))
                 .collect(),
         ),
         FrameFormatArg::Grey => (

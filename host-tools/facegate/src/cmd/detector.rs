@@ -223,28 +223,24 @@ impl DetectorReport {
     pub fn best_face_recall(&self) -> f64 {
         self.best_face_matched as f64 / self.photos_with_faces.max(1) as f64
     }
+    /// Share of the photos with one face in which the board's best face is it.
+    pub fn single_face_recall(&self) -> f64 {
+        self.single_face_matched as f64 / self.single_face_photos.max(1) as f64
+    }
     /// Share of the board's faces that the host found too.
     pub fn precision(&self) -> f64 {
         self.board_matched as f64 / self.board_faces.max(1) as f64
     }
 }
 
-/// Runs both detectors on every photo and compares them.
+/// Runs both detectors on every photo and compares them; the board's runs
+/// with `config`.
 pub fn evaluate(
     blobs: &[Vec<u8>],
     host: &Mtcnn,
     files: &[PathBuf],
-    door: Option<(u16, u16)>,
+    config: DetectConfig,
 ) -> Result<DetectorReport> {
-    // The same thresholds as the host's cascade; a door's caps when asked.
-    let config = match door {
-        Some((max_proposals, max_refined)) => DetectConfig {
-            max_proposals,
-            max_refined,
-            ..host.config()
-        },
-        None => host.config(),
-    };
     let board = board_detector(blobs, config)?;
     let mut arena = vec![0i8; board.arena_len()];
     let mut scratch = Box::new(Scratch::new());
@@ -316,8 +312,17 @@ fn run_eval(a: &EvalArgs) -> Result<ExitCode> {
     if let Some(n) = a.limit {
         files.truncate(n);
     }
-    let door = a.door.then_some((a.max_proposals, a.max_refined));
-    let r = evaluate(&blobs, &host, &files, door)?;
+    // The host's thresholds; a door's caps when asked.
+    let config = if a.door {
+        DetectConfig {
+            max_proposals: a.max_proposals,
+            max_refined: a.max_refined,
+            ..host.config()
+        }
+    } else {
+        host.config()
+    };
+    let r = evaluate(&blobs, &host, &files, config)?;
     println!("photos:            {}", r.photos);
     println!(
         "faces:             host {}, board {}",
@@ -339,7 +344,7 @@ fn run_eval(a: &EvalArgs) -> Result<ExitCode> {
     );
     println!(
         "one-face photos:   {:.2} % of {}: the board's best face is that face",
-        100.0 * r.single_face_matched as f64 / r.single_face_photos.max(1) as f64,
+        100.0 * r.single_face_recall(),
         r.single_face_photos
     );
     println!(
