@@ -75,14 +75,19 @@ pub fn dsp_kernel_matches_portable() -> bool {
 /// out, square kernel, stride, padding, groups. They reach every fast path
 /// and its edges: depthwise in four-lane groups with tail channels, strides
 /// and a 5×5 kernel; regular convolutions with odd pixel and channel counts;
-/// pointwise with lengths that leave tails.
-const KERNEL_SHAPES: [[usize; 8]; 6] = [
+/// pointwise with lengths that leave tails: four-pixel blocks with a pixel
+/// tail, channels past one chunk of 32, inputs of 40 (five 8-channel steps),
+/// 12 and 19 (a 4- and a 3-channel tail) and 4 (the two-by-two path).
+const KERNEL_SHAPES: [[usize; 8]; 9] = [
     [9, 7, 8, 8, 3, 1, 1, 8],
     [9, 9, 6, 6, 3, 2, 1, 6],
     [5, 5, 12, 12, 5, 1, 2, 12],
     [10, 10, 3, 5, 3, 2, 1, 1],
     [7, 6, 4, 3, 3, 1, 1, 1],
     [4, 5, 19, 7, 1, 1, 0, 1],
+    [3, 3, 40, 9, 1, 1, 0, 1],
+    [2, 3, 12, 33, 1, 1, 0, 1],
+    [5, 5, 4, 6, 1, 1, 0, 1],
 ];
 
 /// The engine's fast convolution paths as compiled for this target (DSP
@@ -105,7 +110,12 @@ pub fn kernels_match_reference() -> Option<u32> {
             let g = ConvGeometry::square(shape)?;
             let (h, w, cin, cout) = (g.in_h, g.in_w, g.in_c, g.out_c);
             let (out_h, out_w) = (g.out_h, g.out_w);
-            let (mut input, mut weights) = ([0i8; 1024], [0i8; 512]);
+            // Odd rounds start the weights one byte in: rows that are not
+            // word-aligned take the pointwise kernel's single-word loads.
+            #[repr(align(4))]
+            struct WordAligned([i8; 513]);
+            let (mut input, mut weight_store) = ([0i8; 1024], WordAligned([0; 513]));
+            let weights = &mut weight_store.0[(round % 2) as usize..];
             let (n_in, n_w, n_out) = (
                 h * w * cin,
                 cout * g.weights_per_output(),
@@ -115,15 +125,28 @@ pub fn kernels_match_reference() -> Option<u32> {
                 *v = next() as i8;
             }
             let (mut bias, mut mult, mut shift, mut neg) =
-                ([0u8; 128], [0u8; 128], [0u8; 128], [0u8; 128]);
+                ([0u8; 256], [0u8; 256], [0u8; 256], [0u8; 256]);
             for oc in 0..cout {
                 let m = (1i32 << 30) + (next() >> 2) as i32 % (1 << 30);
-                let put = |b: &mut [u8; 128], v: i32| {
+                let put = |b: &mut [u8; 256], v: i32| {
                     b[oc * 4..oc * 4 + 4].copy_from_slice(&v.to_le_bytes())
                 };
-                put(&mut bias, (next() % 20_001) as i32 - 10_000);
+                // Every fifth channel has what the fast requantisation
+                // refuses (no right shift, a left shift, a shift past 22, a
+                // bias near the i32 limit): it must take the exact path.
+                let (b, sh) = if oc % 5 == 4 {
+                    match next() % 4 {
+                        0 => (0, 0),
+                        1 => (1_000, 1),
+                        2 => (1_000, -24),
+                        _ => (0x7FFF_0000, -9),
+                    }
+                } else {
+                    ((next() % 20_001) as i32 - 10_000, -((next() % 8) as i32) - 2)
+                };
+                put(&mut bias, b);
                 put(&mut mult, m);
-                put(&mut shift, -((next() % 8) as i32) - 2);
+                put(&mut shift, sh);
                 put(&mut neg, if round % 2 == 1 { m / 4 } else { m });
             }
             let n = cout * 4;

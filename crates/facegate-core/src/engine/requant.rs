@@ -107,6 +107,90 @@ impl Multiplier {
     }
 }
 
+/// A channel's requantisation to int8 for accumulators known to stay
+/// within `±bound`: [`Multiplier::apply`], the output zero point and the
+/// clamp to int8 in four steps that need no 64-bit arithmetic — one
+/// rounding high multiply (`SMMULR` on Cortex-M: `(a·b + 2^31) >> 32`, which
+/// is the doubling high multiply of a doubled input), one add that carries
+/// the rounding nudge and the zero point (scaled by the shift, so adding it
+/// before the shift is exact), the shift, and a saturate to int8.
+///
+/// It gives the same int8 as the exact path wherever [`FastRequant::new`]
+/// accepts (the property test below holds it to that); a channel it refuses
+/// — right shift 0 or past 22, a zero point outside int8's range, or
+/// accumulators that could overflow the doubled, left-shifted input — keeps
+/// the exact path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastRequant {
+    m0: i32,
+    /// Left shift plus the doubling of the high multiply.
+    pre: u32,
+    /// `2^(right − 1) + out_zp · 2^right`.
+    nudge: i32,
+    right: u32,
+}
+
+impl FastRequant {
+    /// The fast form of `(M0, shift)` with output zero point `out_zp`, for
+    /// accumulators with `|acc| ≤ bound`; `None` where it would not be exact.
+    #[inline]
+    pub const fn new(m0: i32, shift: i32, out_zp: i32, bound: u32) -> Option<Self> {
+        // Right shifts 1..=22 (the rounding term needs one; the zero point
+        // scaled by 2^22 leaves headroom), left shifts up to 29.
+        let (left, right) = if shift > 0 { (shift, 0) } else { (0, -shift) };
+        if right < 1 || right > 22 || left > 29 || out_zp < -128 || out_zp > 128 {
+            return None;
+        }
+        let (left, right) = (left.unsigned_abs(), right.unsigned_abs());
+        let pre = left + 1;
+        // acc · 2^pre must fit i32 (then |q| < 2^30 and the add below cannot overflow).
+        if bound as u64 >= (1u64 << (31 - pre)) {
+            return None;
+        }
+        Some(Self {
+            m0,
+            pre,
+            nudge: (1 << (right - 1)) + out_zp * (1 << right),
+            right,
+        })
+    }
+
+    /// `clamp(requant(acc) + out_zp)` for `|acc| ≤ bound`.
+    #[inline(always)]
+    pub fn apply(self, acc: i32) -> i8 {
+        let q = rounding_high_mul(acc << self.pre, self.m0);
+        // Round half away from zero: the nudge, less one below zero.
+        let v = (q + self.nudge + (q >> 31)) >> self.right;
+        // Clamped to the i8 range first.
+        #[allow(clippy::cast_possible_truncation)]
+        let out = v.clamp(-128, 127) as i8;
+        out
+    }
+}
+
+/// `(a · b + 2^31) >> 32`, Cortex-M's `SMMULR`.
+#[inline(always)]
+fn rounding_high_mul(a: i32, b: i32) -> i32 {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let r: i32;
+        // SAFETY: register-only multiply; no memory, stack or flags touched.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!("smmulr {r}, {a}, {b}", r = out(reg) r, a = in(reg) a, b = in(reg) b,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        // |a · b| + 2^31 < 2^63, and the shifted value fits i32.
+        #[allow(clippy::cast_possible_truncation)]
+        let r = ((i64::from(a) * i64::from(b) + (1 << 31)) >> 32) as i32;
+        r
+    }
+}
+
 /// `x · M0 · 2^(shift − 31)`, rounded as TFLite does.
 #[inline]
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
@@ -239,6 +323,30 @@ mod tests {
             let right = (-shift).clamp(0, 31).unsigned_abs();
             let want = gemmlowp_rdbp(gemmlowp_srdhm(x.saturating_mul(1 << left), m), right);
             prop_assert_eq!(Multiplier::new(m, shift).apply(x), want);
+        }
+
+        /// Where the fast form accepts a channel, it gives the exact path's
+        /// int8 for every accumulator within its bound.
+        #[test]
+        fn fast_requant_is_exact_where_it_accepts(
+            m in any::<i32>(),
+            shift in -31i32..31,
+            zp in -130i32..130,
+            bound_bits in 0u32..31,
+            fraction in 0u32..=1000,
+            negative in any::<bool>(),
+        ) {
+            let bound = (1u32 << bound_bits) - 1;
+            let Some(fast) = FastRequant::new(m, shift, zp, bound) else { return Ok(()) };
+            let magnitude = i64::from(bound) * i64::from(fraction) / 1000;
+            let acc = i32::try_from(if negative { -magnitude } else { magnitude }).unwrap();
+            let exact = Multiplier::new(m, shift).apply(acc).saturating_add(zp).clamp(-128, 127);
+            prop_assert_eq!(i32::from(fast.apply(acc)), exact, "acc {} m {} shift {}", acc, m, shift);
+            for edge in [-i64::from(bound), i64::from(bound), 0, 1, -1] {
+                let acc = i32::try_from(edge).unwrap();
+                let exact = Multiplier::new(m, shift).apply(acc).saturating_add(zp).clamp(-128, 127);
+                prop_assert_eq!(i32::from(fast.apply(acc)), exact, "edge acc {} m {} shift {}", acc, m, shift);
+            }
         }
 
         #[test]

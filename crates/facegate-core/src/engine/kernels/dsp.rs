@@ -176,3 +176,101 @@ pub fn dot_i8_2x2(x0: &[i8], x1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
     }
     acc
 }
+
+/// Most input channels [`widen_4px`] widens (the stack buffer of the
+/// pointwise kernel: 4 pixels × 512 channels × 2 bytes).
+pub const MAX_WIDE_CIN: usize = 512;
+
+/// The first `n` channels (a multiple of 8, at most [`MAX_WIDE_CIN`]) of
+/// four pixels, sign-extended to 16-bit pairs in the order [`dot_4px`]
+/// reads them: per group of four channels, for each pixel, channels (0, 2)
+/// then (1, 3) — the pairs SXTB16 makes of a weight word.
+#[inline]
+pub fn widen_4px(rows: [&[i8]; 4], n: usize, wide: &mut [u32]) {
+    for (group, out) in wide.chunks_exact_mut(8).take(n / 4).enumerate() {
+        for (p, row) in rows.iter().enumerate() {
+            let v = word(row.get(group * 4..).unwrap_or(&[]));
+            out[p * 2] = sxtb16(v);
+            out[p * 2 + 1] = sxtb16_ror8(v);
+        }
+    }
+}
+
+/// One step of [`dot_4px`]'s loop: 8 weights (loaded by `$load`) against
+/// 8 widened channels of each of the four pixels.
+macro_rules! dot_4px_loop {
+    ($wide:expr, $w:expr, $steps:expr, $($load:literal),+) => {{
+        let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
+        // SAFETY: the loop runs `steps ≥ 1` times; each step reads 8 weight
+        // bytes and 16 widened words, within the `8 · steps` weights and
+        // `16 · steps` words the caller checked; it writes only registers.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                $($load,)+
+                "sxtb16 {wo}, {w0}, ror #8",
+                "sxtb16 {w0}, {w0}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a0}, {xe}, {w0}, {a0}",
+                "smlad {a0}, {xo}, {wo}, {a0}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a1}, {xe}, {w0}, {a1}",
+                "smlad {a1}, {xo}, {wo}, {a1}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a2}, {xe}, {w0}, {a2}",
+                "smlad {a2}, {xo}, {wo}, {a2}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a3}, {xe}, {w0}, {a3}",
+                "smlad {a3}, {xo}, {wo}, {a3}",
+                "sxtb16 {wo}, {w1}, ror #8",
+                "sxtb16 {w1}, {w1}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a0}, {xe}, {w1}, {a0}",
+                "smlad {a0}, {xo}, {wo}, {a0}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a1}, {xe}, {w1}, {a1}",
+                "smlad {a1}, {xo}, {wo}, {a1}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a2}, {xe}, {w1}, {a2}",
+                "smlad {a2}, {xo}, {wo}, {a2}",
+                "ldrd {xe}, {xo}, [{xp}], #8",
+                "smlad {a3}, {xe}, {w1}, {a3}",
+                "smlad {a3}, {xo}, {wo}, {a3}",
+                "subs {k}, {k}, #1",
+                "bne 2b",
+                xp = inout(reg) $wide.as_ptr() => _,
+                wp = inout(reg) $w.as_ptr() => _,
+                k = inout(reg) $steps => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                wo = out(reg) _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2, a3]
+    }};
+}
+
+/// `Σ x_p · w` over the first `8 · steps` channels for the four pixels
+/// widened by [`widen_4px`]: per 8 channels one (or, for weights that are
+/// not word-aligned, two) weight loads, four SXTB16, eight doubleword
+/// input loads and sixteen SMLAD — 31 instructions for 32 products, with
+/// the loop. Returns zeros when `steps` is 0 or the slices are too short.
+#[inline]
+pub fn dot_4px(wide: &[u32], w: &[i8], steps: usize, aligned: bool) -> [i32; 4] {
+    if steps == 0 || wide.len() < steps * 16 || w.len() < steps * 8 {
+        return [0; 4];
+    }
+    if aligned && (w.as_ptr() as usize) % 4 == 0 {
+        dot_4px_loop!(wide, w, steps, "ldrd {w0}, {w1}, [{wp}], #8")
+    } else {
+        dot_4px_loop!(wide, w, steps, "ldr {w0}, [{wp}], #4", "ldr {w1}, [{wp}], #4")
+    }
+}

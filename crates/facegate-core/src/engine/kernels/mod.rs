@@ -7,7 +7,7 @@
 //! tests here hold them to it on the host, and the QEMU firmware runs the
 //! same comparison on the device.
 
-use super::requant::Multiplier;
+use super::requant::{FastRequant, Multiplier};
 
 /// Shape and hyper-parameters of a convolution (NHWC, weights OHWI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +140,56 @@ impl ChannelRequant {
         let q = v.clamp(-128, 127) as i8;
         q
     }
+}
+
+/// A channel's requantisation as the fast kernels apply it: each side's
+/// [`FastRequant`] where it is exact for every accumulator the channel can
+/// produce, else the exact path (forged or unusual multipliers).
+#[derive(Clone, Copy)]
+enum OutputRequant {
+    Fast { pos: FastRequant, neg: FastRequant },
+    Exact { rq: ChannelRequant, out_zp: i32 },
+}
+
+impl OutputRequant {
+    /// Channel `oc`'s requantisation for `taps` products of int8 inputs
+    /// (zero point `in_zp`) with int8 weights.
+    #[inline]
+    fn of(p: &ChannelParams<'_>, oc: usize, taps: usize, in_zp: i32, out_zp: i32) -> Self {
+        let bound = accumulator_bound(le_i32(p.bias, oc), taps, in_zp);
+        let fast = |m: &[u8], s: &[u8]| FastRequant::new(le_i32(m, oc), le_i32(s, oc), out_zp, bound);
+        match (fast(p.mult, p.shift), fast(p.neg_mult, p.neg_shift)) {
+            (Some(pos), Some(neg)) => Self::Fast { pos, neg },
+            _ => Self::Exact {
+                rq: ChannelRequant::of(p, oc),
+                out_zp,
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn apply(self, acc: i32) -> i8 {
+        match self {
+            Self::Fast { pos, neg } => {
+                if acc >= 0 {
+                    pos.apply(acc)
+                } else {
+                    neg.apply(acc)
+                }
+            }
+            Self::Exact { rq, out_zp } => rq.apply(acc, out_zp),
+        }
+    }
+}
+
+/// The largest `|bias + Σ (x − in_zp) · w|` over `taps` products of int8
+/// values (saturated to `u32::MAX`): every accumulator the fast kernels form
+/// for the channel, with or without the zero-point correction folded in.
+fn accumulator_bound(bias: i32, taps: usize, in_zp: i32) -> u32 {
+    let per_tap = (128 + u64::from(in_zp.unsigned_abs())) * 128;
+    let taps = u64::try_from(taps).unwrap_or(u64::MAX);
+    let bound = u64::from(bias.unsigned_abs()).saturating_add(per_tap.saturating_mul(taps));
+    u32::try_from(bound).unwrap_or(u32::MAX)
 }
 
 /// One convolution's operands (everything but the output), as the
@@ -328,7 +378,8 @@ fn depthwise_lanes<const LANES: usize>(c: &Conv<'_>, output: &mut [i8], c0: usiz
     let bias: [i32; LANES] = core::array::from_fn(|j| le_i32(params.bias, c0 + j));
     let full: [i32; LANES] =
         core::array::from_fn(|j| bias[j].wrapping_sub(in_zp.wrapping_mul(weight_sum(planes[j]))));
-    let rq: [ChannelRequant; LANES] = core::array::from_fn(|j| ChannelRequant::of(params, c0 + j));
+    let rq: [OutputRequant; LANES] =
+        core::array::from_fn(|j| OutputRequant::of(params, c0 + j, taps, in_zp, out_zp));
     // `LANES` input bytes at `i`, as the four lanes of one tap.
     let lanes = |i: usize| -> [i8; 4] {
         let mut x = [0i8; 4];
@@ -374,7 +425,7 @@ fn depthwise_lanes<const LANES: usize>(c: &Conv<'_>, output: &mut [i8], c0: usiz
                 })
             };
             for j in 0..LANES {
-                output[out + j] = rq[j].apply(acc[j], out_zp);
+                output[out + j] = rq[j].apply(acc[j]);
             }
         }
     }
@@ -460,8 +511,9 @@ fn dense(c: &Conv<'_>, output: &mut [i8]) {
             let oc = (oc0 + j).min(last);
             le_i32(params.bias, oc).wrapping_sub(in_zp.wrapping_mul(weight_sum(plane(oc))))
         });
-        let rq: [ChannelRequant; CHANNEL_CHUNK] =
-            core::array::from_fn(|j| ChannelRequant::of(params, (oc0 + j).min(last)));
+        let rq: [OutputRequant; CHANNEL_CHUNK] = core::array::from_fn(|j| {
+            OutputRequant::of(params, (oc0 + j).min(last), patch_len, in_zp, out_zp)
+        });
         for px in (0..pixels).step_by(2) {
             // An odd last pixel is computed twice and stored once.
             let px1 = (px + 1).min(pixels - 1);
@@ -473,10 +525,10 @@ fn dense(c: &Conv<'_>, output: &mut [i8]) {
                 // Likewise an odd last channel.
                 let j1 = (j + 1).min(chunk - 1);
                 let a = dot_i8_2x2(p0, p1, plane(oc0 + j), plane(oc0 + j1));
-                output[px * cout + oc0 + j] = rq[j].apply(full[j].wrapping_add(a[0]), out_zp);
-                output[px * cout + oc0 + j1] = rq[j1].apply(full[j1].wrapping_add(a[1]), out_zp);
-                output[px1 * cout + oc0 + j] = rq[j].apply(full[j].wrapping_add(a[2]), out_zp);
-                output[px1 * cout + oc0 + j1] = rq[j1].apply(full[j1].wrapping_add(a[3]), out_zp);
+                output[px * cout + oc0 + j] = rq[j].apply(full[j].wrapping_add(a[0]));
+                output[px * cout + oc0 + j1] = rq[j1].apply(full[j1].wrapping_add(a[1]));
+                output[px1 * cout + oc0 + j] = rq[j].apply(full[j].wrapping_add(a[2]));
+                output[px1 * cout + oc0 + j1] = rq[j1].apply(full[j1].wrapping_add(a[3]));
             }
         }
     }
@@ -503,10 +555,16 @@ fn gather_patch(g: &ConvGeometry, input: &[i8], pad: i8, px: usize, patch: &mut 
 }
 
 /// 1×1 convolution (most of a MobileFaceNet's MACs): no padding, so the
-/// zero-point correction is one `in_zp · Σw` per output channel. Two output
-/// channels × two pixels per step, so each loaded (and, on Cortex-M,
-/// sign-extended) input and weight word serves two products.
+/// zero-point correction is one `in_zp · Σw` per output channel. On
+/// Cortex-M the DSP kernel takes four pixels × one channel per step over
+/// inputs widened once ([`dsp_conv1x1`]); elsewhere two output channels ×
+/// two pixels per step, so each loaded input and weight word serves two
+/// products.
 fn conv1x1(c: &Conv<'_>, output: &mut [i8]) {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if dsp_conv1x1(c, output) {
+        return;
+    }
     let Conv {
         g,
         input,
@@ -519,7 +577,7 @@ fn conv1x1(c: &Conv<'_>, output: &mut [i8]) {
     let channel = |oc: usize| {
         let w = &weights[oc * cin..(oc + 1) * cin];
         let base = le_i32(params.bias, oc).wrapping_sub(in_zp.wrapping_mul(weight_sum(w)));
-        (w, base, ChannelRequant::of(params, oc))
+        (w, base, OutputRequant::of(params, oc, cin, in_zp, out_zp))
     };
     let mut oc = 0;
     while oc + 2 <= cout {
@@ -529,16 +587,16 @@ fn conv1x1(c: &Conv<'_>, output: &mut [i8]) {
             let x0 = &input[px * cin..(px + 1) * cin];
             let x1 = &input[(px + 1) * cin..(px + 2) * cin];
             let [a00, a01, a10, a11] = dot_i8_2x2(x0, x1, w0, w1);
-            output[px * cout + oc] = r0.apply(b0.wrapping_add(a00), out_zp);
-            output[px * cout + oc + 1] = r1.apply(b1.wrapping_add(a01), out_zp);
-            output[(px + 1) * cout + oc] = r0.apply(b0.wrapping_add(a10), out_zp);
-            output[(px + 1) * cout + oc + 1] = r1.apply(b1.wrapping_add(a11), out_zp);
+            output[px * cout + oc] = r0.apply(b0.wrapping_add(a00));
+            output[px * cout + oc + 1] = r1.apply(b1.wrapping_add(a01));
+            output[(px + 1) * cout + oc] = r0.apply(b0.wrapping_add(a10));
+            output[(px + 1) * cout + oc + 1] = r1.apply(b1.wrapping_add(a11));
             px += 2;
         }
         if px < pixels {
             let x = &input[px * cin..(px + 1) * cin];
-            output[px * cout + oc] = r0.apply(b0.wrapping_add(dot_i8(x, w0)), out_zp);
-            output[px * cout + oc + 1] = r1.apply(b1.wrapping_add(dot_i8(x, w1)), out_zp);
+            output[px * cout + oc] = r0.apply(b0.wrapping_add(dot_i8(x, w0)));
+            output[px * cout + oc + 1] = r1.apply(b1.wrapping_add(dot_i8(x, w1)));
         }
         oc += 2;
     }
@@ -546,9 +604,76 @@ fn conv1x1(c: &Conv<'_>, output: &mut [i8]) {
         let (w, base, rq) = channel(oc);
         for px in 0..pixels {
             let x = &input[px * cin..(px + 1) * cin];
-            output[px * cout + oc] = rq.apply(base.wrapping_add(dot_i8(x, w)), out_zp);
+            output[px * cout + oc] = rq.apply(base.wrapping_add(dot_i8(x, w)));
         }
     }
+}
+
+/// Output channels whose constants the Cortex-M pointwise kernel keeps at
+/// once (each chunk widens the inputs again: one instruction per input byte
+/// against 32 products).
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+const POINTWISE_CHUNK: usize = 32;
+
+/// The Cortex-M pointwise kernel: four pixels' inputs are sign-extended to
+/// 16-bit pairs once per chunk of output channels ([`dsp::widen_4px`]), then
+/// every channel's int8 weights meet all four pixels with SMLAD
+/// ([`dsp::dot_4px`]: 31 instructions per 32 products), and the four sums
+/// are requantised with [`OutputRequant`]. Returns `false` (nothing
+/// written) for shapes it does not take: fewer than 8 or more than
+/// [`dsp::MAX_WIDE_CIN`] input channels.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+fn dsp_conv1x1(c: &Conv<'_>, output: &mut [i8]) -> bool {
+    let Conv {
+        g,
+        input,
+        in_zp,
+        weights,
+        params,
+        out_zp,
+    } = *c;
+    let (cin, cout, pixels) = (g.in_c, g.out_c, g.out_h * g.out_w);
+    if !(8..=dsp::MAX_WIDE_CIN).contains(&cin) {
+        return false;
+    }
+    let (steps, body) = (cin / 8, cin / 8 * 8);
+    // Doubleword weight loads need every row word-aligned.
+    let aligned = (weights.as_ptr() as usize) % 4 == 0 && cin % 4 == 0;
+    let mut wide = [0u32; dsp::MAX_WIDE_CIN * 2];
+    let blocks = pixels / 4 * 4;
+    for oc0 in (0..cout).step_by(POINTWISE_CHUNK) {
+        let chunk = (cout - oc0).min(POINTWISE_CHUNK);
+        let last = oc0 + chunk - 1;
+        let constants: [(i32, OutputRequant); POINTWISE_CHUNK] = core::array::from_fn(|j| {
+            let oc = (oc0 + j).min(last);
+            let w = &weights[oc * cin..(oc + 1) * cin];
+            let base = le_i32(params.bias, oc).wrapping_sub(in_zp.wrapping_mul(weight_sum(w)));
+            (base, OutputRequant::of(params, oc, cin, in_zp, out_zp))
+        });
+        for px in (0..blocks).step_by(4) {
+            let rows: [&[i8]; 4] =
+                core::array::from_fn(|p| &input[(px + p) * cin..(px + p + 1) * cin]);
+            dsp::widen_4px(rows, body, &mut wide);
+            for (j, &(base, rq)) in constants.iter().take(chunk).enumerate() {
+                let oc = oc0 + j;
+                let w = &weights[oc * cin..(oc + 1) * cin];
+                let acc = dsp::dot_4px(&wide, w, steps, aligned);
+                for (p, (&a, row)) in acc.iter().zip(rows).enumerate() {
+                    let tail = dot_i8_portable(&row[body..], &w[body..]);
+                    output[(px + p) * cout + oc] = rq.apply(base.wrapping_add(a).wrapping_add(tail));
+                }
+            }
+        }
+        for px in blocks..pixels {
+            let x = &input[px * cin..(px + 1) * cin];
+            for (j, &(base, rq)) in constants.iter().take(chunk).enumerate() {
+                let oc = oc0 + j;
+                let w = &weights[oc * cin..(oc + 1) * cin];
+                output[px * cout + oc] = rq.apply(base.wrapping_add(dsp::dot_i8(x, w)));
+            }
+        }
+    }
+    true
 }
 
 /// `Σ x · w` over equally long slices (wrapping), with the target's best kernel.

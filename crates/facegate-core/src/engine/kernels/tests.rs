@@ -49,20 +49,53 @@ fn both_kernels(
     let mult: Vec<i32> = (0..cout).map(|i| (1 << 30) + i * 1_000_003).collect();
     let shift: Vec<i32> = (0..cout).map(|i| -(i % 9) - 3).collect();
     let neg: Vec<i32> = mult.iter().map(|m| m / prelu).collect();
-    let (b, m, sh, nm) = (le(&bias), le(&mult), le(&shift), le(&neg));
+    run_both(g, &input, &weights, [&bias, &mult, &shift, &neg, &shift], in_zp, out_zp)
+}
+
+/// `g` run by both kernels with the given per-channel bias, multiplier,
+/// shift, negative-side multiplier and shift.
+fn run_both(
+    g: &ConvGeometry,
+    input: &[i8],
+    weights: &[i8],
+    channels: [&[i32]; 5],
+    in_zp: i32,
+    out_zp: i32,
+) -> (Vec<i8>, Vec<i8>) {
+    let [b, m, sh, nm, nsh] = channels.map(le);
     let params = ChannelParams {
         bias: &b,
         mult: &m,
         shift: &sh,
         neg_mult: &nm,
-        neg_shift: &sh,
+        neg_shift: &nsh,
     };
     let out = g.out_h * g.out_w * g.out_c;
     let (mut fast, mut reference) = (vec![0i8; out], vec![0i8; out]);
-    conv2d(g, &input, in_zp, &weights, &params, out_zp, &mut fast);
-    conv2d_reference(g, &input, in_zp, &weights, &params, out_zp, &mut reference);
+    conv2d(g, input, in_zp, weights, &params, out_zp, &mut fast);
+    conv2d_reference(g, input, in_zp, weights, &params, out_zp, &mut reference);
     (fast, reference)
 }
+
+/// Per-channel requantisation a forged or unusual blob may hold: any
+/// multiplier, any shift a blob can store (left shifts, no shift, shifts
+/// past 22), biases up to the i32 limits, and any zero points.
+fn wild_channels(cout: usize, seed: u64) -> [Vec<i32>; 5] {
+    let mut bytes = byte_source(seed ^ 0x5EED);
+    let mut word = move || {
+        let b = bytes(4);
+        i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
+    };
+    let mut column = |f: &mut dyn FnMut(i32) -> i32| (0..cout).map(|_| f(word())).collect();
+    [
+        column(&mut |w| if w % 3 == 0 { w } else { w % 100_000 }),
+        column(&mut |w| w),
+        column(&mut |w| w % 40),
+        column(&mut |w| w),
+        column(&mut |w| w % 40),
+    ]
+}
+
 
 /// A 1×1 convolution over `h × w` pixels.
 fn pointwise(h: usize, w: usize, cin: usize, cout: usize) -> ConvGeometry {
@@ -141,6 +174,30 @@ proptest! {
         prelu in prelu_divisor(),
     ) {
         let (fast, reference) = both_kernels(&pointwise(1, px, cin, cout), seed, in_zp, out_zp, prelu);
+        prop_assert_eq!(fast, reference);
+    }
+
+    /// Every path gives the reference's bits whatever requantisation the
+    /// blob holds: the fast requantisation where it is exact, the exact
+    /// path for the channels it refuses.
+    #[test]
+    fn any_requantisation_equals_reference(
+        h in 1usize..6, w in 1usize..6, cin in 1usize..40, cout in 1usize..10,
+        kind in 0usize..3,
+        in_zp in any::<i32>(), out_zp in -200i32..200, seed in any::<u64>(),
+    ) {
+        let in_zp = if in_zp % 4 == 0 { in_zp } else { in_zp % 129 };
+        let g = match kind {
+            0 => pointwise(h, w, cin, cout),
+            1 => ConvGeometry::square([h, w, cin, cin, 3, 1, 1, cin]).unwrap(),
+            _ => ConvGeometry::square([h, w, cin % 7 + 1, cout, 3, 2, 1, 1]).unwrap(),
+        };
+        let mut bytes = byte_source(seed);
+        let input = bytes(g.in_h * g.in_w * g.in_c);
+        let weights = bytes(g.out_c * g.weights_per_output());
+        let channels = wild_channels(g.out_c, seed);
+        let [a, b, c, d, e] = &channels;
+        let (fast, reference) = run_both(&g, &input, &weights, [a, b, c, d, e], in_zp, out_zp);
         prop_assert_eq!(fast, reference);
     }
 
