@@ -142,7 +142,10 @@ pub fn kernels_match_reference() -> Option<u32> {
                         _ => (0x7FFF_0000, -9),
                     }
                 } else {
-                    ((next() % 20_001) as i32 - 10_000, -((next() % 8) as i32) - 2)
+                    (
+                        (next() % 20_001) as i32 - 10_000,
+                        -((next() % 8) as i32) - 2,
+                    )
                 };
                 put(&mut bias, b);
                 put(&mut mult, m);

@@ -177,21 +177,44 @@ pub fn dot_i8_2x2(x0: &[i8], x1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
     acc
 }
 
-/// Most input channels [`widen_4px`] widens (the stack buffer of the
-/// pointwise kernel: 4 pixels × 512 channels × 2 bytes).
-pub const MAX_WIDE_CIN: usize = 512;
+/// Longest operand row [`widen_4px`] widens (the stack buffer of the
+/// pointwise and regular convolutions: 4 rows × 576 bytes × 2 — a 3×3
+/// patch over 64 channels, the largest the detector's nets have).
+pub const MAX_WIDE: usize = 576;
 
-/// The first `n` channels (a multiple of 8, at most [`MAX_WIDE_CIN`]) of
-/// four pixels, sign-extended to 16-bit pairs in the order [`dot_4px`]
-/// reads them: per group of four channels, for each pixel, channels (0, 2)
-/// then (1, 3) — the pairs SXTB16 makes of a weight word.
+/// The first `n` elements (a multiple of 8, at most [`MAX_WIDE`]) of four
+/// rows, sign-extended to 16-bit pairs in the order [`dot_4px`] reads them:
+/// per group of four elements, for each row, elements (0, 2) then (1, 3) —
+/// the pairs SXTB16 makes of a weight word. Past a row's end the elements
+/// are zeros, so they add nothing whatever weights meet them.
 #[inline]
 pub fn widen_4px(rows: [&[i8]; 4], n: usize, wide: &mut [u32]) {
-    for (group, out) in wide.chunks_exact_mut(8).take(n / 4).enumerate() {
-        for (p, row) in rows.iter().enumerate() {
-            let v = word(row.get(group * 4..).unwrap_or(&[]));
-            out[p * 2] = sxtb16(v);
-            out[p * 2 + 1] = sxtb16_ror8(v);
+    let [r0, r1, r2, r3] = rows.map(|r| r.chunks_exact(4));
+    // Groups inside every row: one word load each.
+    let mut done = 0;
+    for ((((out, a), b), c), d) in wide
+        .chunks_exact_mut(8)
+        .take(n / 4)
+        .zip(r0)
+        .zip(r1)
+        .zip(r2)
+        .zip(r3)
+    {
+        for (pair, v) in out
+            .chunks_exact_mut(2)
+            .zip([word(a), word(b), word(c), word(d)])
+        {
+            pair[0] = sxtb16(v);
+            pair[1] = sxtb16_ror8(v);
+        }
+        done += 1;
+    }
+    // The rest: zero-filled past each row's end.
+    for (group, out) in wide.chunks_exact_mut(8).take(n / 4).enumerate().skip(done) {
+        for (pair, row) in out.chunks_exact_mut(2).zip(rows) {
+            let v = word_tail(row.get(group * 4..).unwrap_or(&[]));
+            pair[0] = sxtb16(v);
+            pair[1] = sxtb16_ror8(v);
         }
     }
 }
@@ -271,6 +294,12 @@ pub fn dot_4px(wide: &[u32], w: &[i8], steps: usize, aligned: bool) -> [i32; 4] 
     if aligned && (w.as_ptr() as usize) % 4 == 0 {
         dot_4px_loop!(wide, w, steps, "ldrd {w0}, {w1}, [{wp}], #8")
     } else {
-        dot_4px_loop!(wide, w, steps, "ldr {w0}, [{wp}], #4", "ldr {w1}, [{wp}], #4")
+        dot_4px_loop!(
+            wide,
+            w,
+            steps,
+            "ldr {w0}, [{wp}], #4",
+            "ldr {w1}, [{wp}], #4"
+        )
     }
 }

@@ -157,7 +157,8 @@ impl OutputRequant {
     #[inline]
     fn of(p: &ChannelParams<'_>, oc: usize, taps: usize, in_zp: i32, out_zp: i32) -> Self {
         let bound = accumulator_bound(le_i32(p.bias, oc), taps, in_zp);
-        let fast = |m: &[u8], s: &[u8]| FastRequant::new(le_i32(m, oc), le_i32(s, oc), out_zp, bound);
+        let fast =
+            |m: &[u8], s: &[u8]| FastRequant::new(le_i32(m, oc), le_i32(s, oc), out_zp, bound);
         match (fast(p.mult, p.shift), fast(p.neg_mult, p.neg_shift)) {
             (Some(pos), Some(neg)) => Self::Fast { pos, neg },
             _ => Self::Exact {
@@ -488,6 +489,10 @@ const CHANNEL_CHUNK: usize = 32;
 /// zero-point correction), then two pixels × two output channels at a time
 /// go through the pointwise kernel's 2×2 block.
 fn dense(c: &Conv<'_>, output: &mut [i8]) {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if dsp_dense(c, output) {
+        return;
+    }
     let Conv {
         g,
         input,
@@ -609,11 +614,114 @@ fn conv1x1(c: &Conv<'_>, output: &mut [i8]) {
     }
 }
 
-/// Output channels whose constants the Cortex-M pointwise kernel keeps at
-/// once (each chunk widens the inputs again: one instruction per input byte
-/// against 32 products).
+/// Output channels whose constants the Cortex-M kernels keep at once (each
+/// chunk widens the inputs again: one instruction per input byte against 32
+/// products).
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-const POINTWISE_CHUNK: usize = 32;
+const WIDE_CHUNK: usize = 32;
+
+/// One chunk of output channels of the Cortex-M pointwise and regular
+/// convolutions: each channel's zero-point-corrected bias and requantisation.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+struct WideChannels<'a> {
+    weights: &'a [i8],
+    /// Weights per output channel (the operand rows' length).
+    len: usize,
+    /// Output channels of the layer (the output's pixel stride).
+    cout: usize,
+    oc0: usize,
+    count: usize,
+    constants: [(i32, OutputRequant); WIDE_CHUNK],
+    /// Every weight row starts on a word (doubleword loads).
+    aligned: bool,
+    /// The layer's rows from `first_padded` on (those whose last 8-element
+    /// step would run past the weights), copied with zeros after them.
+    last_rows: [i8; 2 * dsp::MAX_WIDE],
+    first_padded: usize,
+}
+
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+impl<'a> WideChannels<'a> {
+    /// Channels `oc0..oc0 + count` (`count` ≥ 1, at most [`WIDE_CHUNK`]).
+    fn new(c: &Conv<'a>, len: usize, oc0: usize, count: usize) -> Self {
+        let last = oc0 + count - 1;
+        let weights = c.weights;
+        // A row's padded end reaches at most 7 bytes past it, so only the
+        // last ⌈7 / len⌉ + 1 rows (two for len ≥ 7) can run past the weights.
+        let rows = weights.len() / len.max(1);
+        let first_padded = rows.saturating_sub(2);
+        let mut last_rows = [0i8; 2 * dsp::MAX_WIDE];
+        if len % 8 != 0 {
+            let tail = &weights[first_padded * len..rows * len];
+            last_rows[..tail.len()].copy_from_slice(tail);
+        }
+        Self {
+            weights,
+            len,
+            cout: c.g.out_c,
+            oc0,
+            count,
+            constants: core::array::from_fn(|j| {
+                let oc = (oc0 + j).min(last);
+                let w = &weights[oc * len..(oc + 1) * len];
+                let base =
+                    le_i32(c.params.bias, oc).wrapping_sub(c.in_zp.wrapping_mul(weight_sum(w)));
+                (
+                    base,
+                    OutputRequant::of(c.params, oc, len, c.in_zp, c.out_zp),
+                )
+            }),
+            aligned: (weights.as_ptr() as usize) % 4 == 0 && len % 4 == 0,
+            last_rows,
+            first_padded,
+        }
+    }
+
+    /// The four operand rows (`len` long: four pixels' inputs, or four
+    /// gathered patches) against every channel of the chunk: widened once
+    /// and zero-padded to whole 8-element steps ([`dsp::widen_4px`]), then
+    /// SMLAD over those steps ([`dsp::dot_4px`]: 31 instructions per 32
+    /// products; a weight row's step that runs past its end reads the next
+    /// row's first weights, which meet the zeros), requantised and stored for
+    /// output pixels `px..px + stored` (rows past `stored` are padding:
+    /// computed, not stored).
+    #[inline(always)]
+    fn block4(
+        &self,
+        rows: [&[i8]; 4],
+        wide: &mut [u32],
+        px: usize,
+        stored: usize,
+        output: &mut [i8],
+    ) {
+        let (len, cout) = (self.len, self.cout);
+        let steps = len.div_ceil(8);
+        dsp::widen_4px(rows, steps * 8, wide);
+        for (j, &(base, rq)) in self.constants.iter().take(self.count).enumerate() {
+            let oc = self.oc0 + j;
+            // The layer's last rows would read past the weights: their padded copy.
+            let w = self
+                .weights
+                .get(oc * len..oc * len + steps * 8)
+                .unwrap_or_else(|| {
+                    let at = oc.saturating_sub(self.first_padded) * len;
+                    self.last_rows.get(at..).unwrap_or(&[])
+                });
+            let acc = dsp::dot_4px(wide, w, steps, self.aligned);
+            if stored == 4 {
+                let [a, b, c, d] = acc.map(|a| rq.apply(base.wrapping_add(a)));
+                output[px * cout + oc] = a;
+                output[(px + 1) * cout + oc] = b;
+                output[(px + 2) * cout + oc] = c;
+                output[(px + 3) * cout + oc] = d;
+            } else {
+                for (p, &a) in acc.iter().enumerate().take(stored) {
+                    output[(px + p) * cout + oc] = rq.apply(base.wrapping_add(a));
+                }
+            }
+        }
+    }
+}
 
 /// The Cortex-M pointwise kernel: four pixels' inputs are sign-extended to
 /// 16-bit pairs once per chunk of output channels ([`dsp::widen_4px`]), then
@@ -621,7 +729,7 @@ const POINTWISE_CHUNK: usize = 32;
 /// ([`dsp::dot_4px`]: 31 instructions per 32 products), and the four sums
 /// are requantised with [`OutputRequant`]. Returns `false` (nothing
 /// written) for shapes it does not take: fewer than 8 or more than
-/// [`dsp::MAX_WIDE_CIN`] input channels.
+/// [`dsp::MAX_WIDE`] input channels.
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 fn dsp_conv1x1(c: &Conv<'_>, output: &mut [i8]) -> bool {
     let Conv {
@@ -633,18 +741,18 @@ fn dsp_conv1x1(c: &Conv<'_>, output: &mut [i8]) -> bool {
         out_zp,
     } = *c;
     let (cin, cout, pixels) = (g.in_c, g.out_c, g.out_h * g.out_w);
-    if !(8..=dsp::MAX_WIDE_CIN).contains(&cin) {
+    if !(8..=dsp::MAX_WIDE).contains(&cin) {
         return false;
     }
     let (steps, body) = (cin / 8, cin / 8 * 8);
     // Doubleword weight loads need every row word-aligned.
     let aligned = (weights.as_ptr() as usize) % 4 == 0 && cin % 4 == 0;
-    let mut wide = [0u32; dsp::MAX_WIDE_CIN * 2];
+    let mut wide = [0u32; dsp::MAX_WIDE * 2];
     let blocks = pixels / 4 * 4;
-    for oc0 in (0..cout).step_by(POINTWISE_CHUNK) {
-        let chunk = (cout - oc0).min(POINTWISE_CHUNK);
+    for oc0 in (0..cout).step_by(WIDE_CHUNK) {
+        let chunk = (cout - oc0).min(WIDE_CHUNK);
         let last = oc0 + chunk - 1;
-        let constants: [(i32, OutputRequant); POINTWISE_CHUNK] = core::array::from_fn(|j| {
+        let constants: [(i32, OutputRequant); WIDE_CHUNK] = core::array::from_fn(|j| {
             let oc = (oc0 + j).min(last);
             let w = &weights[oc * cin..(oc + 1) * cin];
             let base = le_i32(params.bias, oc).wrapping_sub(in_zp.wrapping_mul(weight_sum(w)));
@@ -660,7 +768,8 @@ fn dsp_conv1x1(c: &Conv<'_>, output: &mut [i8]) -> bool {
                 let acc = dsp::dot_4px(&wide, w, steps, aligned);
                 for (p, (&a, row)) in acc.iter().zip(rows).enumerate() {
                     let tail = dot_i8_portable(&row[body..], &w[body..]);
-                    output[(px + p) * cout + oc] = rq.apply(base.wrapping_add(a).wrapping_add(tail));
+                    output[(px + p) * cout + oc] =
+                        rq.apply(base.wrapping_add(a).wrapping_add(tail));
                 }
             }
         }
@@ -671,6 +780,44 @@ fn dsp_conv1x1(c: &Conv<'_>, output: &mut [i8]) -> bool {
                 let w = &weights[oc * cin..(oc + 1) * cin];
                 output[px * cout + oc] = rq.apply(base.wrapping_add(dsp::dot_i8(x, w)));
             }
+        }
+    }
+    true
+}
+
+/// The Cortex-M regular convolution: four output pixels' patches gathered
+/// (as [`dense`] does) and put through [`WideChannels::block4`]; a last
+/// block of fewer pixels repeats its last patch. Returns `false` (nothing
+/// written) for patches shorter than 8 or longer than [`dsp::MAX_WIDE`], or
+/// a zero point that is not an int8.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+fn dsp_dense(c: &Conv<'_>, output: &mut [i8]) -> bool {
+    let g = c.g;
+    let (len, cout, pixels) = (g.weights_per_output(), g.out_c, g.out_h * g.out_w);
+    let Ok(pad) = i8::try_from(c.in_zp) else {
+        return false;
+    };
+    if !(8..=dsp::MAX_WIDE.min(MAX_PATCH)).contains(&len) || output.len() < pixels * cout {
+        return false;
+    }
+    let output = &mut output[..pixels * cout];
+    let mut wide = [0u32; dsp::MAX_WIDE * 2];
+    let mut patches = [[0i8; MAX_PATCH]; 4];
+    for oc0 in (0..cout).step_by(WIDE_CHUNK) {
+        let chunk = WideChannels::new(c, len, oc0, (cout - oc0).min(WIDE_CHUNK));
+        for px in (0..pixels).step_by(4) {
+            let stored = (pixels - px).min(4);
+            for (p, patch) in patches.iter_mut().enumerate() {
+                gather_patch(g, c.input, pad, px + p.min(stored - 1), &mut patch[..len]);
+            }
+            let [a, b, d, e] = &patches;
+            chunk.block4(
+                [&a[..len], &b[..len], &d[..len], &e[..len]],
+                &mut wide,
+                px,
+                stored,
+                output,
+            );
         }
     }
     true

@@ -49,7 +49,14 @@ fn both_kernels(
     let mult: Vec<i32> = (0..cout).map(|i| (1 << 30) + i * 1_000_003).collect();
     let shift: Vec<i32> = (0..cout).map(|i| -(i % 9) - 3).collect();
     let neg: Vec<i32> = mult.iter().map(|m| m / prelu).collect();
-    run_both(g, &input, &weights, [&bias, &mult, &shift, &neg, &shift], in_zp, out_zp)
+    run_both(
+        g,
+        &input,
+        &weights,
+        [&bias, &mult, &shift, &neg, &shift],
+        in_zp,
+        out_zp,
+    )
 }
 
 /// `g` run by both kernels with the given per-channel bias, multiplier,
@@ -95,7 +102,6 @@ fn wild_channels(cout: usize, seed: u64) -> [Vec<i32>; 5] {
         column(&mut |w| w % 40),
     ]
 }
-
 
 /// A 1×1 convolution over `h × w` pixels.
 fn pointwise(h: usize, w: usize, cin: usize, cout: usize) -> ConvGeometry {
