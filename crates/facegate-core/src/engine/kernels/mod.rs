@@ -758,10 +758,25 @@ fn dsp_conv1x1(c: &Conv<'_>, output: &mut [i8]) -> bool {
             let base = le_i32(params.bias, oc).wrapping_sub(in_zp.wrapping_mul(weight_sum(w)));
             (base, OutputRequant::of(params, oc, cin, in_zp, out_zp))
         });
+        let first = &weights[oc0 * cin..(oc0 + chunk) * cin];
+        let mut sums = [[0i32; 4]; WIDE_CHUNK];
         for px in (0..blocks).step_by(4) {
             let rows: [&[i8]; 4] =
                 core::array::from_fn(|p| &input[(px + p) * cin..(px + p + 1) * cin]);
             dsp::widen_4px(rows, body, &mut wide);
+            if body == cin {
+                // Whole 8-channel steps: the row loop runs in the assembly.
+                dsp::dot_4px_rows(&wide, first, steps, chunk, aligned, &mut sums);
+                for (j, (&(base, rq), acc)) in constants.iter().zip(&sums).take(chunk).enumerate() {
+                    let oc = oc0 + j;
+                    let [a, b, c, d] = acc.map(|a| rq.apply(base.wrapping_add(a)));
+                    output[px * cout + oc] = a;
+                    output[(px + 1) * cout + oc] = b;
+                    output[(px + 2) * cout + oc] = c;
+                    output[(px + 3) * cout + oc] = d;
+                }
+                continue;
+            }
             for (j, &(base, rq)) in constants.iter().take(chunk).enumerate() {
                 let oc = oc0 + j;
                 let w = &weights[oc * cin..(oc + 1) * cin];
