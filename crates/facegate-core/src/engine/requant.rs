@@ -128,6 +128,8 @@ pub struct FastRequant {
     /// `2^(right − 1) + out_zp · 2^right`.
     nudge: i32,
     right: u32,
+    /// All ones, or zero for a rescale without right shift (no rounding step).
+    round_below_zero: i32,
 }
 
 impl FastRequant {
@@ -152,7 +154,28 @@ impl FastRequant {
             pre,
             nudge: (1 << (right - 1)) + out_zp * (1 << right),
             right,
+            round_below_zero: -1,
         })
+    }
+
+    /// The form [`FastRequant::rescale`] uses: no zero point, and a right
+    /// shift of 0 allowed too (then the high multiply's result is the value).
+    #[inline]
+    pub const fn new_rescale(m0: i32, shift: i32, bound: u32) -> Option<Self> {
+        if shift == 0 || (shift > 0 && shift <= 29) {
+            let pre = shift.unsigned_abs() + 1;
+            if bound as u64 >= (1u64 << (31 - pre)) {
+                return None;
+            }
+            return Some(Self {
+                m0,
+                pre,
+                nudge: 0,
+                right: 0,
+                round_below_zero: 0,
+            });
+        }
+        Self::new(m0, shift, 0, bound)
     }
 
     /// `clamp(requant(acc) + out_zp)` for `|acc| ≤ bound`.
@@ -165,6 +188,29 @@ impl FastRequant {
         #[allow(clippy::cast_possible_truncation)]
         let out = v.clamp(-128, 127) as i8;
         out
+    }
+}
+
+impl FastRequant {
+    /// [`Multiplier::apply`] of `acc` (`|acc| ≤ bound`) without the zero
+    /// point and clamp: exact for a form built by [`FastRequant::new_rescale`].
+    #[inline(always)]
+    pub fn rescale(self, acc: i32) -> i32 {
+        let q = rounding_high_mul(acc << self.pre, self.m0);
+        (q + self.nudge + ((q >> 31) & self.round_below_zero)) >> self.right
+    }
+
+    /// A bound on `|rescale(acc)|` over `|acc| ≤ bound` (a form built with
+    /// `out_zp = 0`): `bound · 2^left · |M0| / 2^(31 + right)`, plus one for
+    /// the roundings.
+    pub const fn rescaled_bound(self, bound: u32) -> u32 {
+        let scaled = ((bound as u64) << (self.pre - 1)) * (self.m0.unsigned_abs() as u64);
+        let b = (scaled >> 31 >> self.right) + 1;
+        if b > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            b as u32
+        }
     }
 }
 
@@ -346,6 +392,27 @@ mod tests {
                 let acc = i32::try_from(edge).unwrap();
                 let exact = Multiplier::new(m, shift).apply(acc).saturating_add(zp).clamp(-128, 127);
                 prop_assert_eq!(i32::from(fast.apply(acc)), exact, "edge acc {} m {} shift {}", acc, m, shift);
+            }
+        }
+
+        /// The rescaling form (any right shift up to 22, none included)
+        /// gives [`Multiplier::apply`] exactly, within the bound it states.
+        #[test]
+        fn fast_rescale_is_exact_within_its_bound(
+            m in any::<i32>(),
+            shift in -31i32..31,
+            bound_bits in 0u32..31,
+            fraction in 0u32..=1000,
+            negative in any::<bool>(),
+        ) {
+            let bound = (1u32 << bound_bits) - 1;
+            let Some(fast) = FastRequant::new_rescale(m, shift, bound) else { return Ok(()) };
+            let magnitude = i64::from(bound) * i64::from(fraction) / 1000;
+            for acc in [magnitude, -magnitude, i64::from(bound), -i64::from(bound)] {
+                let acc = i32::try_from(if negative { -acc } else { acc }).unwrap();
+                let exact = Multiplier::new(m, shift).apply(acc);
+                prop_assert_eq!(fast.rescale(acc), exact, "acc {} m {} shift {}", acc, m, shift);
+                prop_assert!(exact.unsigned_abs() <= fast.rescaled_bound(bound), "acc {} m {} shift {}", acc, m, shift);
             }
         }
 

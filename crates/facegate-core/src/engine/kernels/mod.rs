@@ -883,7 +883,41 @@ pub fn add(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) {
     if avx2::available() && avx2::add(p, a, b, out) {
         return;
     }
+    if add_fast(p, a, b, out) {
+        return;
+    }
     add_reference(p, a, b, out);
+}
+
+/// The residual addition with [`FastRequant`]'s steps for all three
+/// rescales (one rounding high multiply, an add and a shift each), where
+/// the parameters let every one of them be exact: the inputs' rescales
+/// for `|x − zp| · 2^20`, the output's for the bound their sum can reach.
+/// Returns `false` (nothing written) where one of them would not be.
+fn add_fast(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> bool {
+    let input = |zp: i32, (m, s): (i32, i32)| {
+        let bound = (128 + u64::from(zp.unsigned_abs())) << ADD_LEFT_SHIFT;
+        FastRequant::new_rescale(m, s, u32::try_from(bound).ok()?).map(|f| (f, bound))
+    };
+    let (Some((fa, ba)), Some((fb, bb))) = (input(p.a_zp, p.a_mult), input(p.b_zp, p.b_mult))
+    else {
+        return false;
+    };
+    #[allow(clippy::cast_possible_truncation)] // both bounds are below 2^31 (checked by `input`)
+    let sum = u64::from(fa.rescaled_bound(ba as u32)) + u64::from(fb.rescaled_bound(bb as u32));
+    let Some(fo) = u32::try_from(sum)
+        .ok()
+        .and_then(|sum| FastRequant::new(p.out_mult.0, p.out_mult.1, p.out_zp, sum))
+    else {
+        return false;
+    };
+    let (a_zp, b_zp) = (p.a_zp, p.b_zp);
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        let xa = fa.rescale((i32::from(x) - a_zp) << ADD_LEFT_SHIFT);
+        let yb = fb.rescale((i32::from(y) - b_zp) << ADD_LEFT_SHIFT);
+        *o = fo.apply(xa + yb);
+    }
+    true
 }
 
 mod reference;

@@ -207,6 +207,29 @@ proptest! {
         prop_assert_eq!(fast, reference);
     }
 
+    /// With the parameters a quantiser writes (inputs rescaled by at most
+    /// one half, the output by about 2^-20), the scalar fast addition
+    /// takes the layer and gives the reference's bits.
+    #[test]
+    fn fast_add_takes_quantiser_parameters(
+        n in 1usize..100, seed in any::<u64>(),
+        zps in (any::<i8>(), any::<i8>(), any::<i8>()),
+        m0 in prop::array::uniform3((1i32 << 30)..i32::MAX),
+        input_shifts in (-6i32..=0, -6i32..=0),
+        out_shift in -22i32..=-12,
+    ) {
+        let mut bytes = byte_source(seed);
+        let (a, b) = (bytes(n), bytes(n));
+        let p = AddParams {
+            a_zp: i32::from(zps.0), b_zp: i32::from(zps.1), out_zp: i32::from(zps.2),
+            a_mult: (m0[0], input_shifts.0), b_mult: (m0[1], input_shifts.1), out_mult: (m0[2], out_shift),
+        };
+        let (mut scalar, mut reference) = (vec![0i8; n], vec![0i8; n]);
+        prop_assert!(add_fast(&p, &a, &b, &mut scalar));
+        add_reference(&p, &a, &b, &mut reference);
+        prop_assert_eq!(scalar, reference);
+    }
+
     /// The residual addition (AVX2 where the CPU has it) gives the
     /// reference's bits for any lengths, zero points and rescales, left
     /// shifts and saturation included.
@@ -227,7 +250,12 @@ proptest! {
         let mut reference = vec![0i8; n];
         add(&p, &a, &b, &mut fast);
         add_reference(&p, &a, &b, &mut reference);
-        prop_assert_eq!(fast, reference);
+        prop_assert_eq!(&fast, &reference);
+        // The scalar fast form (Cortex-M and hosts without AVX2), where it applies.
+        let mut scalar = vec![0i8; n];
+        if add_fast(&p, &a, &b, &mut scalar) {
+            prop_assert_eq!(&scalar, &reference);
+        }
     }
 }
 
