@@ -424,3 +424,78 @@ pub fn dot_4px_rows(
         rows_loop!("ldr {w0}, [{wp}], #4", "ldr {w1}, [{wp}], #4");
     }
 }
+
+/// One 3×3 depthwise window of four neighbouring channels, every tap inside
+/// the input: `acc[j] += Σ x · w` with `window` starting at the window's
+/// top-left tap of channel 0, `ch` bytes between horizontally adjacent taps
+/// and `row_step` between rows, and the taps packed as (0, 2) / (1, 3)
+/// halves. Unrolled: per tap one load, one doubleword weight load, two
+/// SXTB16, four single-lane MACs and one pointer step. Returns `false`
+/// (nothing changed) when the window does not fit in `window`.
+#[inline(always)]
+pub fn window3x3_4(
+    acc: &mut [i32; 4],
+    window: &[i8],
+    ch: usize,
+    row_step: usize,
+    taps: &[[u32; 2]; 9],
+) -> bool {
+    let Some(rowskip) = row_step.checked_sub(2 * ch) else {
+        return false;
+    };
+    if window.len() < 2 * row_step + 2 * ch + 4 {
+        return false;
+    }
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    macro_rules! tap {
+        ($step:literal) => {
+            concat!(
+                "ldr {x}, [{p}]\n",
+                "ldrd {we}, {wo}, [{tp}], #8\n",
+                "sxtb16 {xo}, {x}, ror #8\n",
+                "sxtb16 {x}, {x}\n",
+                "smlabb {a0}, {x}, {we}, {a0}\n",
+                "smlatt {a2}, {x}, {we}, {a2}\n",
+                "smlabb {a1}, {xo}, {wo}, {a1}\n",
+                "smlatt {a3}, {xo}, {wo}, {a3}\n",
+                "add {p}, {p}, ",
+                $step,
+                "\n",
+            )
+        };
+    }
+    // SAFETY: reads 4 bytes at each of the nine taps, the furthest
+    // 2 · row_step + 2 · ch bytes in (checked above), and the 72 bytes of
+    // `taps`; writes only registers.
+    #[allow(unsafe_code)]
+    unsafe {
+        core::arch::asm!(
+            tap!("{ch}"), tap!("{ch}"), tap!("{skip}"),
+            tap!("{ch}"), tap!("{ch}"), tap!("{skip}"),
+            tap!("{ch}"), tap!("{ch}"),
+            "ldr {x}, [{p}]",
+            "ldrd {we}, {wo}, [{tp}]",
+            "sxtb16 {xo}, {x}, ror #8",
+            "sxtb16 {x}, {x}",
+            "smlabb {a0}, {x}, {we}, {a0}",
+            "smlatt {a2}, {x}, {we}, {a2}",
+            "smlabb {a1}, {xo}, {wo}, {a1}",
+            "smlatt {a3}, {xo}, {wo}, {a3}",
+            p = inout(reg) window.as_ptr() => _,
+            tp = inout(reg) taps.as_ptr() => _,
+            ch = in(reg) ch,
+            skip = in(reg) rowskip,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            x = out(reg) _,
+            xo = out(reg) _,
+            we = out(reg) _,
+            wo = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    *acc = [a0, a1, a2, a3];
+    true
+}

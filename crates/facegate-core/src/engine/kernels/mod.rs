@@ -388,6 +388,10 @@ fn depthwise_lanes<const LANES: usize>(c: &Conv<'_>, output: &mut [i8], c0: usiz
         x
     };
     let row_step = g.in_w * ch;
+    // A 3×3 window of four channels runs as unrolled assembly on Cortex-M.
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    let taps3x3 = (LANES == 4 && g.kh == 3 && g.kw == 3)
+        .then(|| core::array::from_fn::<[u32; 2], 9, _>(|t| [packed[t].even, packed[t].odd]));
     for oy in 0..g.out_h {
         let rows_inside = (oy_lo..oy_hi).contains(&oy);
         for ox in 0..g.out_w {
@@ -397,6 +401,15 @@ fn depthwise_lanes<const LANES: usize>(c: &Conv<'_>, output: &mut [i8], c0: usiz
                     ((oy * g.stride - g.pad_top) * g.in_w + ox * g.stride - g.pad_left) * ch + c0;
                 let mut acc = [0i32; 4];
                 acc[..LANES].copy_from_slice(&full);
+                #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+                if let (Some(taps), Some(window)) = (&taps3x3, input.get(top_left..)) {
+                    if dsp::window3x3_4(&mut acc, window, ch, row_step, taps) {
+                        for j in 0..LANES {
+                            output[out + j] = rq[j].apply(acc[j]);
+                        }
+                        continue;
+                    }
+                }
                 for (ky, row_taps) in packed.chunks_exact(g.kw).enumerate() {
                     let mut at_x = top_left + ky * row_step;
                     for &tap in row_taps {
