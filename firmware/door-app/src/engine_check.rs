@@ -77,8 +77,10 @@ pub fn dsp_kernel_matches_portable() -> bool {
 /// and a 5×5 kernel; regular convolutions with odd pixel and channel counts;
 /// pointwise with lengths that leave tails: four-pixel blocks with a pixel
 /// tail, channels past one chunk of 32, inputs of 40 (five 8-channel steps),
-/// 12 and 19 (a 4- and a 3-channel tail) and 4 (the two-by-two path).
-const KERNEL_SHAPES: [[usize; 8]; 9] = [
+/// 12 and 19 (a 4- and a 3-channel tail) and 4 (the two-by-two path);
+/// regular convolutions whose patches are whole 8-byte steps (72, and 8
+/// over two chunks of output channels) as well as ragged ones (27, 36).
+const KERNEL_SHAPES: [[usize; 8]; 11] = [
     [9, 7, 8, 8, 3, 1, 1, 8],
     [9, 9, 6, 6, 3, 2, 1, 6],
     [5, 5, 12, 12, 5, 1, 2, 12],
@@ -88,6 +90,8 @@ const KERNEL_SHAPES: [[usize; 8]; 9] = [
     [3, 3, 40, 9, 1, 1, 0, 1],
     [2, 3, 12, 33, 1, 1, 0, 1],
     [5, 5, 4, 6, 1, 1, 0, 1],
+    [4, 4, 8, 6, 3, 1, 1, 1],
+    [5, 5, 2, 40, 2, 1, 0, 1],
 ];
 
 /// The engine's fast convolution paths as compiled for this target (DSP
