@@ -131,6 +131,11 @@ fn main() {
     if let Ok(bytes) = std::fs::read(root.join("fuzz/seeds/tiny_mfn_random.fgm")) {
         write(&out.join("model_blob"), "tiny_mfn_random.fgm", &bytes);
     }
+    // A blob whose requantisation shift is i32::MIN (it overflowed a
+    // negation in the fast requantisation's set-up).
+    if let Ok(bytes) = std::fs::read(root.join("fuzz/seeds/model_blob-shift-min")) {
+        write(&out.join("model_blob"), "shift-min.bin", &bytes);
+    }
     for blob in ["models/nano.fgm", "models/mfn.fgm"] {
         if let Ok(bytes) = std::fs::read(root.join(blob)) {
             let name = Path::new(blob).file_name().expect("name").to_string_lossy();

@@ -139,7 +139,12 @@ impl FastRequant {
     pub const fn new(m0: i32, shift: i32, out_zp: i32, bound: u32) -> Option<Self> {
         // Right shifts 1..=22 (the rounding term needs one; the zero point
         // scaled by 2^22 leaves headroom), left shifts up to 29.
-        let (left, right) = if shift > 0 { (shift, 0) } else { (0, -shift) };
+        // A blob may hold any shift, i32::MIN included: negate without overflow.
+        let (left, right) = if shift > 0 {
+            (shift, 0)
+        } else {
+            (0, shift.saturating_neg())
+        };
         if right < 1 || right > 22 || left > 29 || out_zp < -128 || out_zp > 128 {
             return None;
         }
@@ -351,6 +356,18 @@ mod tests {
                 assert_eq!(rounding_divide_by_pot(a, e), gemmlowp_rdbp(a, e), "{a} {e}");
             }
         }
+    }
+
+    /// Shifts a forged blob may hold (the model_blob fuzzer found i32::MIN
+    /// overflowing a negation) are refused, not a panic.
+    #[test]
+    fn fast_forms_refuse_extreme_shifts() {
+        for shift in [i32::MIN, i32::MIN + 1, -23, 30, 31, i32::MAX] {
+            assert_eq!(FastRequant::new(1 << 30, shift, 0, 0), None, "{shift}");
+            assert_eq!(FastRequant::new_rescale(1 << 30, shift, 0), None, "{shift}");
+        }
+        assert!(FastRequant::new(1 << 30, -22, 128, 1000).is_some());
+        assert!(FastRequant::new_rescale(1 << 30, 0, 1000).is_some());
     }
 
     proptest! {
