@@ -7,14 +7,17 @@
 //! - [`allpairs`]: every genuine and impostor pair of a labelled set, by
 //!   matrix products and histogram counting (LFW: ~240 k genuine, ~87 M impostor).
 //! - [`identification`]: open-set 1:N (rank-1, DIR at FAR).
-//! - [`lighting`]: grey and side-lit copies of a set, and the threshold that
-//!   holds under every lighting.
+//! - [`lighting`]: grey and side-lit copies of a set.
+//! - [`calibration`]: the door threshold that holds for strangers from
+//!   several sources under several lightings, and how well such a promise
+//!   carries to a source left out.
 //!
 //! Everything is deterministic: the same scores give the same numbers.
 #![deny(missing_docs)]
 
 pub mod allpairs;
 pub mod cache;
+pub mod calibration;
 pub mod deploy;
 pub mod embedder;
 pub mod faces;

@@ -1,18 +1,15 @@
-//! Faces under other light: grey and side-lit copies of a set, and a door
-//! threshold that holds under all of them.
+//! Faces under other light: grey and side-lit copies of a set.
 //!
 //! A threshold chosen on colour LFW alone promised FAR 1e-3 and let 3–4×
 //! more strangers through on other sources, and on grey side-lit faces a
 //! quarter of them: when light dominates a face, every two faces look more
-//! alike. So the deployment threshold is the strictest of the thresholds
-//! each lighting needs ([`strictest_advice`]), and faces from sources it was
-//! not chosen on check the promise (the model card's robustness rows).
+//! alike. So each lighting is a stranger condition of its own, and the
+//! deployment threshold is the strictest any of them needs
+//! ([`crate::calibration::strictest_advice`]).
 
 use serde::Serialize;
 
-use crate::deploy::{CURVE_FARS, DeploymentAdvice};
 use crate::faces::{FACE_SIZE, Face};
-use crate::roc::{OperatingPoint, Roc, ScoreHistogram};
 
 /// How a face is lit for an evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -91,79 +88,9 @@ impl Lighting {
     }
 }
 
-/// The share of `impostor` scores at or above `threshold`, counted from the
-/// histogram bin that holds it (the conservative side: a whole bin more
-/// than the exact count at most). `None` for an empty histogram.
-pub fn far_at(impostor: &ScoreHistogram, threshold: f64) -> Option<f64> {
-    let total = impostor.total();
-    if total == 0 {
-        return None;
-    }
-    // Edges rise with the index; the last edge at or below the threshold
-    // counts every score that could be accepted.
-    let k = (0..=impostor.len())
-        .take_while(|&k| impostor.edge(k) <= threshold + 1e-9)
-        .last()
-        .unwrap_or(0);
-    let above: u64 = impostor.counts()[k.min(impostor.len())..].iter().sum();
-    Some(above as f64 / total as f64)
-}
-
-/// The deployment advice that holds under every lighting in `rocs` (all
-/// pairs of the same set, the first the stored faces): each curve point
-/// takes the strictest threshold any lighting needs for that FAR, its FAR
-/// is the worst lighting's there, its TAR the stored faces'. `None` when
-/// `target_far` is not resolvable in some lighting.
-pub fn strictest_advice(
-    rocs: &[(Lighting, &Roc)],
-    target_far: f64,
-    model_hash: &str,
-    model: String,
-    set_name: &str,
-) -> Option<DeploymentAdvice> {
-    let (_, stored) = rocs.first()?;
-    let pooled = |far: f64| -> Option<OperatingPoint> {
-        let threshold = rocs
-            .iter()
-            .map(|(_, r)| r.tar_at_far(far).map(|p| p.threshold))
-            .try_fold(f64::NEG_INFINITY, |m, t| t.map(|t| m.max(t)))?;
-        let worst_far = rocs
-            .iter()
-            .map(|(_, r)| r.at_threshold(threshold).far)
-            .fold(0.0, f64::max);
-        Some(OperatingPoint {
-            threshold,
-            far: worst_far,
-            tar: stored.at_threshold(threshold).tar,
-        })
-    };
-    let point = pooled(target_far)?;
-    let mut far_curve: Vec<OperatingPoint> = CURVE_FARS.iter().filter_map(|&f| pooled(f)).collect();
-    far_curve.dedup_by(|a, b| a.threshold == b.threshold);
-    let names: Vec<&str> = rocs.iter().map(|(l, _)| l.name()).collect();
-    Some(DeploymentAdvice {
-        model_hash: model_hash.into(),
-        model,
-        target_far,
-        threshold: point.threshold,
-        measured_far: point.far,
-        expected_tar: point.tar,
-        measured_on: format!(
-            "{set_name} all pairs ({} genuine, {} impostor), the strictest threshold of {} light; FAR the worst of them, TAR on the stored faces",
-            stored.genuine,
-            stored.impostor,
-            names.join(", ")
-        ),
-        flip_test: false,
-        far_curve,
-        held_out: Vec::new(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roc::DEFAULT_BINS;
 
     fn face() -> Face {
         let n = (FACE_SIZE * FACE_SIZE) as usize;
@@ -195,67 +122,5 @@ mod tests {
         let gs = Lighting::GreySideLit.apply(&face(), 0);
         assert!(gs.rgb.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]));
         assert_ne!(gs, Lighting::Grey.apply(&face(), 0));
-    }
-
-    fn roc_of(genuine: &[f32], impostor: &[f32]) -> Roc {
-        let (mut g, mut i) = (
-            ScoreHistogram::new(DEFAULT_BINS),
-            ScoreHistogram::new(DEFAULT_BINS),
-        );
-        genuine.iter().for_each(|&s| g.add(s));
-        impostor.iter().for_each(|&s| i.add(s));
-        Roc::new(&g, &i).unwrap()
-    }
-
-    #[test]
-    fn the_strictest_lighting_sets_the_threshold() {
-        // 1000 impostors each; under grey light they score 0.3 higher.
-        let imp: Vec<f32> = (0..1000).map(|k| k as f32 / 2000.0).collect();
-        let grey_imp: Vec<f32> = imp.iter().map(|s| s + 0.3).collect();
-        let genuine: Vec<f32> = (0..100).map(|k| 0.5 + k as f32 / 250.0).collect();
-        let colour = roc_of(&genuine, &imp);
-        let grey = roc_of(&genuine, &grey_imp);
-        let t_colour = colour.tar_at_far(1e-2).unwrap().threshold;
-        let t_grey = grey.tar_at_far(1e-2).unwrap().threshold;
-        assert!(t_grey > t_colour + 0.25, "{t_colour} {t_grey}");
-        let a = strictest_advice(
-            &[(Lighting::Colour, &colour), (Lighting::Grey, &grey)],
-            1e-2,
-            "ab",
-            "m".into(),
-            "set",
-        )
-        .unwrap();
-        assert_eq!(a.threshold, t_grey);
-        assert!(a.measured_far <= 1e-2 && a.measured_far > 0.0);
-        // The TAR is the stored faces' at the strict threshold: lower than at their own.
-        assert!(a.expected_tar < colour.tar_at_far(1e-2).unwrap().tar);
-        assert_eq!(a.expected_tar, colour.at_threshold(t_grey).tar);
-        // Colour alone gives its own threshold back.
-        let c = strictest_advice(
-            &[(Lighting::Colour, &colour)],
-            1e-2,
-            "ab",
-            "m".into(),
-            "set",
-        )
-        .unwrap();
-        assert_eq!(c.threshold, t_colour);
-        // A FAR no lighting resolves gives no advice.
-        assert!(
-            strictest_advice(&[(Lighting::Colour, &colour)], 1e-4, "", "m".into(), "s").is_none()
-        );
-    }
-
-    #[test]
-    fn far_at_counts_scores_from_the_threshold_up() {
-        let mut h = ScoreHistogram::new(DEFAULT_BINS);
-        for s in [0.1f32, 0.5, 0.9, 0.95] {
-            h.add(s);
-        }
-        assert_eq!(far_at(&h, 0.0), Some(1.0));
-        assert_eq!(far_at(&h, 0.7), Some(0.5));
-        assert_eq!(far_at(&h, 0.99), Some(0.0));
-        assert_eq!(far_at(&ScoreHistogram::new(8), 0.5), None);
     }
 }

@@ -517,7 +517,25 @@ pub fn run(a: CardArgs) -> Result<ExitCode> {
             |r: &Enrollment| &r.model_hash,
             "an enrollment report",
             "facegate eval-enroll --out",
-        )?;
+        )?
+        // It reports FRR and FAR at the door's threshold: one it was not
+        // measured at would be a wrong row.
+        .filter(|r| {
+            let deployed = robust.as_ref().map(|x| x.threshold as f32);
+            let same = deployed.is_none_or(|t| (t - r.threshold).abs() < 1e-6);
+            if !same {
+                eprintln!(
+                    "{} was measured at threshold {}, not the deployed {:?}: rerun `facegate eval-enroll --model {} --deployment {} --out {}`",
+                    f(".enrollment.json").display(),
+                    r.threshold,
+                    deployed.unwrap_or_default(),
+                    f(".fgm").display(),
+                    f(".deployment.toml").display(),
+                    f(".enrollment.json").display(),
+                );
+            }
+            same
+        });
         card.models.push(ModelEntry {
             name: name.clone(),
             preset: format!("{:?}", cfg.preset).to_lowercase(),
@@ -678,7 +696,7 @@ fn markdown(c: &Card) -> String {
                 .collect();
             let _ = writeln!(
                 s,
-                "| threshold for open-set FAR ≤ {} by site size (`facegate provision --open-set-far {OPEN_SET_FAR}`; bound: templates × the engine's 1:1 FAR on LFW all pairs) | {} |",
+                "| threshold for open-set FAR ≤ {} by site size (`facegate provision --open-set-far {OPEN_SET_FAR}`; bound: templates × the engine's 1:1 FAR, the worst of the door threshold's stranger sets) | {} |",
                 pct(OPEN_SET_FAR),
                 sizes.join("; ")
             );
