@@ -31,6 +31,12 @@ pub enum GraphError {
         /// Why.
         reason: String,
     },
+    /// The output cannot take a constant shift ([`FloatNet::shift_output`]).
+    #[error("cannot shift the embedding: {reason}")]
+    Shift {
+        /// Why.
+        reason: String,
+    },
     /// Something the quantizer does not support, or an inconsistent graph.
     #[error("{}: node {node:?} ({op}): {reason}", path.display())]
     Unsupported {
@@ -868,6 +874,51 @@ impl FloatNet {
         self.shapes = shapes;
         self.input = map[self.input];
         self.output = map[self.output];
+    }
+
+    /// Subtracts `center` from the output (one value per channel), folded
+    /// into the bias of the convolution that writes it: exact in float and
+    /// free at run time. The output must be written by a convolution with
+    /// no activation after it, read by no other layer.
+    pub fn shift_output(&mut self, center: &[f32]) -> Result<(), GraphError> {
+        let out = self.output;
+        let shift = |reason: &str| GraphError::Shift {
+            reason: reason.into(),
+        };
+        if self.shapes.get(out).map(Shape::len) != Some(center.len()) {
+            return Err(shift(&format!(
+                "the center has {} values, the output {}",
+                center.len(),
+                self.shapes.get(out).map_or(0, Shape::len)
+            )));
+        }
+        if center.iter().any(|c| !c.is_finite()) {
+            return Err(shift("the center is not finite"));
+        }
+        if self.layers.iter().any(|l| l.reads().contains(&out)) {
+            return Err(shift("another layer reads the output"));
+        }
+        let writer = self.layers.iter_mut().find(|l| match l {
+            Layer::Conv { output, .. }
+            | Layer::Add { output, .. }
+            | Layer::MaxPool { output, .. } => *output == out,
+        });
+        match writer {
+            Some(Layer::Conv {
+                bias, prelu: None, ..
+            }) if bias.len() == center.len() => {
+                for (b, c) in bias.iter_mut().zip(center) {
+                    *b -= c;
+                }
+                Ok(())
+            }
+            Some(Layer::Conv { prelu: Some(_), .. }) => {
+                Err(shift("an activation follows the last convolution"))
+            }
+            _ => Err(shift(
+                "the output is not written by a convolution over whole channels",
+            )),
+        }
     }
 
     /// Swaps the spatial axes of the whole network: for a network trained

@@ -132,3 +132,36 @@ fn engine_follows_qdq_semantics_op_by_op() {
         );
     }
 }
+
+/// Centering the embedding moves every output by exactly the center, and
+/// refuses outputs a bias cannot move.
+#[test]
+fn shifting_the_output_subtracts_the_center_from_every_face() {
+    let face: Vec<f32> = (0..112 * 112 * 3)
+        .map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0)
+        .collect();
+    for kind in [0u8, 3, 7] {
+        let mut n = net(kind);
+        let before = n.run(face.clone()).swap_remove(n.output);
+        let center: Vec<f32> = (0..8).map(|k| k as f32 * 0.25 - 1.0).collect();
+        n.shift_output(&center).unwrap();
+        let after = n.run(face.clone()).swap_remove(n.output);
+        for ((a, b), c) in after.iter().zip(&before).zip(&center) {
+            assert!((a - (b - c)).abs() < 1e-5, "kind {kind}: {a} vs {b} - {c}");
+        }
+        // The wrong length changes nothing.
+        let err = n.shift_output(&[0.0; 3]).unwrap_err().to_string();
+        assert!(err.contains("3 values, the output 8"), "{err}");
+        assert_eq!(n.run(face.clone()).swap_remove(n.output), after);
+    }
+    // An activation after the last convolution cannot be moved by its bias.
+    let mut n = net(1);
+    n.layers.truncate(1);
+    n.shapes.truncate(2);
+    n.output = 1;
+    let err = n
+        .shift_output(&vec![0.0; 56 * 56 * 8])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("activation"), "{err}");
+}

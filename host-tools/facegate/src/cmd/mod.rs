@@ -5,6 +5,7 @@ pub mod bench_losses;
 pub mod bench_photo;
 pub mod bench_train;
 pub mod board;
+pub mod center;
 pub mod claim_token;
 pub mod db;
 pub mod detector;
@@ -47,6 +48,8 @@ enum Command {
     TrainViews(train_views::TrainViewsArgs),
     /// Write a training run's embedder as float ONNX (BatchNorm folded).
     Export(export::ExportArgs),
+    /// Centre a float embedder on the mean face of its training faces (folded into its last bias).
+    Center(center::CenterArgs),
     /// Draw the 2-D feature spaces the six losses learn on Fashion-MNIST (one PNG grid).
     Viz(viz::VizArgs),
     /// Model presets: parameters, MACs, activations.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::TrainViews(a) => train_views::run(a),
         Command::Model(c) => model::run(c),
         Command::Export(a) => export::run(a),
+        Command::Center(a) => center::run(a),
         Command::Viz(a) => viz::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
