@@ -19,8 +19,8 @@
 # firmware's self-test runs both shipped blobs), the host latency (with onnxruntime
 # beside it when bench/setup-ort.sh has run), and `facegate model card` (LFW
 # float / QDQ / engine, the door threshold for FAR 1e-3 that holds for the
-# strangers of LFW under four lightings and of UTKFace, held-out ORL and
-# UTKFace's children). Both models' enrollment reports are
+# strangers of LFW under four lightings, of UTKFace and of ORL, held-out
+# UTKFace children). Both models' enrollment reports are
 # remeasured: the card may move either deployment threshold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
