@@ -60,6 +60,9 @@ pub struct StrangerRow {
     pub set: String,
     pub lighting: String,
     pub faces: usize,
+    /// Photos the detector found no face in (not counted).
+    #[serde(default)]
+    pub not_found: usize,
     pub impostor: u64,
     /// The threshold this set alone needs for FAR 1e-3.
     pub threshold_at_1e3: Option<f64>,
@@ -75,6 +78,16 @@ pub struct StrangerRow {
     pub people_confused: Option<(usize, usize)>,
 }
 
+/// A source left out of the threshold's choice, and (for labelled sets)
+/// how many pairs of its people the others' threshold confuses.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransferRow {
+    #[serde(flatten)]
+    pub transfer: Transfer,
+    #[serde(default)]
+    pub people_confused: Option<(usize, usize)>,
+}
+
 /// Everything the robustness section shows.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Robustness {
@@ -84,7 +97,7 @@ pub struct Robustness {
     pub strangers: Vec<StrangerRow>,
     /// Each source left out of the choice in turn.
     #[serde(default)]
-    pub transfer: Vec<Transfer>,
+    pub transfer: Vec<TransferRow>,
     pub held_out: Vec<HeldOutRow>,
     pub threshold: f64,
     pub promised_far: f64,
@@ -163,14 +176,11 @@ pub fn measure(
         })
         .collect();
     let (older, children) = utkface_sets(data)?;
-    let mut utk_curves = Vec::new();
     for l in UTK_LIGHTINGS {
-        let curve = stranger_curve(engine, &older, l, cache)?;
-        utk_curves.push((l, curve.clone()));
         strangers.push(Strangers {
             source: UTK_OLDER.into(),
             condition: l.name().into(),
-            curve,
+            curve: stranger_curve(engine, &older, l, cache)?,
         });
     }
     let orl = orl(engine, &data.join("orl"))?;
@@ -192,7 +202,13 @@ pub fn measure(
         engine.name(),
     )
     .context("FAR 1e-3 is not resolvable on every stranger set")?;
-    let transfer = leave_one_source_out(&strangers, TARGET_FAR);
+    let transfer = leave_one_source_out(&strangers, TARGET_FAR)
+        .into_iter()
+        .map(|x| TransferRow {
+            people_confused: (x.left_out == ORL).then(|| orl.people_confused(x.threshold)),
+            transfer: x,
+        })
+        .collect();
     let t = advice.threshold;
     let mut lighting = Vec::new();
     for (l, report, roc) in &reports {
@@ -214,45 +230,27 @@ pub fn measure(
             tar_deployed: at.tar,
         });
     }
-    let mut stranger_rows: Vec<StrangerRow> = utk_curves
+    // Every set chosen on but LFW's (whose rows are the lighting table).
+    let orl_at = orl.roc.at_threshold(t);
+    let stranger_rows: Vec<StrangerRow> = strangers
         .iter()
-        .map(|(l, c)| StrangerRow {
-            set: UTK_OLDER.into(),
-            lighting: l.name().into(),
-            faces: older.files.len(),
-            impostor: c.impostor_pairs(),
-            threshold_at_1e3: c.threshold_for(TARGET_FAR),
-            far_deployed: c.far_at(t),
-            genuine: 0,
-            tar_deployed: None,
-            people_confused: None,
+        .filter(|x| x.source != "LFW")
+        .map(|x| {
+            let is_orl = x.source == ORL;
+            StrangerRow {
+                set: x.source.clone(),
+                lighting: x.condition.clone(),
+                faces: if is_orl { orl.faces } else { older.files.len() },
+                not_found: if is_orl { orl.not_found } else { 0 },
+                impostor: x.curve.impostor_pairs(),
+                threshold_at_1e3: x.curve.threshold_for(TARGET_FAR),
+                far_deployed: x.curve.far_at(t),
+                genuine: if is_orl { orl.roc.genuine } else { 0 },
+                tar_deployed: is_orl.then_some(orl_at.tar),
+                people_confused: is_orl.then(|| orl.people_confused(t)),
+            }
         })
         .collect();
-    let at = orl.roc.at_threshold(t);
-    stranger_rows.push(StrangerRow {
-        set: if orl.not_found > 0 {
-            format!("{ORL} ({} photos without a detected face)", orl.not_found)
-        } else {
-            ORL.into()
-        },
-        lighting: Lighting::Grey.name().into(),
-        faces: orl.faces,
-        impostor: orl.roc.impostor,
-        threshold_at_1e3: orl.roc.tar_at_far(TARGET_FAR).map(|p| p.threshold),
-        far_deployed: at.far,
-        genuine: orl.roc.genuine,
-        tar_deployed: Some(at.tar),
-        people_confused: Some(orl.people_confused(t)),
-    });
-    for x in &transfer {
-        if x.left_out == ORL {
-            let (k, of) = orl.people_confused(x.threshold);
-            eprintln!(
-                "ORL at the others' threshold {:.4}: {k} of {of} pairs of people confused",
-                x.threshold
-            );
-        }
-    }
     let children_curve = stranger_curve(engine, &children, Lighting::Colour, cache)?;
     let held_out = vec![HeldOutRow {
         set: "UTKFace children aged 0–12 (unlabelled: every pair a stranger pair)".into(),
@@ -456,7 +454,7 @@ pub fn markdown(r: &Robustness, name: &str) -> String {
 
     use super::pct;
     let mut s = String::new();
-    let conditions = 4 + r.strangers.len();
+    let conditions = r.lighting.len() + r.strangers.len();
     let _ = writeln!(
         s,
         "**Light and other sources (int8 engine).** The door threshold `{:.4}` (`models/{name}.deployment.toml`) is the strictest of the thresholds for FAR 1e-3 that {conditions} stranger sets need: LFW under four lightings (`facegate eval --lighting …`), UTKFace's {} faces of people aged 13 and older in colour and grey side-lit light (unlabelled: every pair counted as strangers, so the few people pictured twice make the threshold stricter, not looser), and ORL's 40 people photographed by one camera in one room, as a door sees its visitors. It promises FAR ≤ {} on all of them. The transfer rows choose the threshold with one source left out and measure the FAR on it: how far the promise carries to people and photos it was not chosen on. Held-out rows were never chosen on.\n",
@@ -495,14 +493,12 @@ pub fn markdown(r: &Robustness, name: &str) -> String {
                 "| {} | {} | {} | {} / {} | {} | {}{} | {} |",
                 x.set,
                 x.lighting,
-                x.faces,
+                faces_cell(x.faces, x.not_found),
                 x.genuine,
                 x.impostor,
                 x.threshold_at_1e3.map_or("–".into(), |t| format!("{t:.4}")),
                 pct(x.far_deployed),
-                x.people_confused.map_or(String::new(), |(k, of)| format!(
-                    " ({k} of {of} pairs of people)"
-                )),
+                people_cell(x.people_confused),
                 x.tar_deployed.map_or("–".into(), pct),
             );
         }
@@ -514,14 +510,15 @@ pub fn markdown(r: &Robustness, name: &str) -> String {
         );
         let _ = writeln!(s, "|---|---|---|---|");
         for x in &r.transfer {
+            let (t, confused) = (&x.transfer, people_cell(x.people_confused));
             let _ = writeln!(
                 s,
-                "| {} | {:.4} | {} | {} ({:.2}×) |",
-                x.left_out,
-                x.threshold,
-                pct(x.promised_far),
-                pct(x.far),
-                x.ratio(),
+                "| {} | {:.4} | {} | {} ({:.2}×){confused} |",
+                t.left_out,
+                t.threshold,
+                pct(t.promised_far),
+                pct(t.far),
+                t.ratio(),
             );
         }
     }
@@ -536,15 +533,11 @@ pub fn markdown(r: &Robustness, name: &str) -> String {
         } else {
             "–".into()
         };
-        let faces = if h.not_found > 0 {
-            format!("{} ({} without a detected face)", h.faces, h.not_found)
-        } else {
-            h.faces.to_string()
-        };
         let _ = writeln!(
             s,
-            "| {} | {faces} | {} / {} | {} | {} ({ratio}) | {} |",
+            "| {} | {} | {} / {} | {} | {} ({ratio}) | {} |",
             h.set,
+            faces_cell(h.faces, h.not_found),
             h.genuine,
             h.impostor,
             h.tar_at_1e3.map_or("–".into(), pct),
@@ -554,4 +547,20 @@ pub fn markdown(r: &Robustness, name: &str) -> String {
     }
     s.push('\n');
     s
+}
+
+/// "397 (3 without a detected face)".
+fn faces_cell(faces: usize, not_found: usize) -> String {
+    if not_found > 0 {
+        format!("{faces} ({not_found} without a detected face)")
+    } else {
+        faces.to_string()
+    }
+}
+
+/// " (16 of 780 pairs of people)" where counted.
+fn people_cell(confused: Option<(usize, usize)>) -> String {
+    confused.map_or(String::new(), |(k, of)| {
+        format!(" ({k} of {of} pairs of people)")
+    })
 }
