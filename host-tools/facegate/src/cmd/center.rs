@@ -34,7 +34,8 @@ pub struct CenterArgs {
     /// evaluation set.
     #[arg(long = "faces", value_name = "DIR", required = true)]
     faces: Vec<PathBuf>,
-    /// Faces to average, spread evenly over all the folders' files.
+    /// Faces to average at most: every k-th of all the folders' files,
+    /// k = ceil(files / this).
     #[arg(long, default_value_t = 4000)]
     images: usize,
     /// How pixels are scaled for the model's input.
